@@ -1,0 +1,308 @@
+"""Typed, validated configuration: the three sections of an experiment.
+
+An experiment is three frozen dataclasses, one per section of a ``train_one`` call or a
+sweep file:
+
+* ``[data]``  -> :class:`MixtureSpec`  (SPEC sections 1 and 4)
+* ``[model]`` -> :class:`ModelConfig`  (function class, head, certified bound)
+* ``[train]`` -> :class:`TrainConfig`  (InfoNCE with K negatives, optimiser, steps)
+
+Every field is checked when the dataclass is built, and a bad value raises a one-line
+``ValueError`` naming the field and the value. Fields listed in :data:`SWEEPABLE` do not
+change any array shape: the compiled training program takes them as (traced) inputs, so a
+grid over them is one ``jit(vmap(train))`` call. All other fields are static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+GEOMETRIES = ("chain", "interleaved", "lattice")
+MODEL_KINDS = ("linear", "mlp", "lipschitz_mlp", "rff")
+HEADS = ("ball", "sphere")
+NEGATIVE_MODES = ("shared", "independent")
+SCHEDULES = ("constant", "cosine")
+
+#: (section, field) pairs that never change an array shape; the training program takes
+#: them as inputs, so they can be swept inside one compiled program.
+SWEEPABLE: dict[str, tuple[str, ...]] = {
+    "data": ("gap", "cluster_separation", "set_extent"),
+    "model": ("lipschitz", "bandwidth"),
+    "train": ("temperature", "learning_rate"),
+}
+#: flat names of the swept inputs of ``train(key, swept)``; unique across sections.
+SWEPT_NAMES: tuple[str, ...] = tuple(n for names in SWEEPABLE.values() for n in names)
+
+
+def _is_tracer(value: Any) -> bool:
+    try:
+        import jax
+
+        return isinstance(value, jax.core.Tracer)
+    except Exception:  # pragma: no cover - jax always importable in practice
+        return False
+
+
+def _fail(section: str, name: str, value: Any, why: str) -> None:
+    raise ValueError(f"{section}.{name}: {why}, got {value!r}")
+
+
+def _check_int(section: str, name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(section, name, value, "must be an integer")
+    if value < minimum:
+        _fail(section, name, value, f"must be at least {minimum}")
+
+
+def _check_real(
+    section: str, name: str, value: Any, *, positive: bool = False, minimum: float | None = None
+) -> None:
+    if _is_tracer(value):
+        return  # swept inside a compiled program; validated on the host before tracing
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)  # numpy scalars, 0-d arrays
+        except (TypeError, ValueError):
+            _fail(section, name, value, "must be a real number")
+    if not math.isfinite(value):
+        _fail(section, name, value, "must be finite")
+    if positive and value <= 0:
+        _fail(section, name, value, "must be > 0")
+    if minimum is not None and value < minimum:
+        _fail(section, name, value, f"must be >= {minimum}")
+
+
+def _check_choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(section, name, value, f"must be one of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    """A mixture of clusters of disjoint but intertwined augmentation sets (SPEC 1, 4).
+
+    Attributes:
+      geometry: ``chain`` (parallel segments, consecutive gap δ: β = δ, D_c = (n−1)δ),
+        ``interleaved`` (alternating comb teeth, period nδ: β = δ, D_c = ⌊n/2⌋δ) or
+        ``lattice`` (a δ-grid coloured so every pair of sets touches: β = δ, D_c = δ).
+      n_clusters: number of clusters ``m`` (at least 2).
+      sets_per_cluster: ``n`` sets in every cluster, or one count per cluster
+        (imbalanced clusters: weights ``π_c = n_c / N``).
+      points_per_set: points in each set's point cloud (static shape).
+      input_dim: ambient dimension ``D`` (at least 2: each cluster is a 2-D layout
+        embedded by a random orthogonal map).
+      gap: δ, the set distance between neighbouring sets of a cluster (> 0). Sweepable.
+      cluster_separation: Δ, the smallest distance between points of two different
+        clusters (> 0). Sweepable.
+      set_extent: length of a segment (chain) or tooth (interleaved). Sweepable.
+    """
+
+    geometry: str = "chain"
+    n_clusters: int = 3
+    sets_per_cluster: int | tuple[int, ...] = 4
+    points_per_set: int = 32
+    input_dim: int = 2
+    gap: float = 0.05
+    cluster_separation: float = 3.0
+    set_extent: float = 1.0
+
+    def __post_init__(self) -> None:
+        s = "data"
+        _check_choice(s, "geometry", self.geometry, GEOMETRIES)
+        _check_int(s, "n_clusters", self.n_clusters, 2)
+        spc = self.sets_per_cluster
+        if isinstance(spc, list):
+            object.__setattr__(self, "sets_per_cluster", tuple(spc))
+            spc = self.sets_per_cluster
+        if isinstance(spc, tuple):
+            if len(spc) != self.n_clusters:
+                _fail(s, "sets_per_cluster", spc, f"needs one count per cluster ({self.n_clusters})")
+            for c in spc:
+                _check_int(s, "sets_per_cluster", c, 2)
+            if len(set(spc)) == 1:  # normalise a uniform tuple to the plain count
+                object.__setattr__(self, "sets_per_cluster", spc[0])
+        else:
+            _check_int(s, "sets_per_cluster", spc, 2)
+        _check_int(s, "points_per_set", self.points_per_set, 2)
+        _check_int(s, "input_dim", self.input_dim, 2)
+        _check_real(s, "gap", self.gap, positive=True)
+        _check_real(s, "cluster_separation", self.cluster_separation, positive=True)
+        _check_real(s, "set_extent", self.set_extent, positive=True)
+        if self.geometry == "lattice":
+            need = 2 * (max(self.set_counts) // 2)
+            if self.points_per_set < need:
+                _fail(
+                    s, "points_per_set", self.points_per_set,
+                    f"lattice with {max(self.set_counts)} sets per cluster needs at least {need}",
+                )
+        if self.geometry == "interleaved" and self.points_per_set < 4:
+            _fail(s, "points_per_set", self.points_per_set, "interleaved combs need at least 4")
+
+    @property
+    def set_counts(self) -> tuple[int, ...]:
+        """Number of sets in each cluster."""
+        spc = self.sets_per_cluster
+        return tuple(spc) if isinstance(spc, tuple) else (spc,) * self.n_clusters
+
+    @property
+    def n_sets(self) -> int:
+        """Total number of augmentation sets ``N``."""
+        return sum(self.set_counts)
+
+    @property
+    def cluster_weights(self) -> tuple[float, ...]:
+        """``π_c = n_c / N`` (every set carries equal weight)."""
+        return tuple(n / self.n_sets for n in self.set_counts)
+
+    @property
+    def balanced(self) -> bool:
+        return len(set(self.set_counts)) == 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A function class of certified complexity and its output head.
+
+    Attributes:
+      kind: ``linear`` (Lip = ‖W‖₂ ≤ lipschitz), ``mlp`` (unconstrained; its certified
+        bound is whatever Π‖W_l‖₂ it ends with), ``lipschitz_mlp`` (each of ``depth``
+        layers kept at spectral norm ≤ lipschitz^(1/depth)) or ``rff`` (fixed random
+        Fourier features of ``width`` features and ``bandwidth``, norm-bounded readout).
+      width: hidden width (MLPs) or number of random features (rff).
+      depth: number of linear layers of an MLP (at least 1).
+      lipschitz: the configured bound ``L`` (ignored by ``mlp``). Sweepable.
+      out_dim: representation dimension ``d``.
+      head: ``ball`` (projection onto the unit ball, 1-Lipschitz) or ``sphere``
+        (normalisation, the SimCLR convention; not Lipschitz near 0).
+      bandwidth: length scale of the rff features (ω ~ N(0, I / bandwidth²)). Sweepable.
+    """
+
+    kind: str = "lipschitz_mlp"
+    width: int = 64
+    depth: int = 3
+    lipschitz: float = 1.0
+    out_dim: int = 3
+    head: str = "ball"
+    bandwidth: float = 1.0
+
+    def __post_init__(self) -> None:
+        s = "model"
+        _check_choice(s, "kind", self.kind, MODEL_KINDS)
+        _check_int(s, "width", self.width, 1)
+        _check_int(s, "depth", self.depth, 1)
+        _check_real(s, "lipschitz", self.lipschitz, positive=True)
+        _check_int(s, "out_dim", self.out_dim, 1)
+        _check_choice(s, "head", self.head, HEADS)
+        _check_real(s, "bandwidth", self.bandwidth, positive=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """InfoNCE training: K negatives, temperature τ, Adam, a fixed number of steps.
+
+    Attributes:
+      steps: optimisation steps (one ``lax.scan``).
+      batch_size: anchors per step.
+      negatives: K, the number of negatives per anchor (at least 1).
+      temperature: τ (> 0). Sweepable.
+      learning_rate: Adam's step size. Sweepable.
+      negative_mode: ``shared`` (one pool of K i.i.d. negatives per step used by every
+        anchor) or ``independent`` (K fresh negatives per anchor); same expected loss.
+      schedule: ``constant`` or ``cosine`` (decay to zero over ``steps``).
+      eval_batch: anchors in the fixed evaluation batch behind ``loss_final``.
+      curve_points: length of the subsampled loss curve returned.
+    """
+
+    steps: int = 1500
+    batch_size: int = 256
+    negatives: int = 16
+    temperature: float = 0.5
+    learning_rate: float = 3e-3
+    negative_mode: str = "shared"
+    schedule: str = "constant"
+    eval_batch: int = 8192
+    curve_points: int = 50
+
+    def __post_init__(self) -> None:
+        s = "train"
+        _check_int(s, "steps", self.steps, 1)
+        _check_int(s, "batch_size", self.batch_size, 1)
+        _check_int(s, "negatives", self.negatives, 1)
+        _check_real(s, "temperature", self.temperature, positive=True)
+        _check_real(s, "learning_rate", self.learning_rate, positive=True)
+        _check_choice(s, "negative_mode", self.negative_mode, NEGATIVE_MODES)
+        _check_choice(s, "schedule", self.schedule, SCHEDULES)
+        _check_int(s, "eval_batch", self.eval_batch, 1)
+        _check_int(s, "curve_points", self.curve_points, 1)
+
+
+SECTIONS: dict[str, type] = {"data": MixtureSpec, "model": ModelConfig, "train": TrainConfig}
+
+
+def section_keys(section: str) -> tuple[str, ...]:
+    """Valid keys of one section (``data``, ``model`` or ``train``)."""
+    return tuple(f.name for f in dataclasses.fields(SECTIONS[section]))
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: the three sections together."""
+
+    data: MixtureSpec = field(default_factory=MixtureSpec)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def swept_values(self) -> dict[str, float]:
+        """The sweepable values of this configuration, by flat name."""
+        out = {}
+        for section, names in SWEEPABLE.items():
+            obj = getattr(self, section)
+            for n in names:
+                out[n] = float(getattr(obj, n))
+        return out
+
+    def static_part(self) -> "ExperimentConfig":
+        """This configuration with every sweepable field reset to its default.
+
+        Configurations with equal static parts share one compiled program.
+        """
+        new = {}
+        for section, names in SWEEPABLE.items():
+            default = SECTIONS[section]()
+            obj = getattr(self, section)
+            new[section] = dataclasses.replace(obj, **{n: getattr(default, n) for n in names})
+        return ExperimentConfig(**new)
+
+    def as_sections(self) -> dict[str, dict[str, Any]]:
+        """Plain dicts, the format of ``train_one`` and of sweep files."""
+        return {s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS}
+
+
+def build_section(section: str, values: Mapping[str, Any] | None) -> Any:
+    """Build one section's dataclass from a mapping, refusing unknown keys."""
+    if section not in SECTIONS:
+        raise ValueError(f"unknown section {section!r}; valid sections: {', '.join(SECTIONS)}")
+    values = dict(values or {})
+    if not isinstance(values, dict):
+        raise ValueError(f"{section}: must be a mapping of keys to values, got {values!r}")
+    valid = section_keys(section)
+    for key in values:
+        if key not in valid:
+            raise ValueError(f"{section}.{key}: unknown key; valid keys: {', '.join(valid)}")
+    return SECTIONS[section](**values)
+
+
+def build_config(
+    data: Mapping[str, Any] | None = None,
+    model: Mapping[str, Any] | None = None,
+    train: Mapping[str, Any] | None = None,
+) -> ExperimentConfig:
+    """Validated :class:`ExperimentConfig` from the three plain sections."""
+    return ExperimentConfig(
+        data=build_section("data", data),
+        model=build_section("model", model),
+        train=build_section("train", train),
+    )

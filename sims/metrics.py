@@ -1,0 +1,224 @@
+"""Every results column of SPEC section 5.
+
+Two halves:
+
+* :func:`embedding_metrics` runs inside the compiled program on the embeddings of every
+  point of every set (``[n_sets, P, d]``): alignment, uniformity, set and cluster means,
+  within-cluster diameter, between-cluster distance, k-means ARI, the evaluation loss,
+  the simplex error, the spread ``r`` and the certified Lipschitz bound.
+* :func:`finalize` runs on the host and adds what depends only on the configuration and
+  the exact theory: the loss floor ``ℓ*_m`` (SPEC B), the gap to it, the design
+  certificate (gap, bottleneck, chain diameter), the chain-bound slack (SPEC D) and the
+  regime label.
+
+Regime thresholds (``W`` = within_diameter, ``B`` = between_distance, ``e_m`` the simplex
+edge ``sqrt(2m/(m−1))``):
+
+* ``collapsed`` if ``max(W, B) < e_m / 2``: nothing is separated;
+* otherwise ``split`` if ``W / B ≥ 1/2``: sets inside a cluster are pulled apart at least
+  half as far as clusters are;
+* otherwise ``preserved``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import theory
+from sims.config import ExperimentConfig
+from sims.data import design_certificate, sample_indices
+
+#: ordered metric columns of a results row.
+COLUMNS: tuple[str, ...] = (
+    "regime",
+    "alignment",
+    "uniformity",
+    "within_diameter",
+    "between_distance",
+    "preservation_ratio",
+    "ari",
+    "loss_final",
+    "loss_final_se",
+    "loss_floor",
+    "loss_floor_sets",
+    "loss_gap",
+    "lipschitz_bound",
+    "chain_diameter",
+    "bottleneck",
+    "gap",
+    "cluster_distance",
+    "spread",
+    "simplex_error",
+    "certificate_slack",
+)
+
+COLLAPSE_FRACTION = 0.5  # collapsed if max(W, B) < e_m * COLLAPSE_FRACTION
+SPLIT_RATIO = 0.5  # split if W / B >= SPLIT_RATIO
+#: pairs used for the uniformity estimate when exact all-pairs would be too large.
+UNIFORMITY_PAIRS = 65536
+KMEANS_ITERS = 25
+
+
+def simplex_edge(m: int) -> float:
+    """Edge ``e_m = sqrt(2m/(m−1))`` of the regular simplex of ``m`` unit vectors."""
+    return math.sqrt(2.0 * m / (m - 1))
+
+
+def classify(within: float, between: float, n_clusters: int) -> str:
+    """Regime label from ``W`` and ``B`` (thresholds in the module docstring)."""
+    if not (math.isfinite(within) and math.isfinite(between)):
+        return ""
+    e = simplex_edge(n_clusters)
+    if max(within, between) < COLLAPSE_FRACTION * e:
+        return "collapsed"
+    if within >= SPLIT_RATIO * between:
+        return "split"
+    return "preserved"
+
+
+def _kmeans_labels(x: jax.Array, k: int, iters: int = KMEANS_ITERS) -> jax.Array:
+    """Lloyd's k-means with a deterministic farthest-point start; labels ``[n]``."""
+    centres = [x[0]]
+    for _ in range(k - 1):
+        d2 = jnp.min(jnp.stack([jnp.sum((x - c) ** 2, -1) for c in centres]), axis=0)
+        centres.append(x[jnp.argmax(d2)])
+    centres = jnp.stack(centres)
+
+    def step(c, _):
+        lab = jnp.argmin(jnp.sum((x[:, None] - c[None]) ** 2, -1), axis=1)
+        onehot = jax.nn.one_hot(lab, k)
+        count = onehot.sum(0)
+        mean = (onehot.T @ x) / jnp.maximum(count, 1.0)[:, None]
+        return jnp.where(count[:, None] > 0, mean, c), None
+
+    centres, _ = jax.lax.scan(step, centres, None, length=iters)
+    return jnp.argmin(jnp.sum((x[:, None] - centres[None]) ** 2, -1), axis=1)
+
+
+def adjusted_rand_index(labels_true: jax.Array, labels_pred: jax.Array, k_true: int,
+                        k_pred: int) -> jax.Array:
+    """Adjusted Rand index (Hubert and Arabie, 1985) from the contingency table."""
+    table = jax.nn.one_hot(labels_true, k_true).T @ jax.nn.one_hot(labels_pred, k_pred)
+    comb2 = lambda v: v * (v - 1.0) / 2.0  # noqa: E731
+    n = table.sum()
+    index = comb2(table).sum()
+    a, b = comb2(table.sum(1)).sum(), comb2(table.sum(0)).sum()
+    expected = a * b / comb2(n)
+    maximum = 0.5 * (a + b)
+    denom = maximum - expected
+    return jnp.where(jnp.abs(denom) > 0, (index - expected) / jnp.where(denom == 0, 1.0, denom), 0.0)
+
+
+def _pairwise(z: jax.Array) -> jax.Array:
+    diff = z[:, None, :] - z[None, :, :]
+    return jnp.sqrt(jnp.maximum(jnp.sum(diff * diff, -1), 0.0))
+
+
+def embedding_metrics(emb: jax.Array, cluster_ids: np.ndarray, n_clusters: int, key: jax.Array,
+                      temperature, negatives: int, eval_batch: int) -> dict[str, jax.Array]:
+    """Device-side metrics from the embeddings of every point, ``emb [n_sets, P, d]``.
+
+    ``cluster_ids`` is the static ``[n_sets]`` cluster of each set. Every set has equal
+    weight and equally many points, so uniform draws over points are the data marginal.
+    """
+    n_sets, p, d = emb.shape
+    m = n_clusters
+    set_mean = emb.mean(1)  # z̄_s
+    member = jnp.asarray(np.eye(m)[cluster_ids].T)  # [m, n_sets]
+    cluster_mean = (member @ set_mean) / member.sum(1, keepdims=True)  # z̄_c
+    # alignment: E‖f(x) − f(x⁺)‖² for x, x⁺ i.i.d. uniform on one set, exactly
+    align = 2.0 * jnp.mean(jnp.sum(emb**2, -1).mean(1) - jnp.sum(set_mean**2, -1))
+    flat = emb.reshape(-1, d)
+    n_pts = flat.shape[0]
+    k_u, k_eval = jax.random.split(key)
+    if n_pts * n_pts <= UNIFORMITY_PAIRS * 16:
+        sq = jnp.sum((flat[:, None] - flat[None]) ** 2, -1).ravel()
+    else:
+        i, j = jax.random.randint(k_u, (2, UNIFORMITY_PAIRS), 0, n_pts)
+        sq = jnp.sum((flat[i] - flat[j]) ** 2, -1)
+    uniformity = jax.nn.logsumexp(-2.0 * sq) - jnp.log(sq.shape[0])
+    same = jnp.asarray(cluster_ids[:, None] == cluster_ids[None, :])
+    within = jnp.max(jnp.where(same, _pairwise(set_mean), 0.0))
+    cdist = _pairwise(cluster_mean)
+    between = jnp.min(jnp.where(jnp.eye(m, dtype=bool), jnp.inf, cdist))
+    point_cluster = jnp.asarray(np.repeat(cluster_ids, p))
+    ari = adjusted_rand_index(point_cluster, _kmeans_labels(flat, m), m, m)
+    spread = jnp.max(jnp.sqrt(jnp.sum((emb - set_mean[:, None]) ** 2, -1)))
+    # evaluation loss: a large fixed batch with independent negatives, gathered from emb
+    aset, apt, ppt, nset, npt = sample_indices(k_eval, n_sets, p, eval_batch, negatives,
+                                               "independent")
+    a, pos, neg = emb[aset, apt], emb[aset, ppt], emb[nset, npt]
+    logits = jnp.concatenate([jnp.sum(a * pos, -1, keepdims=True),
+                              jnp.einsum("bd,bkd->bk", a, neg)], -1) / temperature
+    per = jax.nn.logsumexp(logits, -1) - logits[:, 0]
+    if m <= d + 1:
+        gram = cluster_mean @ cluster_mean.T
+        target = jnp.full((m, m), -1.0 / (m - 1)) + jnp.eye(m) * (1.0 + 1.0 / (m - 1))
+        simplex_error = jnp.sqrt(jnp.sum((gram - target) ** 2))
+    else:
+        simplex_error = jnp.float32(jnp.nan)
+    return {
+        "alignment": align,
+        "uniformity": uniformity,
+        "within_diameter": within,
+        "between_distance": between,
+        "ari": ari,
+        "loss_final": per.mean(),
+        "loss_final_se": per.std() / jnp.sqrt(eval_batch),
+        "spread": spread,
+        "simplex_error": simplex_error,
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def loss_floor(n_clusters: int, weights: tuple[float, ...], out_dim: int, negatives: int,
+               temperature: float) -> float:
+    """Floor of the loss of any cluster-preserving ``f``.
+
+    Equal weights: the simplex floor ``ℓ*_m(K, τ)`` of SPEC B (a lower bound in any
+    dimension; attained when ``m ≤ d + 1``). Unequal weights: the numerically optimal atom
+    configuration of ``theory.optimal_atoms`` in dimension ``d``.
+    """
+    if len(set(weights)) == 1:
+        return float(theory.simplex_infonce(n_clusters, negatives, temperature))
+    result = theory.optimal_atoms(n_clusters, out_dim, negatives, temperature,
+                                  weights=np.asarray(weights))
+    return float(getattr(result, "loss", result[1] if isinstance(result, tuple) else result))
+
+
+def finalize(config: ExperimentConfig, device_metrics: dict) -> dict:
+    """One run's full row of metric columns (:data:`COLUMNS`), on the host.
+
+    ``device_metrics`` holds :func:`embedding_metrics` and ``lipschitz_bound`` as numbers.
+    A run whose evaluation loss is not finite keeps every column empty (NaN, regime "").
+    """
+    spec, tr = config.data, config.train
+    dm = {k: float(np.asarray(v)) for k, v in device_metrics.items()}
+    cert = design_certificate(spec)
+    w, b = dm["within_diameter"], dm["between_distance"]
+    floor = loss_floor(spec.n_clusters, spec.cluster_weights, config.model.out_dim,
+                       tr.negatives, float(tr.temperature))
+    floor_sets = float(theory.simplex_infonce(spec.n_sets, tr.negatives, float(tr.temperature)))
+    n_max = max(spec.set_counts)
+    row = {
+        **dm,
+        "regime": classify(w, b, spec.n_clusters),
+        "preservation_ratio": w / b if b > 0 else math.inf,
+        "loss_floor": floor,
+        "loss_floor_sets": floor_sets,
+        "loss_gap": dm["loss_final"] - floor,
+        "chain_diameter": float(cert["chain_diameter"]),
+        "bottleneck": float(cert["bottleneck"]),
+        "gap": float(cert["gap"]),
+        "cluster_distance": float(cert["cluster_distance"]),
+        "certificate_slack": dm["lipschitz_bound"] * float(cert["chain_diameter"])
+        + 2 * (n_max - 1) * dm["spread"] - w,
+    }
+    if not math.isfinite(dm.get("loss_final", math.nan)):
+        row = {k: (math.nan if k != "regime" else "") for k in COLUMNS}
+    return {k: row[k] for k in COLUMNS}

@@ -1,0 +1,159 @@
+"""Function classes of certified complexity: ``init``, ``apply``, ``constrain``, bound.
+
+A representation is ``f = head ∘ g``. ``g`` is one of
+
+* ``linear``: ``g(x) = xW + b``; ``Lip(g) = ‖W‖₂``, kept ≤ L.
+* ``mlp``: ReLU MLP, unconstrained; certified bound ``Π_l ‖W_l‖₂``, whatever it is.
+* ``lipschitz_mlp``: ReLU MLP of ``depth`` layers, each kept at ``‖W_l‖₂ ≤ L^(1/depth)``
+  after every update, so ``Lip(g) ≤ Π_l ‖W_l‖₂ ≤ L`` (ReLU is 1-Lipschitz).
+* ``rff``: fixed random Fourier features ``φ(x) = √(2/F) cos(xΩ + b)`` with
+  ``Ω ~ N(0, I/bandwidth²)`` and a trained readout ``W``; since ``|sin| ≤ 1``,
+  ``Lip(φ) ≤ √(2/F) ‖Ω‖₂`` and ``Lip(g) ≤ ‖W‖₂ √(2/F) ‖Ω‖₂``, the readout kept so that this
+  is ≤ L.
+
+Heads: ``ball`` is the projection onto the unit ball ``g / max(1, ‖g‖)`` (1-Lipschitz, so
+``Lip(f) ≤ Lip(g)`` exactly); ``sphere`` is ``g / ‖g‖`` (SimCLR; not Lipschitz near 0, so
+the bound certifies ``g`` only). Spectral norms are exact (largest singular value), never
+estimates (SPEC section 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sims.config import ModelConfig
+
+Params = Any
+
+
+class FunctionClass(NamedTuple):
+    """A function class as pure functions.
+
+    init(key, hp) -> params            (already constrained)
+    apply(params, x[..., D]) -> [..., d]   (head included)
+    constrain(params, hp) -> params    (projection back into the class after an update)
+    lipschitz_bound(params) -> scalar  (certified bound on Lip(g), hence on Lip(f) for ball)
+
+    ``hp`` is a mapping with the swept model values ``lipschitz`` and ``bandwidth``.
+    """
+
+    init: Callable[..., Params]
+    apply: Callable[[Params, jax.Array], jax.Array]
+    constrain: Callable[[Params, Any], Params]
+    lipschitz_bound: Callable[[Params], jax.Array]
+
+
+def spectral_norm(w: jax.Array) -> jax.Array:
+    """Exact largest singular value ``‖W‖₂`` of a matrix."""
+    return jnp.linalg.svd(w, compute_uv=False)[0]
+
+
+def _cap(w: jax.Array, bound) -> jax.Array:
+    """Rescale ``w`` so that ``‖w‖₂ ≤ bound`` (no change when already inside)."""
+    sigma = spectral_norm(w)
+    return w * jnp.minimum(1.0, bound / jnp.maximum(sigma, 1e-30))
+
+
+def ball_head(g: jax.Array) -> jax.Array:
+    """Row-wise projection onto the unit ball, ``g / max(1, ‖g‖)`` (optax's projection)."""
+    flat = g.reshape(-1, g.shape[-1])
+    return jax.vmap(optax.projections.projection_l2_ball)(flat).reshape(g.shape)
+
+
+def sphere_head(g: jax.Array) -> jax.Array:
+    """Row-wise normalisation ``g / ‖g‖`` (with a tiny floor to stay finite at 0)."""
+    return g / jnp.sqrt(jnp.sum(g * g, axis=-1, keepdims=True) + 1e-12)
+
+
+HEAD_FUNCTIONS = {"ball": ball_head, "sphere": sphere_head}
+
+
+def _dense_init(key, fan_in: int, fan_out: int):
+    w = jax.random.normal(key, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in)
+    return {"w": w, "b": jnp.zeros((fan_out,))}
+
+
+def _mlp(cfg: ModelConfig, input_dim: int, constrained: bool) -> FunctionClass:
+    sizes = [input_dim] + [cfg.width] * (cfg.depth - 1) + [cfg.out_dim]
+    head = HEAD_FUNCTIONS[cfg.head]
+
+    def constrain(params, hp):
+        if not constrained:
+            return params
+        per_layer = jnp.asarray(hp["lipschitz"], jnp.float32) ** (1.0 / cfg.depth)
+        return [{"w": _cap(layer["w"], per_layer), "b": layer["b"]} for layer in params]
+
+    def init(key, hp):
+        keys = jax.random.split(key, len(sizes) - 1)
+        params = [_dense_init(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+        return constrain(params, hp)
+
+    def apply(params, x):
+        h = x
+        for i, layer in enumerate(params):
+            h = h @ layer["w"] + layer["b"]
+            if i < len(params) - 1:
+                h = jax.nn.relu(h)
+        return head(h)
+
+    def lipschitz_bound(params):
+        return jnp.prod(jnp.stack([spectral_norm(layer["w"]) for layer in params]))
+
+    return FunctionClass(init, apply, constrain, lipschitz_bound)
+
+
+def _rff(cfg: ModelConfig, input_dim: int) -> FunctionClass:
+    head = HEAD_FUNCTIONS[cfg.head]
+    features = cfg.width
+    scale = jnp.sqrt(2.0 / features)
+
+    def feature_lipschitz(params):
+        return scale * spectral_norm(jax.lax.stop_gradient(params["omega"]))
+
+    def constrain(params, hp):
+        bound = jnp.asarray(hp["lipschitz"], jnp.float32) / feature_lipschitz(params)
+        return {**params, "w": _cap(params["w"], bound)}
+
+    def init(key, hp):
+        k_omega, k_phase, k_w = jax.random.split(key, 3)
+        omega = jax.random.normal(k_omega, (input_dim, features)) / hp["bandwidth"]
+        phase = jax.random.uniform(k_phase, (features,), maxval=2 * jnp.pi)
+        w = jax.random.normal(k_w, (features, cfg.out_dim)) / jnp.sqrt(features)
+        params = {"omega": omega, "phase": phase, "w": w, "b": jnp.zeros((cfg.out_dim,))}
+        return constrain(params, hp)
+
+    def apply(params, x):
+        omega = jax.lax.stop_gradient(params["omega"])
+        phase = jax.lax.stop_gradient(params["phase"])
+        phi = scale * jnp.cos(x @ omega + phase)
+        return head(phi @ params["w"] + params["b"])
+
+    def lipschitz_bound(params):
+        return spectral_norm(params["w"]) * feature_lipschitz(params)
+
+    return FunctionClass(init, apply, constrain, lipschitz_bound)
+
+
+def make_model(cfg: ModelConfig, input_dim: int) -> FunctionClass:
+    """The function class named by ``cfg.kind`` for inputs of dimension ``input_dim``.
+
+    Example:
+      >>> fc = make_model(ModelConfig(kind="lipschitz_mlp", lipschitz=2.0), input_dim=2)
+      >>> hp = {"lipschitz": 2.0, "bandwidth": 1.0}
+      >>> params = fc.init(jax.random.PRNGKey(0), hp)
+      >>> bool(fc.lipschitz_bound(params) <= 2.0 + 1e-5)
+      True
+    """
+    if cfg.kind == "linear":
+        return _mlp(ModelConfig(**{**cfg.__dict__, "depth": 1}), input_dim, constrained=True)
+    if cfg.kind == "mlp":
+        return _mlp(cfg, input_dim, constrained=False)
+    if cfg.kind == "lipschitz_mlp":
+        return _mlp(cfg, input_dim, constrained=True)
+    if cfg.kind == "rff":
+        return _rff(cfg, input_dim)
+    raise ValueError(f"model.kind: unknown kind {cfg.kind!r}")

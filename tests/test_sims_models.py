@@ -1,0 +1,87 @@
+"""Certified Lipschitz bounds are never beaten by random or adversarial pairs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sims.config import ModelConfig, build_config
+from sims.models import make_model
+from sims.train import fit
+
+KINDS = [
+    ("linear", {}),
+    ("mlp", {"width": 16, "depth": 3}),
+    ("lipschitz_mlp", {"width": 16, "depth": 3}),
+    ("rff", {"width": 32, "bandwidth": 0.5}),
+]
+
+
+def largest_ratio(apply, params, dim, key, n_random=4000, n_adv=64, steps=200):
+    """Largest ‖f(x) − f(y)‖ / ‖x − y‖ over random pairs and pairs pushed up by Adam."""
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    x = jax.random.normal(k1, (n_random, dim)) * 2.0
+    y = x + jax.random.normal(k2, (n_random, dim)) * jnp.exp(jax.random.uniform(k3, (n_random, 1), minval=-6, maxval=1))
+
+    def ratio(x, y):
+        return jnp.linalg.norm(apply(params, x) - apply(params, y), axis=-1) / jnp.linalg.norm(x - y, axis=-1)
+
+    best = float(jnp.max(ratio(x, y)))
+    # adversarial: start at the best random pairs, ascend the ratio
+    order = jnp.argsort(-ratio(x, y))[:n_adv]
+    z = (x[order], y[order] - x[order])
+    opt = optax.adam(1e-2)
+    state = opt.init(z)
+
+    def neg(z):
+        return -jnp.sum(ratio(z[0], z[0] + z[1]))
+
+    @jax.jit
+    def step(z, state):
+        g = jax.grad(neg)(z)
+        up, state = opt.update(g, state)
+        return optax.apply_updates(z, up), state
+
+    for _ in range(steps):
+        z, state = step(z, state)
+    return max(best, float(jnp.nanmax(ratio(z[0], z[0] + z[1]))))
+
+
+@pytest.mark.parametrize("kind,extra", KINDS)
+def test_bound_holds_at_init_and_after_training(kind, extra):
+    cfg = build_config(data={"points_per_set": 8, "input_dim": 3},
+                       model={"kind": kind, "lipschitz": 4.0, **extra},
+                       train={"steps": 150, "batch_size": 64})
+    model = make_model(cfg.model, 3)
+    hp = {"lipschitz": 4.0, "bandwidth": cfg.model.bandwidth}
+    params = model.init(jax.random.PRNGKey(0), hp)
+    trained = fit(cfg, seed=0).params
+    for p in (params, trained):
+        bound = float(model.lipschitz_bound(p))
+        ratio = largest_ratio(model.apply, p, 3, jax.random.PRNGKey(5))
+        assert ratio <= bound * (1 + 1e-4) + 1e-6, (kind, ratio, bound)
+        assert ratio > 0.05 * bound  # the search is not vacuous
+        if kind != "mlp":
+            assert bound <= 4.0 * (1 + 1e-4)
+
+
+def test_spectral_norms_are_exact():
+    cfg = ModelConfig(kind="lipschitz_mlp", width=8, depth=2, lipschitz=9.0)
+    model = make_model(cfg, 2)
+    params = model.init(jax.random.PRNGKey(3), {"lipschitz": 9.0, "bandwidth": 1.0})
+    expected = np.prod([np.linalg.norm(np.asarray(layer["w"], np.float64), 2) for layer in params])
+    np.testing.assert_allclose(float(model.lipschitz_bound(params)), expected, rtol=1e-5)
+    for layer in params:  # each layer capped at 9^(1/2)
+        assert np.linalg.norm(np.asarray(layer["w"]), 2) <= 3.0 * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("head", ["ball", "sphere"])
+def test_heads(head):
+    model = make_model(ModelConfig(kind="linear", head=head, lipschitz=50.0, out_dim=3), 2)
+    params = model.init(jax.random.PRNGKey(0), {"lipschitz": 50.0, "bandwidth": 1.0})
+    out = np.linalg.norm(np.asarray(model.apply(params, jax.random.normal(jax.random.PRNGKey(1), (500, 2)))), axis=-1)
+    if head == "sphere":
+        np.testing.assert_allclose(out, 1.0, rtol=1e-5)
+    else:
+        assert out.max() <= 1 + 1e-6 and out.min() < 0.999  # inside the ball, not all on it

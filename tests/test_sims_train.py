@@ -1,0 +1,81 @@
+"""The compiled program: vmapped equals one-by-one; three regimes as L grows."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import theory
+from sims.config import build_config
+from sims.metrics import COLUMNS, finalize, simplex_edge
+from sims.train import make_train, swept_inputs, train_one
+
+
+def test_vmapped_batch_equals_one_by_one():
+    base = build_config(data={"points_per_set": 8},
+                        model={"width": 16},
+                        train={"steps": 60, "batch_size": 32, "eval_batch": 256})
+    grid = [dict(gap=0.05, lipschitz=1.0, temperature=0.5, learning_rate=3e-3),
+            dict(gap=0.2, lipschitz=4.0, temperature=0.2, learning_rate=1e-2),
+            dict(gap=0.1, lipschitz=2.0, temperature=1.0, learning_rate=3e-3)]
+    seeds = [0, 1, 2]
+    train = make_train(base)
+    swept = []
+    for g in grid:
+        s = {k: float(v) for k, v in swept_inputs(base).items()}
+        s.update(g)
+        swept.append(s)
+    stacked = {k: jnp.asarray([s[k] for s in swept], jnp.float32) for k in swept[0]}
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    batched = jax.jit(jax.vmap(train))(keys, stacked)
+    single = jax.jit(train)
+    for i in range(3):
+        one = single(keys[i], {k: jnp.float32(v) for k, v in swept[i].items()})
+        np.testing.assert_allclose(batched["curve"][i], one["curve"], atol=1e-5, rtol=1e-5)
+        for name, value in one["metrics"].items():
+            np.testing.assert_allclose(batched["metrics"][name][i], value, atol=1e-5, rtol=1e-5,
+                                       err_msg=name)
+
+
+def test_row_has_every_column_and_exact_floor():
+    row = train_one(data={"points_per_set": 8}, model={"width": 8},
+                    train={"steps": 5, "batch_size": 16, "eval_batch": 64})
+    assert tuple(row) == COLUMNS
+    assert row["loss_floor"] == pytest.approx(theory.simplex_infonce(3, 16, 0.5), abs=1e-12)
+    assert row["loss_gap"] == pytest.approx(row["loss_final"] - row["loss_floor"])
+
+
+def test_diverged_run_has_empty_metrics():
+    cfg = build_config()
+    dev = {k: 0.0 for k in ("alignment", "uniformity", "within_diameter", "between_distance",
+                            "ari", "loss_final_se", "spread", "simplex_error", "lipschitz_bound")}
+    dev["loss_final"] = float("nan")
+    row = finalize(cfg, dev)
+    assert row["regime"] == "" and all(np.isnan(v) for k, v in row.items() if k != "regime")
+
+
+@pytest.mark.slow
+def test_three_regimes_in_order_as_the_bound_grows():
+    """SPEC E with the reference setting (3 clusters × 4 chain sets, gap 0.05)."""
+    cfg = build_config(data={"geometry": "chain", "gap": 0.05, "cluster_separation": 3.0},
+                       model={"kind": "lipschitz_mlp", "width": 64, "depth": 3, "head": "ball",
+                              "out_dim": 3},
+                       train={"steps": 1500, "batch_size": 256, "negatives": 16,
+                              "temperature": 0.5, "learning_rate": 3e-3})
+    bounds = [0.125, 1.73, 30.0]
+    base = {k: float(v) for k, v in swept_inputs(cfg).items()}
+    stacked = {k: jnp.asarray([{**base, "lipschitz": b}[k] for b in bounds], jnp.float32)
+               for k in base}
+    keys = jnp.stack([jax.random.PRNGKey(0)] * 3)
+    out = jax.jit(jax.vmap(make_train(cfg)))(keys, stacked)
+    rows = []
+    for i, b in enumerate(bounds):
+        dev = {k: float(v[i]) for k, v in out["metrics"].items()}
+        rows.append(finalize(build_config(cfg.data.__dict__, {**cfg.model.__dict__, "lipschitz": b},
+                                          cfg.train.__dict__), dev))
+    assert [r["regime"] for r in rows] == ["collapsed", "preserved", "split"]
+    preserved = rows[1]
+    assert abs(preserved["loss_final"] - preserved["loss_floor"]) < 0.01
+    assert abs(preserved["between_distance"] - simplex_edge(3)) < 0.05 * simplex_edge(3)
+    assert preserved["certificate_slack"] >= 0
+    assert rows[2]["loss_final"] < preserved["loss_floor"] - 4 * rows[2]["loss_final_se"]
