@@ -264,6 +264,20 @@ class ExperimentConfig:
                 out[n] = float(getattr(obj, n))
         return out
 
+    def with_swept(self, **values: float) -> "ExperimentConfig":
+        """This configuration with sweepable fields replaced, by flat name.
+
+        Example: ``config.with_swept(gap=0.1, lipschitz=4.0)``. Unknown names are refused.
+        """
+        new = {}
+        for name in values:
+            if name not in SWEPT_NAMES:
+                raise ValueError(f"{name}: not a sweepable field; valid: {', '.join(SWEPT_NAMES)}")
+        for section, names in SWEEPABLE.items():
+            mine = {n: float(values[n]) for n in names if n in values}
+            new[section] = dataclasses.replace(getattr(self, section), **mine)
+        return ExperimentConfig(**new)
+
     def static_part(self) -> "ExperimentConfig":
         """This configuration with every sweepable field reset to its default.
 

@@ -57,6 +57,8 @@ COLUMNS: tuple[str, ...] = (
     "certificate_slack",
 )
 
+simplex_edge = theory.simplex_edge  # e_m, re-exported for convenience
+
 COLLAPSE_FRACTION = 0.5  # collapsed if max(W, B) < e_m * COLLAPSE_FRACTION
 SPLIT_RATIO = 0.5  # split if W / B >= SPLIT_RATIO
 #: pairs used for the uniformity estimate when exact all-pairs would be too large.
@@ -64,16 +66,11 @@ UNIFORMITY_PAIRS = 65536
 KMEANS_ITERS = 25
 
 
-def simplex_edge(m: int) -> float:
-    """Edge ``e_m = sqrt(2m/(m−1))`` of the regular simplex of ``m`` unit vectors."""
-    return math.sqrt(2.0 * m / (m - 1))
-
-
 def classify(within: float, between: float, n_clusters: int) -> str:
     """Regime label from ``W`` and ``B`` (thresholds in the module docstring)."""
     if not (math.isfinite(within) and math.isfinite(between)):
         return ""
-    e = simplex_edge(n_clusters)
+    e = float(theory.simplex_edge(n_clusters))
     if max(within, between) < COLLAPSE_FRACTION * e:
         return "collapsed"
     if within >= SPLIT_RATIO * between:

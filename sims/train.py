@@ -42,9 +42,17 @@ def make_optimizer(config: ExperimentConfig, learning_rate) -> optax.GradientTra
 
 
 def batch_loss(model: FunctionClass, params, batch: Batch, temperature) -> jax.Array:
-    """Embed a batch and return its InfoNCE loss (the objective of one step)."""
-    return infonce(model.apply(params, batch.anchor), model.apply(params, batch.positive),
-                   model.apply(params, batch.negatives), temperature)
+    """Embed a batch and return its InfoNCE loss (the objective of one step).
+
+    Anchors, positives and negatives are embedded in one pass over their concatenation
+    (one product per layer over ``2B + K`` or ``B(K + 2)`` points, not three smaller ones).
+    """
+    b, dim = batch.anchor.shape
+    negatives = batch.negatives
+    x = jnp.concatenate([batch.anchor, batch.positive, negatives.reshape(-1, dim)], axis=0)
+    z = model.apply(params, x)
+    z_neg = z[2 * b:].reshape(*negatives.shape[:-1], z.shape[-1])
+    return infonce(z[:b], z[b:2 * b], z_neg, temperature)
 
 
 def make_step(config: ExperimentConfig, model: FunctionClass, points: jax.Array,

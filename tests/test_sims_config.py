@@ -56,3 +56,14 @@ def test_cli_bad_input_exits_2_with_one_line():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "data.gap" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_with_swept_replaces_by_flat_name():
+    cfg = build_config(data={"gap": 0.1})
+    new = cfg.with_swept(gap=0.3, lipschitz=4.0, temperature=0.2)
+    assert (new.data.gap, new.model.lipschitz, new.train.temperature) == (0.3, 4.0, 0.2)
+    assert new.static_part() == cfg.static_part()
+    with pytest.raises(ValueError, match="width: not a sweepable field"):
+        cfg.with_swept(width=3)
+    with pytest.raises(ValueError, match="data.gap"):
+        cfg.with_swept(gap=-1.0)

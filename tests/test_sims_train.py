@@ -71,8 +71,7 @@ def test_three_regimes_in_order_as_the_bound_grows():
     rows = []
     for i, b in enumerate(bounds):
         dev = {k: float(v[i]) for k, v in out["metrics"].items()}
-        rows.append(finalize(build_config(cfg.data.__dict__, {**cfg.model.__dict__, "lipschitz": b},
-                                          cfg.train.__dict__), dev))
+        rows.append(finalize(cfg.with_swept(lipschitz=b), dev))
     assert [r["regime"] for r in rows] == ["collapsed", "preserved", "split"]
     preserved = rows[1]
     assert abs(preserved["loss_final"] - preserved["loss_floor"]) < 0.01

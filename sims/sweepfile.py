@@ -1,0 +1,339 @@
+"""Sweep files: a TOML grid of experiments, validated before anything runs.
+
+A sweep file has the three sections of :func:`sims.train_one` (``[data]``, ``[model]``,
+``[train]``, same keys) and an optional ``[sweep]`` section::
+
+    [data]
+    geometry = "chain"
+    gap = [0.02, 0.05, 0.1]          # a list is a grid axis
+
+    [model]
+    lipschitz = [0.5, 1.0, 2.0, 4.0]  # another axis
+
+    [train]
+    steps = 1000
+
+    [sweep]
+    name = "phase_chain"   # default: the file name without .toml
+    seeds = 3              # a count (seeds 0, 1, 2) or a list of distinct seeds
+    chunk_size = 16        # runs per compiled call; default: from a memory budget
+
+The grid is the Cartesian product of the axes (in the order they appear in the file)
+times the seeds, seeds varying fastest; run ``i`` is the ``i``-th point of that product.
+
+``sets_per_cluster`` already takes a list as a *value* (one count per cluster, for
+imbalanced clusters), so for that key a list of integers is a single value and a grid
+axis is a list whose values are counts or lists of counts:
+``sets_per_cluster = [[2, 4, 6], [4, 4, 4]]`` or ``sets_per_cluster = [4, [2, 4, 6]]``.
+
+Every error is one line naming the key: unknown sections and keys (listing the valid
+ones), wrong types, empty or repeated axis values, and any value the configuration
+dataclasses refuse (every grid point is built, so nothing invalid reaches the engine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sims.config import SECTIONS, ExperimentConfig, build_config, section_keys
+
+#: keys of the ``[sweep]`` section.
+SWEEP_KEYS: tuple[str, ...] = ("seeds", "chunk_size", "name")
+#: every top-level section of a sweep file.
+FILE_SECTIONS: tuple[str, ...] = (*SECTIONS, "sweep")
+#: seeds become ``jax.random.PRNGKey(seed)``; keep them in uint32 range.
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One grid axis: ``section.key`` takes each of ``values`` in turn."""
+
+    section: str
+    key: str
+    values: tuple[Any, ...]
+
+    @property
+    def column(self) -> str:
+        """Its column name in ``results.csv`` (``section.key``)."""
+        return f"{self.section}.{self.key}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep: a validated configuration and a seed."""
+
+    run: int
+    config: ExperimentConfig
+    seed: int
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A parsed, validated sweep file.
+
+    Attributes:
+      name: the sweep's name (``[sweep] name`` or the file's stem).
+      text: the file's exact text (what ``sha256`` hashes).
+      sha256: hex digest of ``text`` encoded as UTF-8; identifies the sweep on resume.
+      source: where the text came from (a path, or ``bundled:NAME``).
+      fixed: ``{section: {key: value}}`` for the keys that are not axes.
+      axes: the grid axes in file order.
+      seeds: the seeds, in order.
+      chunk_size: runs per compiled call, or ``None`` to choose from a memory budget.
+      runs: every run, in run-id order (axes in file order, seeds fastest).
+    """
+
+    name: str
+    text: str
+    sha256: str
+    source: str
+    fixed: dict[str, dict[str, Any]]
+    axes: tuple[Axis, ...]
+    seeds: tuple[int, ...]
+    chunk_size: int | None
+    runs: tuple[Run, ...]
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__}"
+
+
+def _field_types(section: str) -> dict[str, str]:
+    """``{key: annotation}`` of a section's dataclass (annotations are strings)."""
+    return {f.name: f.type.__name__ if isinstance(f.type, type) else str(f.type)
+            for f in dataclasses.fields(SECTIONS[section])}
+
+
+def _check_type(where: str, annotation: str, value: Any) -> None:
+    """Refuse a TOML value whose type does not fit the field (before the dataclass sees it).
+
+    The dataclasses accept anything ``float()`` accepts for real fields, so a string
+    ``"0.1"`` would slip through; TOML has real types, so insist on them here.
+    """
+    ok: bool
+    if annotation == "str":
+        ok, want = isinstance(value, str), "a string"
+    elif annotation == "int":
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif annotation == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        want = "a number"
+        if ok and not math.isfinite(value):
+            raise ValueError(f"{where}: must be finite, got {value!r}")
+    elif annotation == "bool":
+        ok, want = isinstance(value, bool), "true or false"
+    elif annotation.startswith("int | tuple"):
+        is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        ok = is_int(value) or (isinstance(value, list) and bool(value) and all(map(is_int, value)))
+        want = "an integer or a list of integers (one per cluster)"
+    else:  # pragma: no cover - a new field type in sims.config
+        return
+    if not ok:
+        raise ValueError(f"{where}: must be {want}, got {value!r} ({_kind(value)})")
+
+
+def _is_axis(section: str, key: str, value: Any) -> bool:
+    if not isinstance(value, list):
+        return False
+    if _field_types(section)[key].startswith("int | tuple"):
+        # a flat list of counts is one per-cluster value; an axis holds lists or counts
+        return any(isinstance(v, list) for v in value) or not value
+    return True
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _parse_section(section: str, table: Any) -> tuple[dict[str, Any], list[Axis]]:
+    if not isinstance(table, dict):
+        raise ValueError(f"[{section}]: must be a table of keys, got {_kind(table)}")
+    valid = section_keys(section)
+    types = _field_types(section)
+    fixed: dict[str, Any] = {}
+    axes: list[Axis] = []
+    for key, value in table.items():
+        where = f"{section}.{key}"
+        if key not in valid:
+            raise ValueError(f"{where}: unknown key; valid keys: {', '.join(valid)}")
+        if isinstance(value, dict):
+            raise ValueError(f"{where}: must be a value or a list of values, got a table")
+        if _is_axis(section, key, value):
+            if not value:
+                raise ValueError(f"{where}: empty list; a grid axis needs at least one value")
+            seen = []
+            for v in value:
+                _check_type(where, types[key], v)
+                if _freeze(v) in seen:
+                    raise ValueError(f"{where}: value {v!r} repeated in a grid axis")
+                seen.append(_freeze(v))
+            axes.append(Axis(section, key, tuple(seen)))
+        else:
+            _check_type(where, types[key], value)
+            fixed[key] = _freeze(value)
+    return fixed, axes
+
+
+def _parse_seeds(value: Any) -> tuple[int, ...]:
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    if is_int(value):
+        if value < 1:
+            raise ValueError(f"sweep.seeds: a count of seeds must be at least 1, got {value}")
+        if value - 1 > MAX_SEED:
+            raise ValueError(f"sweep.seeds: at most {MAX_SEED + 1} seeds, got {value}")
+        return tuple(range(value))
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("sweep.seeds: empty list; give a count or at least one seed")
+        for s in value:
+            if not is_int(s) or not 0 <= s <= MAX_SEED:
+                raise ValueError(
+                    f"sweep.seeds: seeds must be integers in [0, {MAX_SEED}], got {s!r} ({_kind(s)})"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError(f"sweep.seeds: repeated seed in {value!r}")
+        return tuple(value)
+    raise ValueError(
+        f"sweep.seeds: must be a count or a list of integer seeds, got {value!r} ({_kind(value)})"
+    )
+
+
+def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "sweep") -> Sweep:
+    """Parse and validate a sweep file's text.
+
+    Args:
+      text: the TOML text.
+      source: where it came from, for messages and the manifest.
+      default_name: the name used when the file has no ``[sweep] name``.
+
+    Returns:
+      A :class:`Sweep` whose every run holds a validated configuration.
+
+    Raises:
+      ValueError: one line naming the offending key (TOML syntax errors name the line).
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: not valid TOML: {exc}") from None
+    for top, value in doc.items():
+        if top not in FILE_SECTIONS:
+            if isinstance(value, dict):
+                raise ValueError(f"unknown section {top!r}; valid sections: {', '.join(FILE_SECTIONS)}")
+            raise ValueError(f"{top}: keys belong in a section; valid sections: {', '.join(FILE_SECTIONS)}")
+    fixed: dict[str, dict[str, Any]] = {}
+    axes: list[Axis] = []
+    for section in SECTIONS:
+        fixed[section], section_axes = _parse_section(section, doc.get(section, {}))
+        axes.extend(section_axes)
+    # axes in file order (tomllib keeps insertion order, sections included)
+    order = {(s, k): i for i, (s, k) in enumerate(
+        (s, k) for s, t in doc.items() if s in SECTIONS and isinstance(t, dict) for k in t)}
+    axes.sort(key=lambda a: order[(a.section, a.key)])
+
+    meta = doc.get("sweep", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"[sweep]: must be a table of keys, got {_kind(meta)}")
+    for key in meta:
+        if key not in SWEEP_KEYS:
+            raise ValueError(f"sweep.{key}: unknown key; valid keys: {', '.join(SWEEP_KEYS)}")
+    seeds = _parse_seeds(meta.get("seeds", 1))
+    chunk_size = meta.get("chunk_size")
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"sweep.chunk_size: must be an integer >= 1, got {chunk_size!r}")
+    name = meta.get("name", default_name)
+    if not isinstance(name, str) or not name.strip() or "\n" in name:
+        raise ValueError(f"sweep.name: must be a non-empty one-line string, got {name!r}")
+
+    runs: list[Run] = []
+    seen: dict[ExperimentConfig, tuple[Any, ...]] = {}
+    for point in itertools.product(*(a.values for a in axes)):
+        sections = {s: dict(v) for s, v in fixed.items()}
+        for axis, value in zip(axes, point):
+            sections[axis.section][axis.key] = value
+        config = build_config(**sections)
+        if config in seen:  # e.g. sets_per_cluster 4 and [4, 4, 4]
+            axis, a, b = next((ax, u, v) for ax, u, v in zip(axes, seen[config], point) if u != v)
+            raise ValueError(
+                f"{axis.column}: values {list(a) if isinstance(a, tuple) else a!r} and "
+                f"{list(b) if isinstance(b, tuple) else b!r} give the same configuration"
+            )
+        seen[config] = point
+        for seed in seeds:
+            runs.append(Run(len(runs), config, seed))
+    return Sweep(
+        name=name,
+        text=text,
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        source=source,
+        fixed=fixed,
+        axes=tuple(axes),
+        seeds=seeds,
+        chunk_size=chunk_size,
+        runs=tuple(runs),
+    )
+
+
+def bundled_sweeps() -> tuple[str, ...]:
+    """Names of the sweep files shipped in ``sims/sweeps/``."""
+    folder = resources.files("sims") / "sweeps"
+    try:
+        entries = list(folder.iterdir())
+    except FileNotFoundError:  # pragma: no cover - package installed without data
+        return ()
+    return tuple(sorted(e.name[: -len(".toml")] for e in entries if e.name.endswith(".toml")))
+
+
+def load_sweep(path_or_name: str | Path) -> Sweep:
+    """Read and validate a sweep file, or a bundled sweep by name (e.g. ``phase_chain``).
+
+    A path that exists is always read as a file; otherwise a bundled sweep of that name
+    (with or without ``.toml``) is used.
+
+    Raises:
+      FileNotFoundError: neither a file nor a bundled sweep (one line, listing the bundled).
+      ValueError: the file is not a valid sweep (see :func:`parse_sweep`).
+    """
+    path = Path(path_or_name)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a sweep file")
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a UTF-8 text file") from None
+        return parse_sweep(text, source=str(path), default_name=path.stem)
+    name = path.name[: -len(".toml")] if path.name.endswith(".toml") else path.name
+    if str(path_or_name) in (name, f"{name}.toml") and name in bundled_sweeps():
+        text = (resources.files("sims") / "sweeps" / f"{name}.toml").read_text(encoding="utf-8")
+        return parse_sweep(text, source=f"bundled:{name}", default_name=name)
+    raise FileNotFoundError(
+        f"{path_or_name}: no such sweep file, nor a bundled sweep of that name "
+        f"(bundled: {', '.join(bundled_sweeps()) or 'none'})"
+    )

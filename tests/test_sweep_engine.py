@@ -1,0 +1,250 @@
+"""The sweep engine end to end with the real training program.
+
+One small sweep (16 runs: gap × temperature × learning rate × 2 seeds, an unconstrained MLP
+so that a huge learning rate really diverges) is run
+
+* with chunk size 3 (the reference; chunks mix ok and diverged runs, the last is padded),
+* with chunk size 16, and on 4 forced host devices: equal rows within 1e-5;
+* by two processes under ``jax.distributed`` on 127.0.0.1: exactly the reference rows;
+* killed with SIGKILL right after its first chunk file, then resumed: exactly the reference.
+
+Every run is a subprocess of the real command line, sharing a persistent compilation cache
+so that each distinct program compiles once for the whole module.
+"""
+
+import csv
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SWEEP = """
+[data]
+gap = [0.05, 0.2]
+points_per_set = 8
+
+[model]
+kind = "mlp"
+width = 8
+depth = 2
+
+[train]
+steps = 20
+batch_size = 32
+negatives = 4
+eval_batch = 64
+curve_points = 5
+temperature = [0.5, 1.0]
+learning_rate = [0.01, 1e30]
+
+[sweep]
+name = "tiny"
+seeds = 2
+"""
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep_engine")
+    (folder / "tiny.toml").write_text(SWEEP)
+    (folder / "cache").mkdir()
+    return folder
+
+
+def _env(work: Path, devices: int = 1) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
+    env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(work / "cache"),
+               PYTHONPATH=str(ROOT))
+    if devices > 1:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def _sweep(work: Path, out: str, *extra, devices: int = 1, sweep: str = "tiny.toml",
+           prelude: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    argv = ["sweep", str(work / sweep), "--out", str(work / out), "--quiet", *map(str, extra)]
+    if prelude is None:
+        cmd = [sys.executable, "-m", "sims", *argv]
+    else:
+        cmd = [sys.executable, "-c", prelude + "\nfrom sims.cli import main\n"
+               f"sys.exit(main({argv!r}))"]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=_env(work, devices),
+                          timeout=timeout)
+
+
+def _rows(folder: Path) -> list[dict]:
+    with open(folder / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _assert_same_rows(a: list[dict], b: list[dict], tol: float = 1e-5) -> None:
+    assert [r["run"] for r in a] == [r["run"] for r in b]
+    assert list(a[0]) == list(b[0])
+    for ra, rb in zip(a, b):
+        for key in ra:
+            if key == "seconds":
+                continue
+            x, y = ra[key], rb[key]
+            try:
+                fx, fy = float(x), float(y)
+            except ValueError:
+                assert x == y, (ra["run"], key, x, y)
+                continue
+            if math.isinf(fx) or math.isinf(fy):
+                assert fx == fy, (ra["run"], key, x, y)
+            else:
+                assert abs(fx - fy) <= tol * max(1.0, abs(fx)), (ra["run"], key, x, y)
+
+
+@pytest.fixture(scope="module")
+def reference(work):
+    proc = _sweep(work, "chunk3", "--chunk-size", 3)
+    assert proc.returncode == 0, proc.stderr
+    return _rows(work / "chunk3")
+
+
+def test_reference_rows_layout_and_files(work, reference):
+    out = work / "chunk3"
+    assert len(reference) == 16 and [int(r["run"]) for r in reference] == list(range(16))
+    header = list(reference[0])
+    assert header[:2] == ["run", "data.geometry"]
+    i = header.index("seed")
+    assert header[i : i + 3] == ["seed", "status", "seconds"]
+    from sims.metrics import COLUMNS
+
+    assert header[i + 3 :] == list(COLUMNS)
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == [
+        f"g000-c{i:04d}.npz" for i in range(6)]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sweep"]["text"] == SWEEP and len(manifest["sweep"]["sha256"]) == 64
+    assert manifest["complete"] and manifest["runs_done"] == 16 and manifest["runs_diverged"] == 8
+    for pkg in ("jax", "jaxlib", "optax", "numpy"):
+        assert manifest["versions"][pkg]
+    assert manifest["devices"]["device_count"] == 1 and manifest["devices"]["device_kind"]
+    assert "git_commit" in manifest and manifest["created"]
+    with np.load(out / "curves.npz", allow_pickle=False) as z:
+        assert z["run"].tolist() == list(range(16))
+        assert z["curve"].shape == (16, 5) and z["length"].tolist() == [5] * 16
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_divergence_is_marked_and_isolated(work, reference):
+    for row in reference:
+        if float(row["train.learning_rate"]) > 1.0:
+            assert row["status"] == "diverged"
+            assert row["regime"] == "" and row["loss_final"] == "" and row["alignment"] == ""
+        else:
+            assert row["status"] == "ok"
+            assert row["regime"] in ("collapsed", "preserved", "split")
+            assert math.isfinite(float(row["loss_final"]))
+    # the healthy runs are exactly those of a sweep that never had the huge learning rate
+    (work / "healthy.toml").write_text(SWEEP.replace("[0.01, 1e30]", "0.01"))
+    proc = _sweep(work, "healthy", "--chunk-size", 3, sweep="healthy.toml")
+    assert proc.returncode == 0, proc.stderr
+    ok = [{**r, "run": "-"} for r in reference if r["status"] == "ok"]
+    healthy = [{**r, "run": "-"} for r in _rows(work / "healthy")]
+    _assert_same_rows(ok, healthy)
+    from sims.sweep import summarize
+
+    text = summarize(work / "chunk3")
+    assert "16 of 16 runs finished (8 ok, 8 diverged)" in text
+    assert "train.learning_rate" in text
+
+
+def test_chunk_size_does_not_change_rows(work, reference):
+    proc = _sweep(work, "chunk16", "--chunk-size", 16)
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((work / "chunk16" / "chunks").iterdir())) == 1
+    _assert_same_rows(reference, _rows(work / "chunk16"))
+
+
+def test_device_count_does_not_change_rows(work, reference):
+    proc = _sweep(work, "devices4", "--chunk-size", 3, devices=4)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((work / "devices4" / "manifest.json").read_text())
+    assert manifest["devices"]["local_device_count"] == 4
+    _assert_same_rows(reference, _rows(work / "devices4"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_under_jax_distributed_write_exactly_the_rows(work, reference):
+    port = _free_port()
+    procs = []
+    for pid in range(2):
+        argv = [sys.executable, "-m", "sims", "sweep", str(work / "tiny.toml"), "--out",
+                str(work / "dist"), "--quiet", "--chunk-size", "3",
+                "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                "--process-id", str(pid)]
+        procs.append(subprocess.Popen(argv, cwd=ROOT, env=_env(work), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for p in procs:
+            outputs.append(p.communicate(timeout=300))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+    rows = _rows(work / "dist")
+    assert sorted(int(r["run"]) for r in rows) == list(range(16))  # none missing or repeated
+    _assert_same_rows(reference, rows, tol=0.0)
+    manifest = json.loads((work / "dist" / "manifest.json").read_text())
+    sessions = manifest["sessions"]
+    assert sorted(s["process"] for s in sessions) == [0, 1]
+    assert all(s["processes"] == 2 and s["runs_run"] > 0 for s in sessions)
+    assert sum(s["runs_run"] for s in sessions) == 16
+    assert manifest["complete"]
+
+
+KILL_AFTER_FIRST_CHUNK = """
+import os, signal, sys
+import sims.sweep as engine
+_write = engine._write_chunk
+def _write_then_die(*args, **kwargs):
+    _write(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+engine._write_chunk = _write_then_die
+"""
+
+
+def test_sigkill_after_first_chunk_then_resume_gives_exactly_the_rows(work, reference):
+    out = work / "killed"
+    proc = _sweep(work, "killed", "--chunk-size", 3, prelude=KILL_AFTER_FIRST_CHUNK)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert [p.name for p in (out / "chunks").iterdir()] == ["g000-c0000.npz"]
+    assert not (out / "results.csv").exists()  # killed between chunk file and assembly
+    # a different sweep file is refused without touching the folder
+    (work / "other.toml").write_text(SWEEP + "\n# another sweep\n")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    refused = _sweep(work, "killed", sweep="other.toml")
+    assert refused.returncode == 2 and "different sweep" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    # resuming with another chunk size is refused too
+    refused = _sweep(work, "killed", "--chunk-size", 4)
+    assert refused.returncode == 2 and "chunk size 3" in refused.stderr
+    resumed = _sweep(work, "killed")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = _rows(out)
+    assert [int(r["run"]) for r in rows] == list(range(16))
+    _assert_same_rows(reference, rows, tol=0.0)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["sessions"][-1]["runs_run"] == 13

@@ -1,0 +1,244 @@
+"""Lipschitz chain bound and predicted regimes (SPEC 3.D and 3.E).
+
+Everything here follows from a :class:`theory.certificates.Certificate` and a certified
+Lipschitz bound ``L``; no training is involved.
+
+* **Chain bound** (SPEC 3.D). If ``f`` is ``L``-Lipschitz with spread
+  ``r = max_s max_{x∈A_s} ‖f(x) − z̄_s‖`` (``z̄_s`` the mean of ``f`` on set ``s``), then for
+  two sets of one cluster joined by a set-graph path of length ``p`` with ``h`` hops,
+  ``‖z̄_s − z̄_s'‖ <= L·p + 2·h·r``: each hop crosses the closest pair of points ``a, a'`` of
+  two sets (``‖f(a) − f(a')‖ <= L·g``) and enters and leaves a set (``<= r`` each).
+* **Regimes** (SPEC 3.E), with ``e_m = sqrt(2m/(m−1))`` the simplex edge, ``Δ`` the
+  smallest distance between clusters and ``D_c`` the largest chain diameter:
+  ``collapsed`` if ``L·Δ < e_m`` (the class cannot place two clusters an edge apart),
+  ``split`` if ``L·D_c >= e_m`` (the class can pull a cluster's sets an edge apart),
+  ``preserved`` in between. The lines ``L = e_m/Δ`` and ``L = e_m/D_c`` are the theory
+  overlay of the phase diagram. They are sufficient-condition lines from the chain bound,
+  not the paper's constants; how far the measured boundary sits from them is a result.
+
+Reference: Parulekar et al., COLT 2023; SPEC sections 3.D and 3.E.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from theory.certificates import Certificate
+from theory.floors import simplex_edge
+
+REGIMES = ("collapsed", "preserved", "split")
+
+
+def _nonnegative(name: str, value) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a non-negative number or array, got {value!r}") from None
+    bad = ~(np.isfinite(arr) & (arr >= 0))
+    if bad.any():
+        raise ValueError(f"{name} must be finite and non-negative, got {arr[bad].flat[0]}")
+    return arr
+
+
+def _check_certificate(certificate) -> Certificate:
+    if not isinstance(certificate, Certificate):
+        raise ValueError(f"certificate must be a theory.Certificate, got {type(certificate).__name__}")
+    return certificate
+
+
+@dataclass(frozen=True)
+class ChainBound:
+    """Per-cluster bounds on the learned within-cluster diameter (SPEC 3.D).
+
+    Attributes:
+      tight: ``L·D_c + 2·h·r`` with ``h = max_hops`` of the cluster, shape
+        ``broadcast(L, r).shape + (n_clusters,)``.
+      loose: ``L·D_c + 2·(n_c − 1)·r`` with ``n_c`` the cluster's number of sets, same shape.
+    """
+
+    tight: np.ndarray
+    loose: np.ndarray
+
+    @property
+    def tight_max(self):
+        """Largest tight bound over clusters (float for scalar inputs)."""
+        out = self.tight.max(axis=-1)
+        return float(out) if out.ndim == 0 else out
+
+    @property
+    def loose_max(self):
+        """Largest loose bound over clusters (float for scalar inputs)."""
+        out = self.loose.max(axis=-1)
+        return float(out) if out.ndim == 0 else out
+
+
+def chain_bound(lipschitz, certificate: Certificate, spread) -> ChainBound:
+    """Bound on ``max ‖z̄_s − z̄_s'‖`` over sets of each cluster (SPEC 3.D).
+
+    ``tight_c = L·D_c + 2·h_c·r`` and ``loose_c = L·D_c + 2·(n_c − 1)·r``
+
+    where ``h_c`` is the cluster's ``max_hops``: the largest hop count of a shortest path
+    between two of its sets, so the tight bound holds for every pair of sets (it equals the
+    hop count of the diameter path on the chain, interleaved and lattice geometries). It
+    holds exactly for the ball head and on point-cloud sets; a violation means the
+    certified ``L`` is wrong.
+
+    Args:
+      lipschitz: certified Lipschitz bound ``L >= 0`` (scalar or array).
+      certificate: the data's :class:`~theory.certificates.Certificate`.
+      spread: ``r = max_s max_{x∈A_s} ‖f(x) − z̄_s‖ >= 0`` (scalar or array broadcasting
+        with ``lipschitz``).
+
+    Returns:
+      :class:`ChainBound` with arrays of shape ``broadcast(L, r).shape + (n_clusters,)``.
+
+    Example:
+      >>> from theory import certificate
+      >>> pts = np.array([[0.0, 0], [0.1, 0], [0.2, 0], [3.0, 0], [3.1, 0]])
+      >>> cert = certificate(pts, [0, 1, 2, 3, 4], [0, 0, 0, 1, 1])
+      >>> np.round(chain_bound(2.0, cert, 0.01).tight, 6).tolist()
+      [0.42, 0.22]
+
+    Reference: Parulekar et al., COLT 2023; SPEC 3.D.
+    """
+    cert = _check_certificate(certificate)
+    lip = _nonnegative("lipschitz", lipschitz)
+    r = _nonnegative("spread", spread)
+    try:
+        lip, r = np.broadcast_arrays(lip, r)
+    except ValueError:
+        raise ValueError(
+            f"lipschitz and spread must broadcast together, got shapes {np.shape(lipschitz)} and {np.shape(spread)}"
+        ) from None
+    diameter = np.array([c.chain_diameter for c in cert.clusters])
+    hops = np.array([c.max_hops for c in cert.clusters], dtype=np.float64)
+    sets = np.array([c.n_sets for c in cert.clusters], dtype=np.float64)
+    lip, r = lip[..., None], r[..., None]
+    return ChainBound(tight=lip * diameter + 2.0 * hops * r, loose=lip * diameter + 2.0 * (sets - 1.0) * r)
+
+
+def phase_lines(cluster_distance, chain_diameter, n_clusters):
+    """The two theory lines of the phase diagram (SPEC 3.E).
+
+    ``collapse_line = e_m / Δ`` and ``split_line = e_m / D_c`` with ``e_m = sqrt(2m/(m−1))``:
+    below the first the class is too weak to separate clusters, above the second it can
+    split a cluster. Sufficient-condition lines, not the paper's constants. A zero distance
+    gives an infinite line.
+
+    Args:
+      cluster_distance: ``Δ >= 0`` (scalar or array).
+      chain_diameter: ``D_c >= 0`` (scalar or array).
+      n_clusters: ``m >= 2``.
+
+    Returns:
+      ``(collapse_line, split_line)``: python floats for scalar input, else float arrays.
+
+    Example:
+      >>> [round(v, 4) for v in phase_lines(1.0, 0.15, 3)]
+      [1.7321, 11.547]
+    """
+    delta = _nonnegative("cluster_distance", cluster_distance)
+    diameter = _nonnegative("chain_diameter", chain_diameter)
+    edge = np.asarray(simplex_edge(n_clusters), dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        collapse = np.where(delta > 0, edge / np.where(delta > 0, delta, 1.0), np.inf)
+        split = np.where(diameter > 0, edge / np.where(diameter > 0, diameter, 1.0), np.inf)
+    if collapse.ndim == 0 and split.ndim == 0:
+        return float(collapse), float(split)
+    return collapse, split
+
+
+def classify_regime(lipschitz, cluster_distance, chain_diameter, n_clusters):
+    """Predicted regime from ``L``, ``Δ`` and ``D_c`` (SPEC 3.E).
+
+    ``collapsed`` if ``L·Δ < e_m``; else ``split`` if ``L·D_c >= e_m``; else ``preserved``.
+    Monotone in ``L``: collapsed, then preserved, then split (the preserved band is empty
+    when ``D_c >= Δ``).
+
+    Args:
+      lipschitz: ``L >= 0`` (scalar or array); the other arguments broadcast with it.
+      cluster_distance: ``Δ >= 0``.
+      chain_diameter: ``D_c >= 0``.
+      n_clusters: ``m >= 2``.
+
+    Returns:
+      A regime name (str) for scalar input, else an array of names.
+
+    Example:
+      >>> classify_regime([0.5, 3.0, 20.0], 1.0, 0.15, 3).tolist()
+      ['collapsed', 'preserved', 'split']
+    """
+    lip = _nonnegative("lipschitz", lipschitz)
+    delta = _nonnegative("cluster_distance", cluster_distance)
+    diameter = _nonnegative("chain_diameter", chain_diameter)
+    edge = np.asarray(simplex_edge(n_clusters), dtype=np.float64)
+    regime = np.where(lip * delta < edge, "collapsed", np.where(lip * diameter >= edge, "split", "preserved"))
+    return str(regime) if regime.ndim == 0 else regime
+
+
+@dataclass(frozen=True)
+class RegimePrediction:
+    """Predicted regime and the phase-diagram lines for one data set (SPEC 3.E).
+
+    Attributes:
+      regime: ``"collapsed"``, ``"preserved"`` or ``"split"`` (an array for array ``L``).
+      lipschitz: the ``L`` it was computed for.
+      collapse_line: ``e_m/Δ``, the smallest ``L`` that can separate clusters.
+      split_line: ``e_m/D_c``, the ``L`` from which a cluster's sets can be split.
+      edge: ``e_m``.
+      cluster_distance: ``Δ``.
+      chain_diameter: ``D_c`` (largest over clusters).
+    """
+
+    regime: object
+    lipschitz: object
+    collapse_line: float
+    split_line: float
+    edge: float
+    cluster_distance: float
+    chain_diameter: float
+
+
+def predict_regime(certificate: Certificate, lipschitz, n_clusters=None) -> RegimePrediction:
+    """Predict the regime of an ``L``-Lipschitz minimiser on certified data (SPEC 3.E).
+
+    ``collapsed`` if ``L·Δ < e_m``; ``split`` if ``L·D_c >= e_m``; else ``preserved``, with
+    ``Δ = certificate.cluster_distance``, ``D_c = certificate.chain_diameter`` (largest over
+    clusters) and ``e_m = sqrt(2m/(m−1))``. The lines ``L = e_m/Δ`` and ``L = e_m/D_c`` are
+    sufficient-condition lines from the chain bound, not the paper's constants.
+
+    Args:
+      certificate: the data's :class:`~theory.certificates.Certificate`.
+      lipschitz: certified ``L >= 0`` (scalar or array).
+      n_clusters: ``m`` for ``e_m``; defaults to the number of clusters in the certificate.
+
+    Returns:
+      :class:`RegimePrediction` (``regime`` is a str for scalar ``L``, else an array).
+
+    Example:
+      >>> from theory import certificate
+      >>> pts = np.array([[0.0, 0], [0.1, 0], [3.0, 0], [3.1, 0]])
+      >>> cert = certificate(pts, [0, 1, 2, 3], [0, 0, 1, 1])
+      >>> predict_regime(cert, 1.0).regime
+      'preserved'
+
+    Reference: Parulekar et al., COLT 2023; SPEC 3.E.
+    """
+    cert = _check_certificate(certificate)
+    m = cert.n_clusters if n_clusters is None else n_clusters
+    edge = simplex_edge(m)
+    delta, diameter = cert.cluster_distance, cert.chain_diameter
+    collapse, split = phase_lines(delta, diameter, m)
+    lip = _nonnegative("lipschitz", lipschitz)
+    regime = classify_regime(lip, delta, diameter, m)
+    return RegimePrediction(
+        regime=regime,
+        lipschitz=float(lip) if lip.ndim == 0 else lip,
+        collapse_line=collapse,
+        split_line=split,
+        edge=edge,
+        cluster_distance=delta,
+        chain_diameter=diameter,
+    )
