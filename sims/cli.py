@@ -8,6 +8,7 @@ handler returns an exit status. Bad input (``ValueError``, ``FileNotFoundError``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -42,9 +43,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_every_cpu_core() -> None:
+    """Expose one XLA host device per CPU core, unless ``XLA_FLAGS`` already says.
+
+    The sweep engine shards each chunk over all local devices, so on a CPU this runs one
+    slice of the chunk per core. Results do not depend on the device count (each run's key
+    is its own seed), and accelerators are unaffected (the flag only shapes the CPU
+    platform). Must run before JAX initialises its backends.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags or "jax" in sys.modules and _backends_up():
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and cores > 1:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
+
+
+def _backends_up() -> bool:
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge._backends)
+    except Exception:  # pragma: no cover - private API moved: assume initialised
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("sweep", "reproduce"):
+        use_every_cpu_core()
     try:
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError, UsageError) as exc:
@@ -53,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"infonce-lab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
