@@ -420,19 +420,25 @@ def fig_uniformity(preserved_sources: dict[str, Sequence[dict]], many_rows: Sequ
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     ax = axes[0]
     table, errs = [], {}
+    markers = "osD^vP<>"
     for i, (name, rows) in enumerate(preserved_sources.items()):
-        vals = [r["simplex_error"] for r in rows
-                if r["regime"] == "preserved" and not math.isnan(r["simplex_error"])]
-        errs[name] = vals
-        if vals:
-            jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(vals))
-            ax.scatter(i + jitter, vals, s=10, alpha=0.6, color=REGIME_COLOURS["preserved"])
-            ax.hlines(np.median(vals), i - 0.3, i + 0.3, color="k")
-        table += [{"source": name, "simplex_error": v} for v in vals]
-    ax.set_xticks(range(len(preserved_sources)), list(preserved_sources), rotation=20,
-                  fontsize=8)
+        pts = [(r["model.lipschitz"] * r["data.cluster_separation"]
+                / theory.simplex_edge(int(r["data.n_clusters"])), r["simplex_error"])
+               for r in rows
+               if r["regime"] == "preserved" and not math.isnan(r["simplex_error"])]
+        if pts:
+            x, y = np.array(pts).T
+            ax.scatter(x, y, s=14, alpha=0.6, marker=markers[i % len(markers)], label=name)
+        errs[name] = [p[1] for p in pts]
+        table += [{"source": name, "lipschitz_times_separation_over_edge": a, "simplex_error": b}
+                  for a, b in pts]
+    ax.axvline(1.0, color="k", ls="--", lw=1, label="L·Δ = e_m")
+    ax.set_xscale("log")
+    ax.set_xlabel("L·Δ / e_m (how far the class can spread the clusters)")
     ax.set_ylabel("‖G − G_simplex‖_F of cluster means")
-    ax.set_title("preserved runs (m ≤ d + 1): cluster means vs the regular simplex", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.set_title("preserved runs (m ≤ d + 1): distance of the cluster means to the simplex",
+                 fontsize=9)
     ax = axes[1]
     atoms = []
     if many_rows:
@@ -456,19 +462,22 @@ def fig_uniformity(preserved_sources: dict[str, Sequence[dict]], many_rows: Sequ
         ax.legend(fontsize=8)
         ax.set_xlabel("loss of the optimal m-atom configuration in R^d (theory.optimal_atoms)")
         ax.set_ylabel("learned loss")
-        ax.set_title(f"m > d + 1 (no simplex): m = {sorted({a['n_clusters'] for a in atoms})}, "
-                     f"d = {sorted({a['out_dim'] for a in atoms})}", fontsize=9)
+        ax.set_title(f"m = {sorted({a['n_clusters'] for a in atoms})} clusters in "
+                     f"d = {sorted({a['out_dim'] for a in atoms})} (a simplex fits only for m ≤ d + 1)",
+                     fontsize=9)
     else:
         ax.set_visible(False)
-    fig.suptitle("F6. Uniformity: preserved clusters sit on a regular simplex; with more clusters "
+    fig.suptitle("F6. Uniformity: preserved clusters reach the regular simplex once L·Δ ≳ 2e_m; with more clusters "
                  "than d + 1 the learned loss meets the optimal atom configuration", fontsize=11)
     fig.tight_layout()
     _save(fig, out, "F6_uniformity")
     write_table(out / "F6_uniformity.csv", table)
     if atoms:
         write_table(out / "F6_many_clusters.csv", atoms)
+    far = [t["simplex_error"] for t in table if t["lipschitz_times_separation_over_edge"] >= 2]
     return {"median_simplex_error": {k: float(np.median(v)) if v else math.nan
                                      for k, v in errs.items()},
+            "median_simplex_error_far_from_collapse": float(np.median(far)) if far else math.nan,
             "many_clusters": atoms}
 
 
