@@ -68,9 +68,16 @@ def _save(fig, out: Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=130, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})  # reproducible
     plt.close(fig)
     return paths
+
+
+def _regime_legend(fig, y: float) -> None:
+    """One legend of the three regime colours, centred under the figure."""
+    handles = [plt.Rectangle((0, 0), 1, 1, color=REGIME_COLOURS[r]) for r in REGIME_ORDER]
+    fig.legend(handles, REGIME_ORDER, loc="lower center", ncol=3, fontsize=9,
+               bbox_to_anchor=(0.5, y))
 
 
 def majority(regimes: Iterable[str]) -> str:
@@ -217,9 +224,6 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
         # theory lines in index coordinates (log-log interpolation)
         lg, ll = np.log(gaps), np.log(lips)
 
-        def to_idx(values, grid_log, v):
-            return np.interp(np.log(v), grid_log, np.arange(len(values)), left=np.nan, right=np.nan)
-
         xs = np.linspace(lg[0], lg[-1], 200)
         collapse = e_m / sep
         split = e_m / (_units(geometry, n) * np.exp(xs))
@@ -244,10 +248,7 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
             b["split_ratio"] = b["split_boundary"] / b["split_theory"]
             b["collapse_ratio"] = b["collapse_boundary"] / collapse
         summary[geometry] = bnd
-        _ = to_idx
-    handles = [plt.Rectangle((0, 0), 1, 1, color=REGIME_COLOURS[r]) for r in REGIME_ORDER]
-    fig.legend(handles, REGIME_ORDER, loc="lower center", ncol=3, fontsize=9,
-               bbox_to_anchor=(0.5, -0.04))
+    _regime_legend(fig, -0.04)
     fig.suptitle("F2. Phase diagram: clusters collapse, are preserved, or split as L·δ grows "
                  "(majority over seeds; cell text = median W/B; darker = larger W/B)", fontsize=11)
     fig.tight_layout()
@@ -398,9 +399,7 @@ def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict
         ax.set_ylabel("certified Lipschitz bound L")
         ax.legend(fontsize=7, loc="upper left")
         summary[axis] = bnd
-    handles = [plt.Rectangle((0, 0), 1, 1, color=REGIME_COLOURS[r]) for r in REGIME_ORDER]
-    fig.legend(handles, REGIME_ORDER, loc="lower center", ncol=3, fontsize=9,
-               bbox_to_anchor=(0.5, -0.05))
+    _regime_legend(fig, -0.05)
     fig.suptitle("F5. Finite negatives and temperature: where preservation gives way to "
                  "splitting (chain, majority over seeds)", fontsize=11)
     fig.tight_layout()
