@@ -23,7 +23,8 @@ How a sweep runs (:func:`run_sweep`):
    coordination service ends the others, and the same command resumes the sweep.
 4. **Chunk size.** Unless given (``--chunk-size``, ``[sweep] chunk_size``), it is
    ``budget // run_bytes(config)`` runs per device (capped at :data:`MAX_RUNS_PER_DEVICE`)
-   with a budget of :data:`DEFAULT_MEMORY_BUDGET` bytes per device; see :func:`run_bytes`.
+   with a budget of :data:`DEFAULT_MEMORY_BUDGET` bytes per device (see :func:`run_bytes`),
+   then evened out over the group so that its chunks are equal (:func:`balanced_chunk_size`).
    The chunk size is recorded in the manifest; a resumed sweep keeps it.
 5. **Compilation** happens once per group and process (its time is in the manifest's
    ``sessions``); set ``JAX_COMPILATION_CACHE_DIR`` to reuse compiled programs across
@@ -612,7 +613,21 @@ def _resolve_chunk_sizes(
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise ValueError(f"chunk_size: must be an integer >= 1, got {requested!r}")
         return {g.index: requested for g in groups}
-    return {g.index: choose_chunk_size(g.static, n_devices, memory_budget) for g in groups}
+    return {g.index: balanced_chunk_size(len(g.runs), choose_chunk_size(g.static, n_devices,
+                                                                       memory_budget), n_devices)
+            for g in groups}
+
+
+def balanced_chunk_size(n_runs: int, cap: int, n_devices: int) -> int:
+    """The smallest chunk size that covers ``n_runs`` in as few chunks as ``cap`` allows.
+
+    Equal chunks waste no padding: 120 runs with a cap of 80 on 2 devices run as two chunks
+    of 60, not as 80 + 40 padded to 80. The result is a multiple of the device count and
+    never above ``cap`` rounded up to one.
+    """
+    n_chunks = -(-n_runs // cap)
+    size = -(-n_runs // n_chunks)
+    return -(-size // n_devices) * n_devices
 
 
 def _open_folder(

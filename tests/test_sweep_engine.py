@@ -66,8 +66,8 @@ def _env(work: Path, devices: int = 1) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
     env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(work / "cache"),
                PYTHONPATH=str(ROOT))
-    if devices > 1:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    # explicit, even for one device: the CLI otherwise exposes one device per CPU core
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return env
 
 

@@ -157,3 +157,18 @@ def test_refuses_a_different_sweep_without_touching_the_folder(tmp_path):
     with pytest.raises(ValueError, match="different sweep file"):
         run_sweep(parse_sweep("[train]\ncurve_points = 3\n"), out, backend=BACKEND)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_balanced_chunk_size_wastes_no_padding():
+    from sims.sweep import balanced_chunk_size
+
+    assert balanced_chunk_size(120, 80, 2) == 60
+    assert balanced_chunk_size(120, 128, 2) == 120
+    assert balanced_chunk_size(7, 4, 1) == 4
+    assert balanced_chunk_size(9, 4, 2) == 4
+    for n in range(1, 200):
+        for cap in (1, 2, 5, 16, 64):
+            for dev in (1, 2, 4):
+                size = balanced_chunk_size(n, cap * dev, dev)
+                assert size % dev == 0 and size <= cap * dev
+                assert -(-n // size) == -(-n // (cap * dev))  # no more chunks than the cap gives

@@ -1,0 +1,201 @@
+"""The bench's machinery on tiny workloads (no timing is asserted anywhere)."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from sims import bench
+from sims.config import build_config
+from sims.data import materialize, sample_batch
+from sims.models import make_model
+from sims.sweepfile import load_sweep, parse_sweep
+from sims.train import batch_loss
+
+
+def tiny(**train):
+    return build_config(data={"points_per_set": 8},
+                        model={"kind": "lipschitz_mlp", "width": 4, "depth": 2, "out_dim": 3,
+                               "lipschitz": 2.0},
+                        train={"batch_size": 5, "negatives": 2, "steps": 3, **train})
+
+
+def test_step_flops_hand_count():
+    # sizes 2 -> 4 -> 3; shared pool: P = 2·5 + 2 = 12 points per step.
+    # forward 2·12·(2·4 + 4·3) = 480; weight gradients 480; input gradient of layer 2
+    # 2·12·4·3 = 288. Similarities: anchor·negatives 2·5·2·3 = 60, anchor·positive
+    # 2·5·3 = 30, forward + backward 3·90 = 270.
+    assert bench.step_flops(tiny()) == 480 + 480 + 288 + 270
+    # independent negatives: P = 5·(2 + 2) = 20
+    assert bench.step_flops(tiny(negative_mode="independent")) == 800 + 800 + 480 + 270
+
+
+def test_step_flops_of_the_workload():
+    base, axes, seeds = bench.workload()
+    assert (base.model.width, base.model.depth, base.train.batch_size, base.train.negatives) == (
+        64, 3, 256, 16)
+    p = 2 * 256 + 16
+    layers = [2 * p * 2 * 64, 2 * p * 64 * 64, 2 * p * 64 * 3]
+    sims = 2 * 256 * 16 * 3 + 2 * 256 * 3
+    assert bench.step_flops(base) == 2 * sum(layers) + sum(layers[1:]) + 3 * sims
+    runs = len(parse_sweep(bench.engine_grid()[1]).runs)
+    assert runs == len(seeds) * np.prod([len(v) for v in axes.values()])
+    assert runs == len(load_sweep("phase_chain").runs)
+
+
+def test_sweep_text_round_trips():
+    base = tiny()
+    text = bench.sweep_text(base, {("model", "lipschitz"): [0.5, 1.0, 4.0]}, [0, 1], "t")
+    sweep = parse_sweep(text)
+    assert len(sweep.runs) == 6
+    assert {r.config.model.lipschitz for r in sweep.runs} == {0.5, 1.0, 4.0}
+    assert all(r.config.static_part() == base.static_part() for r in sweep.runs)
+    assert len(parse_sweep(bench.lipschitz_grid(base, 7, "g")).runs) == 7
+
+
+def test_linear_r2():
+    assert bench.linear_r2([8, 64, 512], [1.0, 8.0, 64.0]) == pytest.approx(1.0)
+    assert bench.linear_r2([1, 2, 3], [1.0, 3.0, 1.0]) == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        bench.linear_r2([1], [1.0])
+
+
+def fake_report(torch_s=2.0):
+    raw = {
+        "date": "today", "device": "cpu: test", "versions": {"jax": jax.__version__},
+        "jax_devices": 1,
+        "engine": {"wall_s": 3.0, "exec_s": 1.0, "runs": 10, "entry": "sims.sweep.run_sweep"},
+        "loop": {"compile_s": 1.0, "run_s": 0.2},
+        "peak": {"peak_gflops": 100.0, "by_size": {"jax 256": 100.0}},
+        "scaling": [{"runs": n, "wall_s": 1.0 + 0.01 * n, "exec_s": 0.01 * n, "steps": 3}
+                    for n in (8, 64, 512)],
+        "rss": {"peak_rss_mb": 700.0, "wall_s": 5.0, "runs": 100, "steps": 2, "ok": True,
+                "status": "complete"},
+    }
+    if torch_s:
+        raw["torch"] = {"by_threads": {1: torch_s, 2: 3.0}, "run_s": torch_s, "threads": 1,
+                        "default_threads": 2, "version": "x"}
+    return bench.BenchReport(bench.FULL, tiny(), raw)
+
+
+def test_summary_keys_and_figures():
+    report = fake_report()
+    s = report.summary()
+    assert tuple(s) == bench.SUMMARY_KEYS
+    assert s["speedup_vs_torch"] == pytest.approx(20.0)  # 2.0 s against 0.1 s per run
+    assert s["speedup_vs_loop"] == pytest.approx(2.0)
+    gflops = bench.step_flops(tiny()) * 3 / 0.1 / 1e9
+    assert s["gflops"] == pytest.approx(gflops)
+    assert s["peak_fraction"] == pytest.approx(gflops / 100.0)
+    assert s["r2_scaling"] == pytest.approx(1.0)
+    json.dumps(report.details(), default=str)
+    assert report.targets()["speedup_vs_torch"]["met"] is True
+    assert report.targets()["peak_rss_mb"]["met"] is True
+    assert "target" in report.table()
+    assert fake_report(torch_s=None).summary()["speedup_vs_torch"] is None
+
+
+@pytest.mark.parametrize("head", ["ball", "sphere"])
+@pytest.mark.parametrize("mode", ["shared", "independent"])
+def test_torch_baseline_computes_the_same_loss(head, mode):
+    torch = pytest.importorskip("torch")
+    cfg = build_config(data={"points_per_set": 8},
+                       model={"kind": "lipschitz_mlp", "width": 16, "depth": 3, "head": head,
+                              "lipschitz": 3.0},
+                       train={"batch_size": 32, "negatives": 8, "negative_mode": mode,
+                              "temperature": 0.3})
+    model = make_model(cfg.model, cfg.data.input_dim)
+    params = model.init(jax.random.PRNGKey(1), {"lipschitz": 3.0, "bandwidth": 1.0})
+    points = materialize(cfg.data, jax.random.PRNGKey(2)).points
+    batch = sample_batch(jax.random.PRNGKey(3), points, 32, 8, mode)
+    expected = float(batch_loss(model, params, batch, 0.3))
+
+    net = bench.torch_model(cfg, params)
+    t = lambda a: torch.from_numpy(np.array(a, np.float32))  # noqa: E731
+    embed = lambda a: bench.torch_head(net(t(a).reshape(-1, 2)), head).reshape(  # noqa: E731
+        *a.shape[:-1], -1)
+    with torch.no_grad():
+        got = bench.torch_infonce(embed(batch.anchor), embed(batch.positive),
+                                  embed(batch.negatives), 0.3)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_torch_baseline_trains_inside_the_class():
+    torch = pytest.importorskip("torch")
+    cfg = tiny(steps=20)
+    points = np.asarray(materialize(cfg.data, jax.random.PRNGKey(0)).points)
+    out = bench.torch_train(cfg, points, seed=0)
+    assert out["seconds"] > 0 and np.isfinite(out["loss"])
+    net = out["model"]
+    assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear"]
+    per_layer = 2.0 ** (1 / 2)
+    for lin in (net[0], net[2]):
+        sigma = np.linalg.norm(lin.weight.detach().numpy().astype(np.float64), 2)
+        assert sigma <= per_layer * (1 + 1e-5)
+    with pytest.raises(ValueError, match="rff"):
+        bench.torch_model(build_config(model={"kind": "rff"}))
+
+
+@pytest.mark.slow
+def test_quick_bench_end_to_end(capsys):
+    from sims.cli import main
+
+    assert main(["bench", "--quick", "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert list(summary) == list(bench.SUMMARY_KEYS)
+    for key in ("speedup_vs_loop", "gflops", "matmul_peak_gflops", "peak_fraction",
+                "r2_scaling", "peak_rss_mb"):
+        assert summary[key] > 0, key
+    assert summary["device"]
+
+
+# --------------------------------------------------------------------------- the optimisations
+# (the per-step constraint without decompositions, and decompositions that never batch)
+
+
+def _exact(w):
+    return np.linalg.norm(np.asarray(w, np.float64), 2)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (2, 64), (64, 3), (5, 1), (1, 7), (16, 9)])
+def test_spectral_norm_upper_is_a_tight_certified_bound(shape):
+    from sims.models import UPPER_BOUND_SLACK, spectral_norm_upper
+
+    rng = np.random.default_rng(sum(shape))
+    q = np.linalg.qr(rng.standard_normal((max(shape), max(shape))))[0][: shape[0], : shape[1]]
+    cases = [rng.standard_normal(shape) * 10.0 ** rng.uniform(-4, 4) for _ in range(10)]
+    cases += [q, 1e-30 * q, 1e25 * q,  # flat spectrum: the worst case of the bound
+              np.outer(rng.standard_normal(shape[0]), rng.standard_normal(shape[1]))]
+    for w in cases:
+        w = np.asarray(w, np.float32)
+        exact, upper = _exact(w), float(spectral_norm_upper(jax.numpy.asarray(w)))
+        assert exact <= upper <= exact * UPPER_BOUND_SLACK * (1 + 1e-4), (shape, exact, upper)
+    assert float(spectral_norm_upper(jax.numpy.zeros(shape))) == 0.0
+
+
+def test_cap_is_certified_and_close():
+    from sims.models import _cap
+
+    w = jax.random.normal(jax.random.PRNGKey(0), (64, 64))
+    capped = _cap(w, 1.5)
+    assert 1.5 / 1.01 <= _exact(capped) <= 1.5 * (1 + 1e-6)
+    small = w * (0.5 / _exact(w))
+    np.testing.assert_array_equal(np.asarray(_cap(small, 1.5)), np.asarray(small))
+
+
+def test_spectral_norm_never_batches_its_decomposition():
+    from sims.models import spectral_norm
+
+    ws = jax.random.normal(jax.random.PRNGKey(1), (3, 5, 16, 8))
+    f = jax.jit(jax.vmap(jax.vmap(spectral_norm)))
+    np.testing.assert_allclose(np.asarray(f(ws)),
+                               np.linalg.norm(np.asarray(ws, np.float64), 2, axis=(-2, -1)),
+                               rtol=1e-5)
+    hlo = f.lower(ws).compile().as_text()
+    calls = [line for line in hlo.splitlines() if "gesdd" in line and "custom-call(" in line]
+    assert calls and all("f32[16,8]" in line.split("custom-call(")[0] for line in calls), calls
+    w = ws[0, 0]
+    u, s, vt = np.linalg.svd(np.asarray(w, np.float64))
+    np.testing.assert_allclose(np.asarray(jax.grad(spectral_norm)(w)), np.outer(u[:, 0], vt[0]),
+                               atol=1e-5)
