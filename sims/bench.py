@@ -338,13 +338,15 @@ def computed_runs(sweep) -> int | None:
     try:
         import jax
 
-        from sims.sweep import choose_chunk_size, group_runs, padded_size
+        from sims.sweep import DEFAULT_MEMORY_BUDGET, _resolve_chunk_sizes, group_runs, padded_size
     except ImportError:
         return None
     n_dev = len(jax.local_devices())
     total = 0
-    for group in group_runs(sweep.runs):
-        size = sweep.chunk_size or choose_chunk_size(group.static, n_dev)
+    groups = group_runs(sweep.runs)
+    sizes = _resolve_chunk_sizes(sweep, groups, None, DEFAULT_MEMORY_BUDGET, n_dev)
+    for group in groups:
+        size = sizes[group.index]
         chunks = -(-len(group.runs) // size)
         total += chunks * padded_size(len(group.runs), size, n_dev)
     return total
