@@ -140,6 +140,12 @@ def random_frame(key: jax.Array, dim: int) -> jax.Array:
     return q * jnp.sign(jnp.diag(r))[None, :]
 
 
+def diameter_in_gaps(geometry: str, n: int) -> int:
+    """Chain diameter ``D_c / δ`` of a cluster of ``n`` sets (SPEC 4): chain ``n − 1``,
+    interleaved ``⌊n/2⌋``, lattice ``1``."""
+    return {"chain": n - 1, "interleaved": n // 2, "lattice": 1}[geometry]
+
+
 def design_certificate(spec: MixtureSpec) -> dict[str, float]:
     """The certificate the generator builds in, per SPEC section 4 (max over clusters).
 
@@ -148,8 +154,7 @@ def design_certificate(spec: MixtureSpec) -> dict[str, float]:
     realising it: 1, see below), and
     ``cluster_distance`` (Δ). Works with traced values.
     """
-    n = max(spec.set_counts)
-    units = {"chain": n - 1, "interleaved": n // 2, "lattice": 1}[spec.geometry]
+    units = diameter_in_gaps(spec.geometry, max(spec.set_counts))
     return {
         "gap": spec.gap,
         "bottleneck": spec.gap,

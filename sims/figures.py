@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import theory  # noqa: E402
+from sims.data import diameter_in_gaps  # noqa: E402
 
 REGIME_COLOURS = {"collapsed": "#9e9e9e", "preserved": "#2e7d32", "split": "#c62828"}
 REGIME_ORDER = ("collapsed", "preserved", "split")
@@ -192,10 +193,6 @@ def fig_geometry(out: Path, gap: float = 0.1, sets: int = 4, seed: int = 0) -> d
 # --------------------------------------------------------------------------- F2 phase
 
 
-def _units(geometry: str, n: int) -> int:
-    return {"chain": n - 1, "interleaved": n // 2, "lattice": 1}[geometry]
-
-
 def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
     """F2: regime over gap × Lipschitz bound for each geometry, with SPEC E's lines.
 
@@ -226,7 +223,7 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
 
         xs = np.linspace(lg[0], lg[-1], 200)
         collapse = e_m / sep
-        split = e_m / (_units(geometry, n) * np.exp(xs))
+        split = e_m / (diameter_in_gaps(geometry, n) * np.exp(xs))
         xi = np.interp(xs, lg, np.arange(len(gaps)))
         yc = np.interp(np.log(collapse), ll, np.arange(len(lips)))
         ax.axhline(yc, color="k", ls="--", lw=1.2, label=f"L = e_m/Δ = {collapse:.2f}")
@@ -242,7 +239,7 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
         ax.legend(fontsize=7, loc="upper left")
         bnd = boundaries(cells, "data.gap", "model.lipschitz")
         for b in bnd:
-            d_c = _units(geometry, n) * b["data.gap"]
+            d_c = diameter_in_gaps(geometry, n) * b["data.gap"]
             b["split_theory"] = e_m / d_c
             b["collapse_theory"] = collapse
             b["split_ratio"] = b["split_boundary"] / b["split_theory"]
@@ -390,7 +387,7 @@ def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict
         geometry = rows[0]["data.geometry"]
         n = int(rows[0]["data.sets_per_cluster"])
         gap = rows[0]["data.gap"]
-        split_theory = theory.simplex_edge(m) / (_units(geometry, n) * gap)
+        split_theory = theory.simplex_edge(m) / (diameter_in_gaps(geometry, n) * gap)
         ax.axhline(split_theory, color="k", lw=0.8, ls=":",
                    label=f"e_m/D_c = {split_theory:.1f}")
         ax.set_xscale("log", base=2)
