@@ -59,23 +59,14 @@ COLUMNS: tuple[str, ...] = (
 
 simplex_edge = theory.simplex_edge  # e_m, re-exported for convenience
 
-COLLAPSE_FRACTION = 0.5  # collapsed if max(W, B) < e_m * COLLAPSE_FRACTION
-SPLIT_RATIO = 0.5  # split if W / B >= SPLIT_RATIO
 #: pairs used for the uniformity estimate when exact all-pairs would be too large.
 UNIFORMITY_PAIRS = 65536
 KMEANS_ITERS = 25
 
 
 def classify(within: float, between: float, n_clusters: int) -> str:
-    """Regime label from ``W`` and ``B`` (thresholds in the module docstring)."""
-    if not (math.isfinite(within) and math.isfinite(between)):
-        return ""
-    e = float(theory.simplex_edge(n_clusters))
-    if max(within, between) < COLLAPSE_FRACTION * e:
-        return "collapsed"
-    if within >= SPLIT_RATIO * between:
-        return "split"
-    return "preserved"
+    """Regime label from ``W`` and ``B``: :func:`theory.classify_embedding` (SPEC 5)."""
+    return theory.classify_embedding(within, between, n_clusters)
 
 
 def _kmeans_labels(x: jax.Array, k: int, iters: int = KMEANS_ITERS) -> jax.Array:

@@ -8,10 +8,11 @@ import pytest
 
 import theory.certificates
 import theory.floors
+import theory.oracle
 import theory.regimes
 
 
-@pytest.mark.parametrize("module", [theory.floors, theory.certificates, theory.regimes], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [theory.floors, theory.certificates, theory.regimes, theory.oracle], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0

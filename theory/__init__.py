@@ -6,8 +6,10 @@ Cluster-Preserving Representations*, COLT 2023 (arXiv:2302.07920); SPEC sections
 * :mod:`theory.floors`: the atom loss (SPEC 3.A), the simplex floor ``ℓ*_M(K, τ)``
   (SPEC 3.B) and numerically optimal atom configurations.
 * :mod:`theory.certificates`: set-graph certificates of point-cloud data (SPEC 1, 3.D).
-* :mod:`theory.regimes`: the Lipschitz chain bound (SPEC 3.D), predicted regimes and the
-  phase-diagram lines (SPEC 3.E).
+* :mod:`theory.regimes`: the Lipschitz chain bound (SPEC 3.D), predicted regimes, the
+  phase-diagram lines (SPEC 3.E) and the regime of an embedding (SPEC 5).
+* :mod:`theory.oracle`: the class minimum, InfoNCE minimised over every ``L``-Lipschitz map
+  into the unit ball on finite data (SPEC 3.F).
 """
 
 from theory.certificates import Certificate, ClusterCertificate, certificate
@@ -19,11 +21,15 @@ from theory.floors import (
     simplex_infonce,
     simplex_vectors,
 )
+from theory.oracle import OracleResult, lipschitz_minimum
 from theory.regimes import (
+    REGIMES,
     ChainBound,
     RegimePrediction,
     chain_bound,
+    classify_embedding,
     classify_regime,
+    cluster_geometry,
     phase_lines,
     predict_regime,
 )
@@ -33,11 +39,16 @@ __all__ = [
     "Certificate",
     "ChainBound",
     "ClusterCertificate",
+    "OracleResult",
+    "REGIMES",
     "RegimePrediction",
     "atom_infonce",
     "certificate",
     "chain_bound",
+    "classify_embedding",
     "classify_regime",
+    "cluster_geometry",
+    "lipschitz_minimum",
     "optimal_atoms",
     "phase_lines",
     "predict_regime",

@@ -166,6 +166,57 @@ def _label(value) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def point_sets(points, set_ids, cluster_ids):
+    """Validate point-cloud augmentation data and index its sets and clusters.
+
+    Args:
+      points: ``(n, D)`` finite coordinates.
+      set_ids: ``(n,)`` set of each point (integers or strings).
+      cluster_ids: ``(n,)`` cluster of each point, constant on each set, at least two.
+
+    Returns:
+      ``(x, set_labels, set_index, cluster_labels, set_cluster)``: float64 points, the sorted
+      set labels, each point's index into them, the sorted cluster labels, and each set's
+      index into those.
+
+    Raises:
+      ValueError: one line naming the argument (shape, NaN, a set in two clusters, ...).
+    """
+    x = _check_points(points)
+    n = x.shape[0]
+    sets = _check_ids("set_ids", set_ids, n)
+    clusters = _check_ids("cluster_ids", cluster_ids, n)
+    set_labels, set_index = np.unique(sets, return_inverse=True)
+    cluster_labels, cluster_index = np.unique(clusters, return_inverse=True)
+    if cluster_labels.size < 2:
+        raise ValueError(
+            f"cluster_ids: a single cluster ({_label(cluster_labels[0])!r}); at least 2 are needed"
+        )
+    lo = np.full(set_labels.size, cluster_labels.size)
+    hi = np.full(set_labels.size, -1)
+    np.minimum.at(lo, set_index, cluster_index)
+    np.maximum.at(hi, set_index, cluster_index)
+    mixed = np.flatnonzero(lo != hi)
+    if mixed.size:
+        s = mixed[0]
+        raise ValueError(
+            f"set_ids: set {_label(set_labels[s])!r} has points in clusters "
+            f"{_label(cluster_labels[lo[s]])!r} and {_label(cluster_labels[hi[s]])!r}"
+        )
+    return x, set_labels, set_index, cluster_labels, lo
+
+
+def set_distance_matrix(x: np.ndarray, set_index: np.ndarray, n_sets: int, block_size: int = _BLOCK) -> np.ndarray:
+    """Exact ``(S, S)`` matrix of set distances ``g(s, t) = min ‖a − a'‖`` over all pairs of sets.
+
+    ``x`` are float64 points and ``set_index`` each point's set in ``0..S−1`` (every set
+    non-empty). Same exactness as the certificate: each entry is the distance of an actual
+    pair of points; 0 on the diagonal and for sets that share a point.
+    """
+    order = np.argsort(set_index, kind="stable")
+    return _set_distances(x[order], set_index[order], n_sets, block_size)
+
+
 # --------------------------------------------------------------------------- distances
 
 
@@ -420,10 +471,8 @@ def certificate(
 
     Reference: Parulekar et al., COLT 2023; SPEC sections 1 and 3.D.
     """
-    x = _check_points(points)
+    x, set_labels, set_index, cluster_labels, set_cluster = point_sets(points, set_ids, cluster_ids)
     n = x.shape[0]
-    sets = _check_ids("set_ids", set_ids, n)
-    clusters = _check_ids("cluster_ids", cluster_ids, n)
     block = int(block_size) if isinstance(block_size, (int, np.integer)) else 0
     if block < 1:
         raise ValueError(f"block_size must be at least 1, got {block_size!r}")
@@ -434,25 +483,7 @@ def certificate(
     if not (0.0 <= tie < 1e-2):
         raise ValueError(f"tie_rtol must be in [0, 0.01), got {tie_rtol!r}")
 
-    set_labels, set_index = np.unique(sets, return_inverse=True)
-    cluster_labels, cluster_index = np.unique(clusters, return_inverse=True)
     n_sets = set_labels.size
-    if cluster_labels.size < 2:
-        raise ValueError(
-            f"cluster_ids: a single cluster ({_label(cluster_labels[0])!r}); the certificate needs at least 2"
-        )
-    lo = np.full(n_sets, cluster_labels.size)
-    hi = np.full(n_sets, -1)
-    np.minimum.at(lo, set_index, cluster_index)
-    np.maximum.at(hi, set_index, cluster_index)
-    mixed = np.flatnonzero(lo != hi)
-    if mixed.size:
-        s = mixed[0]
-        raise ValueError(
-            f"set_ids: set {_label(set_labels[s])!r} has points in clusters "
-            f"{_label(cluster_labels[lo[s]])!r} and {_label(cluster_labels[hi[s]])!r}"
-        )
-    set_cluster = lo
     per_cluster = np.bincount(set_cluster, minlength=cluster_labels.size)
     if per_cluster.max() > MAX_SETS_PER_CLUSTER:
         c = int(np.argmax(per_cluster))

@@ -79,7 +79,8 @@ def _scalar_positive(name: str, value) -> float:
     return float(arr)
 
 
-def _unit_vectors(vectors) -> np.ndarray:
+def _atom_vectors(vectors, ball: bool = False) -> np.ndarray:
+    """Validated atoms: unit vectors (renormalised), or with ``ball`` any vectors of norm <= 1."""
     try:
         u = np.asarray(vectors, dtype=np.float64)
     except (TypeError, ValueError):
@@ -89,6 +90,11 @@ def _unit_vectors(vectors) -> np.ndarray:
     if not np.all(np.isfinite(u)):
         raise ValueError("vectors contain NaN or infinite entries")
     norms = np.linalg.norm(u, axis=1)
+    if ball:
+        worst = int(np.argmax(norms))
+        if norms[worst] > 1.0 + 1e-9:
+            raise ValueError(f"vectors must lie in the unit ball, row {worst} has norm {norms[worst]:.6g}")
+        return u
     worst = int(np.argmax(np.abs(norms - 1.0)))
     if abs(norms[worst] - 1.0) > 1e-6:
         raise ValueError(f"vectors must be unit vectors, row {worst} has norm {norms[worst]:.6g}")
@@ -260,10 +266,16 @@ def _compositions(total: int, parts: int) -> np.ndarray:
 
 
 def _similarity_kernel(u: np.ndarray, tau: float) -> np.ndarray:
-    """``E_ab = exp((⟨u_a,u_b⟩ − 1)/τ)`` in (0, 1], exactly 1 on the diagonal."""
-    gram = np.clip(u @ u.T, -1.0, 1.0)
-    np.fill_diagonal(gram, 1.0)
-    return np.exp((gram - 1.0) / tau)
+    """``E_ab = exp((⟨u_a,u_b⟩ − ‖u_a‖²)/τ)``, exactly 1 on the diagonal.
+
+    The anchor and its positive both sit at ``u_a``, so the positive logit is ``‖u_a‖²/τ``;
+    for unit vectors this is ``exp((⟨u_a,u_b⟩ − 1)/τ)`` in ``(0, 1]``. Inside the unit ball
+    ``⟨u_a,u_b⟩ − ‖u_a‖² <= ‖u_a‖(1 − ‖u_a‖) <= 1/4``, so ``E_ab <= e^{1/(4τ)}``.
+    """
+    gram = u @ u.T
+    kernel = np.exp((gram - np.diag(gram)[:, None]) / tau)
+    np.fill_diagonal(kernel, 1.0)
+    return kernel
 
 
 def count_vectors(num_atoms: int, num_negatives: int) -> int:
@@ -293,9 +305,29 @@ def _atom_infonce_exact(kernel, w, k, max_count_vectors) -> float:
     return float(per_anchor @ w)
 
 
-def _quadrature_nodes(k: int) -> np.ndarray:
-    left = math.log(_QUAD_LEFT_TAIL / k)
-    return np.exp(np.arange(left, _QUAD_RIGHT + _QUAD_STEP / 2, _QUAD_STEP))
+def _quadrature_nodes(k: int, kernel_max: float = 1.0, step: float = _QUAD_STEP,
+                      tail: float = _QUAD_LEFT_TAIL) -> np.ndarray:
+    """Nodes ``t = e^s`` of the trapezoidal rule in ``s = log t`` (see ``_atom_infonce_quadrature``).
+
+    The left tail ``∫_0^{t_0} (1 − φ^K) dt/t <= K·max(E)·t_0`` is kept below ``tail`` by
+    starting at ``t_0 = tail / (K·max(E))``.
+    """
+    left = math.log(tail / (k * max(kernel_max, 1.0)))
+    return np.exp(np.arange(left, _QUAD_RIGHT + step / 2, step))
+
+
+def quadrature_rule(k: int, kernel_max: float = 1.0, step: float = _QUAD_STEP,
+                    tail: float = _QUAD_LEFT_TAIL) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``t`` and weights of the integral form of the atom loss (float64 arrays).
+
+    ``E log(1 + S_a) ≈ Σ_t weight_t (1 − φ_a(t)^K)`` with ``weight_t = step·e^{−t}`` (the
+    trapezoidal rule in ``s = log t``; see :func:`atom_infonce`, ``method="quadrature"``).
+    ``kernel_max`` bounds the kernel ``E_ab`` (1 on the sphere, ``e^{1/(4τ)}`` in the ball).
+    The defaults are accurate to ~1e-14 relative; ``step=0.5, tail=1e-9`` to ~1e-8 with
+    half the nodes.
+    """
+    t = _quadrature_nodes(k, kernel_max, step, tail)
+    return t, step * np.exp(-t)
 
 
 def _atom_infonce_quadrature(kernel, w, k) -> float:
@@ -303,8 +335,7 @@ def _atom_infonce_quadrature(kernel, w, k) -> float:
     # K i.i.d. draws b_k ~ w, E[e^{−tS}] = φ_a(t)^K, φ_a(t) = Σ_b w_b e^{−t E_ab}, so
     # E log(1 + S) = ∫ exp(−e^s) (1 − φ_a(e^s)^K) ds exactly (t = e^s).
     support = np.flatnonzero(w > 0)
-    t = _quadrature_nodes(k)
-    weight_t = _QUAD_STEP * np.exp(-t)
+    t, weight_t = quadrature_rule(k, float(kernel.max()))
     per_anchor = np.empty(kernel.shape[0])
     step = max(1, _CHUNK_ELEMENTS // (t.size * support.size))
     for a0 in range(0, kernel.shape[0], step):
@@ -341,10 +372,16 @@ def atom_infonce(
     num_samples: int = 100_000,
     seed: int | np.random.Generator = 0,
     max_count_vectors: int = MAX_COUNT_VECTORS,
+    ball: bool = False,
 ):
-    """InfoNCE loss of an atom configuration with ``K`` negatives (SPEC 3.A).
+    """InfoNCE loss of an atom configuration with ``K`` negatives (SPEC 3.A, 3.F).
 
     ``ℓ = Σ_a w_a E_{n ~ Multinomial(K, w)} log(1 + Σ_b n_b exp((⟨u_a,u_b⟩ − 1)/τ))``
+
+    With ``ball=True`` the atoms may lie anywhere in the closed unit ball (the ball head of
+    SPEC 1): anchor and positive both sit at ``u_a``, so the positive logit is ``‖u_a‖²/τ``
+    and ``⟨u_a,u_b⟩ − 1`` above becomes ``⟨u_a,u_b⟩ − ‖u_a‖²`` (SPEC 3.F, set level). Every
+    method carries over unchanged.
 
     Methods:
       * ``"exact"`` enumerates the ``C(K+M−1, M−1)`` count vectors ``n`` (atoms of weight 0
@@ -359,7 +396,8 @@ def atom_infonce(
         against each draw; returns the estimate and its standard error.
 
     Args:
-      vectors: unit vectors ``u``, shape ``(M, d)`` (norms within 1e-6 of 1).
+      vectors: unit vectors ``u``, shape ``(M, d)`` (norms within 1e-6 of 1), or with
+        ``ball=True`` vectors of norm at most 1.
       weights: atom weights ``w``, shape ``(M,)``, non-negative, summing to 1; ``None`` for
         equal weights.
       num_negatives: ``K >= 1``.
@@ -368,6 +406,7 @@ def atom_infonce(
       num_samples: Monte Carlo draws (``method="mc"``).
       seed: integer seed or ``numpy.random.Generator`` (``method="mc"``).
       max_count_vectors: enumeration limit for ``method="exact"``.
+      ball: atoms inside the unit ball rather than on the sphere.
 
     Returns:
       The loss as a python float; for ``method="mc"`` a tuple ``(estimate, standard_error)``.
@@ -376,10 +415,12 @@ def atom_infonce(
       >>> u = simplex_vectors(3)
       >>> round(atom_infonce(u, None, 16, 0.5), 6)
       1.889579
+      >>> round(atom_infonce(np.zeros((3, 2)), None, 16, 0.5, ball=True), 6)  # log(1 + K)
+      2.833213
 
     Reference: Parulekar et al., COLT 2023; SPEC 3.A.
     """
-    u = _unit_vectors(vectors)
+    u = _atom_vectors(vectors, ball=bool(ball))
     w = _atom_weights(weights, u.shape[0])
     k = _scalar_int("num_negatives", num_negatives, 1)
     tau = _scalar_positive("temperature", temperature)
@@ -418,6 +459,30 @@ class AtomConfiguration(NamedTuple):
         return self.vectors @ self.vectors.T
 
 
+def quadrature_loss(log_kernel, w, k: int, nodes, node_weights):
+    """The integral form of the atom loss in JAX, differentiable (SPEC 3.A, 3.F).
+
+    ``Σ_a w_a ∫ e^{−t}(1 − φ_a(t)^K) dt/t`` with ``φ_a(t) = Σ_b w_b exp(−t·E_ab)`` and
+    ``E_ab = exp(log_kernel_ab)``, on the nodes and weights of :func:`quadrature_rule`.
+
+    Args:
+      log_kernel: ``(M, M)`` logit differences ``(⟨z_a,z_b⟩ − ⟨z_a,z_a⁺⟩)/τ``.
+      w: ``(M,)`` atom weights (the law of the negatives and of the anchors).
+      k: the number of negatives ``K``.
+      nodes, node_weights: from :func:`quadrature_rule`.
+
+    Returns:
+      A scalar (JAX array) in the dtype of ``log_kernel``.
+    """
+    import jax.numpy as jnp
+
+    e = jnp.exp(log_kernel)
+    # log φ = log1p(Σ_b w_b expm1(−t E_ab)) stays accurate where φ is close to 1.
+    phi_minus_one = jnp.einsum("b,abt->at", w, jnp.expm1(-e[:, :, None] * nodes))
+    integrand = -jnp.expm1(k * jnp.log1p(jnp.maximum(phi_minus_one, _PHI_FLOOR - 1.0)))
+    return (integrand @ node_weights) @ w
+
+
 @functools.lru_cache(maxsize=32)
 def _make_optimiser(num_atoms: int, dim: int, k: int, steps: int):
     """Compiled projected-Adam minimiser of the integral-form atom loss (float64 JAX)."""
@@ -425,18 +490,14 @@ def _make_optimiser(num_atoms: int, dim: int, k: int, steps: int):
     import jax.numpy as jnp
     import optax
 
-    t = jnp.asarray(_quadrature_nodes(k))
-    weight_t = _QUAD_STEP * jnp.exp(-t)
+    t, weight_t = (jnp.asarray(a) for a in quadrature_rule(k))
     schedule = optax.cosine_decay_schedule(0.05, steps, alpha=1e-3)
     optimiser = optax.adam(schedule)
 
     def loss(v, w, tau):
         u = v / jnp.linalg.norm(v, axis=1, keepdims=True)
         gram = jnp.clip(u @ u.T, -1.0, 1.0)
-        e = jnp.exp((gram - 1.0) / tau)  # (M, M)
-        phi_minus_one = jnp.einsum("b,abt->at", w, jnp.expm1(-e[:, :, None] * t))
-        integrand = -jnp.expm1(k * jnp.log1p(jnp.maximum(phi_minus_one, _PHI_FLOOR - 1.0)))
-        return (integrand @ weight_t) @ w
+        return quadrature_loss((gram - 1.0) / tau, w, k, t, weight_t)
 
     def run(v0, w, tau):
         def step(carry, _):

@@ -28,7 +28,12 @@ import numpy as np
 from theory.certificates import Certificate
 from theory.floors import simplex_edge
 
+#: the three regimes, in the order they appear as ``L`` grows (SPEC 3.E, 5).
 REGIMES = ("collapsed", "preserved", "split")
+#: an embedding is ``collapsed`` when ``max(W, B) < COLLAPSE_FRACTION · e_m`` (SPEC 5).
+COLLAPSE_FRACTION = 0.5
+#: otherwise it is ``split`` when ``W / B >= SPLIT_RATIO`` (SPEC 5), else ``preserved``.
+SPLIT_RATIO = 0.5
 
 
 def _nonnegative(name: str, value) -> np.ndarray:
@@ -242,3 +247,59 @@ def predict_regime(certificate: Certificate, lipschitz, n_clusters=None) -> Regi
         cluster_distance=delta,
         chain_diameter=diameter,
     )
+
+
+def classify_embedding(within: float, between: float, n_clusters: int) -> str:
+    """Regime of a representation from its geometry (SPEC 5), one rule for every map.
+
+    With ``W`` the within-cluster diameter of the set means, ``B`` the smallest distance
+    between cluster means and ``e_m = sqrt(2m/(m−1))``: ``collapsed`` if
+    ``max(W, B) < e_m/2`` (nothing is separated); otherwise ``split`` if ``W/B >= 1/2``
+    (sets inside a cluster are pulled apart at least half as far as clusters are); otherwise
+    ``preserved``. Used alike for trained networks and for the class minimum
+    (:func:`theory.lipschitz_minimum`). Non-finite input gives ``""``.
+
+    Example:
+      >>> classify_embedding(0.1, 1.7, 3), classify_embedding(0.9, 1.2, 3)
+      ('preserved', 'split')
+    """
+    if not (np.isfinite(within) and np.isfinite(between)):
+        return ""
+    edge = simplex_edge(n_clusters)
+    if max(within, between) < COLLAPSE_FRACTION * edge:
+        return "collapsed"
+    if within >= SPLIT_RATIO * between:
+        return "split"
+    return "preserved"
+
+
+def cluster_geometry(set_means, set_clusters) -> tuple[float, float]:
+    """``(W, B)`` of an embedding from its set means (SPEC 5).
+
+    ``W = max_c max_{s,s' ∈ c} ‖z̄_s − z̄_s'‖`` and ``B = min_{c≠c'} ‖z̄_c − z̄_c'‖`` with
+    ``z̄_c`` the mean of cluster ``c``'s set means (every set carries equal weight).
+
+    Args:
+      set_means: ``(S, d)`` mean embedding of each set.
+      set_clusters: ``(S,)`` cluster label of each set (at least two clusters).
+
+    Returns:
+      ``(within_diameter, between_distance)`` as python floats.
+
+    Example:
+      >>> cluster_geometry([[0.0, 0], [0.1, 0], [1.0, 0]], [0, 0, 1])
+      (0.1, 0.95)
+    """
+    z = np.asarray(set_means, dtype=np.float64)
+    labels, index = np.unique(np.asarray(set_clusters), return_inverse=True)
+    if z.ndim != 2 or index.shape != (z.shape[0],):
+        raise ValueError(f"set_means must be (S, d) with one cluster per row, got shapes {z.shape} and {index.shape}")
+    if labels.size < 2:
+        raise ValueError("set_clusters: a single cluster; W and B need at least 2")
+    dist = np.sqrt(np.maximum(np.sum((z[:, None] - z[None]) ** 2, -1), 0.0))
+    within = float(np.max(np.where(index[:, None] == index[None, :], dist, 0.0)))
+    member = np.eye(labels.size)[index].T
+    centres = member @ z / member.sum(1, keepdims=True)
+    cdist = np.sqrt(np.maximum(np.sum((centres[:, None] - centres[None]) ** 2, -1), 0.0))
+    between = float(np.min(cdist[~np.eye(labels.size, dtype=bool)]))
+    return within, between

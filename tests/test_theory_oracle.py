@@ -1,0 +1,286 @@
+"""Tests of theory.oracle: the class minimum of InfoNCE over L-Lipschitz maps (SPEC 3.F).
+
+Values are checked against independent computations: a brute-force sum over ordered draws
+of the negatives, all-pairs distances in numpy, the simplex floor. Solver settings are kept
+small (and shapes shared) so that the compiled programs are reused across tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import theory
+from theory.oracle import round_robin
+
+FAST = {"restarts": 2, "steps": 150}
+
+
+# --------------------------------------------------------------------------- references
+
+
+def brute_ball_loss(z: np.ndarray, k: int, tau: float) -> float:
+    """Set-level InfoNCE of atoms in the ball by summing over ordered draws of K negatives."""
+    n = z.shape[0]
+    total = 0.0
+    for a in range(n):
+        for draw in itertools.product(range(n), repeat=k):
+            s = sum(math.exp((float(z[a] @ z[b]) - float(z[a] @ z[a])) / tau) for b in draw)
+            total += math.log1p(s) / n ** (k + 1)
+    return total
+
+
+def brute_set_distances(x, sets):
+    labels = np.unique(sets)
+    g = np.zeros((labels.size, labels.size))
+    for i, s in enumerate(labels):
+        for j, t in enumerate(labels):
+            diff = x[sets == s][:, None, :] - x[sets == t][None, :, :]
+            g[i, j] = np.sqrt((diff**2).sum(-1)).min()
+    return g
+
+
+def pairwise(z):
+    return np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1))
+
+
+def two_by_two(rng, spread=1.0, separation=3.0, points=3, dim_in=2):
+    """2 clusters × 2 sets × ``points`` random points in R^dim_in."""
+    centres = np.array([[0.0] * dim_in, [separation] + [0.0] * (dim_in - 1)])
+    x, sets, clusters = [], [], []
+    for c in range(2):
+        for s in range(2):
+            x.append(centres[c] + spread * rng.standard_normal((points, dim_in)) * 0.3 + 0.5 * s)
+            sets += [2 * c + s] * points
+            clusters += [c] * points
+    return np.concatenate(x), np.array(sets), np.array(clusters)
+
+
+def chain_reference():
+    """SPEC 3.F's reference data: chain, 4 clusters × 3 sets, gap 0.08, clusters 6 apart, D = 4."""
+    import jax
+
+    import sims
+
+    spec = sims.MixtureSpec(geometry="chain", n_clusters=4, sets_per_cluster=3, gap=0.08,
+                            cluster_separation=6.0, input_dim=4)
+    mix = sims.materialize(spec, jax.random.PRNGKey(0))
+    pts = np.asarray(mix.points, np.float64)
+    p = pts.shape[1]
+    return (pts.reshape(-1, 4), np.repeat(np.arange(spec.n_sets), p),
+            np.repeat(np.asarray(mix.cluster_ids), p))
+
+
+# --------------------------------------------------------------------------- exact loss
+
+
+def test_set_loss_equals_brute_force_enumeration():
+    x, sets, clusters = two_by_two(np.random.default_rng(1))
+    for lip in (0.3, 2.0):
+        r = theory.lipschitz_minimum(x, sets, clusters, lip, 2, 3, 0.4, **FAST)
+        assert r.embedding.shape == (4, 2)
+        assert r.loss == pytest.approx(brute_ball_loss(r.embedding, 3, 0.4), abs=1e-9)
+        assert r.loss_se == 0.0 and r.level == "sets"
+
+
+def test_atom_loss_in_the_ball_matches_brute_force():
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((3, 2))
+    z *= rng.uniform(0.1, 1.0, (3, 1)) / np.linalg.norm(z, axis=1, keepdims=True)
+    want = brute_ball_loss(z, 3, 0.3)
+    for method in ("exact", "quadrature"):
+        assert theory.atom_infonce(z, None, 3, 0.3, method, ball=True) == pytest.approx(want, abs=1e-12)
+    with pytest.raises(ValueError, match="unit ball"):
+        theory.atom_infonce(2 * z / np.linalg.norm(z, axis=1, keepdims=True), None, 3, 0.3, ball=True)
+
+
+# --------------------------------------------------------------------------- feasibility
+
+
+@settings(max_examples=8)
+@given(seed=st.integers(0, 10_000), lip=st.floats(0.05, 20.0))
+def test_set_level_is_feasible_by_an_independent_check(seed, lip):
+    x, sets, clusters = two_by_two(np.random.default_rng(seed))
+    r = theory.lipschitz_minimum(x, sets, clusters, lip, 2, 3, 0.4, seed=seed, **FAST)
+    g = brute_set_distances(x, sets)
+    d = pairwise(r.embedding)
+    off = ~np.eye(4, dtype=bool)
+    ratio = (d[off] / (lip * g[off])).max()
+    assert ratio <= 1.0
+    assert r.max_ratio == pytest.approx(ratio, rel=1e-9)
+    assert np.linalg.norm(r.embedding, axis=1).max() <= 1.0
+    # and point by point, as the map restricted to the data
+    zp = r.embedding[sets]
+    dx, dz = pairwise(x), pairwise(zp)
+    assert np.all(dz <= lip * dx + 1e-15)
+
+
+@settings(max_examples=4)
+@given(seed=st.integers(0, 10_000), lip=st.floats(0.05, 20.0))
+def test_point_level_is_feasible_by_an_independent_check(seed, lip):
+    x, sets, clusters = two_by_two(np.random.default_rng(seed))
+    r = theory.lipschitz_minimum(x, sets, clusters, lip, 2, 3, 0.4, level="points", seed=seed,
+                                 steps=60, num_samples=256)
+    assert r.embedding.shape == (x.shape[0], 2) and r.level == "points"
+    dx, dz = pairwise(x), pairwise(r.embedding)
+    iu = np.triu_indices(x.shape[0], 1)
+    ratio = (dz[iu] / (lip * dx[iu])).max()
+    assert ratio <= 1.0
+    assert r.max_ratio == pytest.approx(ratio, rel=1e-9)
+    assert np.linalg.norm(r.embedding, axis=1).max() <= 1.0
+
+
+def test_overlapping_sets_share_their_embedding():
+    rng = np.random.default_rng(5)
+    x, sets, clusters = two_by_two(rng)
+    x[np.flatnonzero(sets == 1)[0]] = x[np.flatnonzero(sets == 0)[0]]  # sets 0 and 1 share a point
+    for level in ("sets", "points"):
+        r = theory.lipschitz_minimum(x, sets, clusters, [0.5, 8.0], 2, 3, 0.4, level=level,
+                                     steps=60, restarts=2, num_samples=256)
+        for rec in r:
+            z = rec.embedding if level == "sets" else np.array(
+                [rec.embedding[sets == s].mean(0) for s in range(4)])
+            if level == "sets":
+                assert np.array_equal(z[0], z[1])
+            else:
+                shared = np.flatnonzero(sets == 0)[0], np.flatnonzero(sets == 1)[0]
+                assert np.array_equal(rec.embedding[shared[0]], rec.embedding[shared[1]])
+            assert rec.max_ratio <= 1.0
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def test_monotone_bounded_below_and_exact_once_the_set_optimum_is_feasible():
+    x, sets, clusters = two_by_two(np.random.default_rng(2))
+    k, tau, dim = 4, 0.5, 3  # N = 4 <= dim + 1: the set optimum is the simplex, ℓ*_4
+    floor = theory.simplex_infonce(4, k, tau)
+    g = brute_set_distances(x, sets)
+    feasible_from = theory.simplex_edge(4) / g[~np.eye(4, dtype=bool)].min()
+    lips = [0.01, 0.2, 0.5, 1.0, 2.0, feasible_from * 1.001, feasible_from * 10]
+    recs = theory.lipschitz_minimum(x, sets, clusters, lips, dim, k, tau, **FAST)
+    losses = [r.loss for r in recs]
+    assert all(b <= a for a, b in zip(losses, losses[1:]))
+    assert all(v >= floor - 1e-12 for v in losses)
+    assert recs[0].loss_unconstrained == pytest.approx(floor, abs=1e-12)
+    assert losses[-2] == pytest.approx(floor, abs=1e-6)
+    assert losses[-1] == pytest.approx(floor, abs=1e-6)
+    # the order of the given L does not matter: records come back in the given order
+    shuffled = theory.lipschitz_minimum(x, sets, clusters, lips[::-1], dim, k, tau, **FAST)
+    assert [r.lipschitz for r in shuffled] == lips[::-1]
+    assert [r.loss for r in shuffled] == losses[::-1]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tends_to_log_one_plus_k_as_l_goes_to_zero(seed):
+    x, sets, clusters = two_by_two(np.random.default_rng(seed), separation=10.0)
+    r = theory.lipschitz_minimum(x, sets, clusters, 1e-9, 2, 3, 0.4, **FAST)
+    assert r.loss == pytest.approx(math.log1p(3), abs=1e-6)
+    assert r.loss_collapsed == math.log1p(3)
+    assert r.regime == "collapsed"
+
+
+def test_invariant_under_rigid_motions():
+    rng = np.random.default_rng(7)
+    x, sets, clusters = two_by_two(rng, points=4, dim_in=3)
+    q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    moved = x @ q.T + np.array([5.0, -2.0, 0.5])
+    a = theory.lipschitz_minimum(x, sets, clusters, [0.4, 3.0], 2, 3, 0.4, **FAST)
+    b = theory.lipschitz_minimum(moved, sets, clusters, [0.4, 3.0], 2, 3, 0.4, **FAST)
+    for ra, rb in zip(a, b):
+        assert rb.loss == pytest.approx(ra.loss, abs=1e-9)
+        assert rb.regime == ra.regime
+
+
+def test_point_level_is_no_worse_than_set_level():
+    x, sets, clusters = two_by_two(np.random.default_rng(4), points=4)
+    lips = [0.5, 4.0]
+    sets_level = theory.lipschitz_minimum(x, sets, clusters, lips, 2, 3, 0.4, **FAST)
+    points_level = theory.lipschitz_minimum(x, sets, clusters, lips, 2, 3, 0.4, level="points",
+                                            steps=100, restarts=2, num_samples=2048)
+    for s, p in zip(sets_level, points_level):
+        assert p.loss <= s.loss + 3 * p.loss_se + 1e-12
+        assert p.loss_se > 0 or p.loss == pytest.approx(s.loss, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_chain_regimes_in_order_and_below_the_reference_values():
+    """SPEC 3.F's reference run: each reference value is a feasible loss, so an upper bound."""
+    x, sets, clusters = chain_reference()
+    recs = theory.lipschitz_minimum(x, sets, clusters, [0.05, 2.0, 10.0, 30.0], 4, 8, 0.3)
+    assert [r.regime for r in recs] == ["collapsed", "preserved", "split", "split"]
+    for r, reference in zip(recs, (1.997, 1.0085, 0.769, 0.649)):
+        assert r.loss <= reference + 1e-4
+        assert r.max_ratio <= 1.0 and r.max_norm <= 1.0
+    # preserved below the cluster floor (sets spread a little inside clusters), never below ℓ-unconstrained
+    assert recs[1].loss < recs[1].loss_clusters
+    assert all(r.loss >= r.loss_unconstrained - 1e-9 for r in recs)
+
+
+# --------------------------------------------------------------------------- helpers and input
+
+
+def test_round_robin_covers_every_pair_once_with_disjoint_rounds():
+    for n in range(1, 12):
+        rounds = round_robin(n)
+        seen = set()
+        for pairs in rounds:
+            flat = pairs.ravel()
+            assert len(set(flat.tolist())) == flat.size  # disjoint within a round
+            for a, b in pairs.tolist():
+                if n not in (a, b):
+                    seen.add((min(a, b), max(a, b)))
+        assert seen == {(a, b) for a in range(n) for b in range(a + 1, n)}
+
+
+def test_record_fields():
+    x, sets, clusters = two_by_two(np.random.default_rng(0))
+    r = theory.lipschitz_minimum(x, sets + 10, clusters, 1.0, 2, 3, 0.4, **FAST)
+    assert r.set_ids.tolist() == [10, 11, 12, 13]
+    row = r.row()
+    assert row["level"] == "sets" and row["lipschitz"] == 1.0 and row["loss"] == r.loss
+    w, b = theory.cluster_geometry(r.embedding, [0, 0, 1, 1])
+    assert (row["within_diameter"], row["between_distance"]) == (w, b)
+    assert row["regime"] == theory.classify_embedding(w, b, 2)
+
+
+@pytest.mark.parametrize(
+    "change, name",
+    [
+        ({"lipschitz": 0.0}, "lipschitz"),
+        ({"lipschitz": -1.0}, "lipschitz"),
+        ({"lipschitz": float("nan")}, "lipschitz"),
+        ({"lipschitz": float("inf")}, "lipschitz"),
+        ({"lipschitz": [[1.0]]}, "lipschitz"),
+        ({"lipschitz": []}, "lipschitz"),
+        ({"lipschitz": "big"}, "lipschitz"),
+        ({"lipschitz": True}, "lipschitz"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"num_negatives": 0}, "num_negatives"),
+        ({"num_negatives": 2.5}, "num_negatives"),
+        ({"dim": 0}, "dim"),
+        ({"set_ids": [0, 1]}, "set_ids"),
+        ({"cluster_ids": [0] * 11 + [1] * 2}, "cluster_ids"),
+        ({"points": "nan"}, "points"),
+        ({"level": "pixels"}, "level"),
+    ],
+)
+def test_bad_input_names_the_argument(change, name):
+    x, sets, clusters = two_by_two(np.random.default_rng(0))
+    args = {"points": x, "set_ids": sets, "cluster_ids": clusters, "lipschitz": 1.0, "dim": 2,
+            "num_negatives": 3, "temperature": 0.4}
+    args.update(change)
+    if isinstance(args["points"], str):
+        args["points"] = x.copy()
+        args["points"][3, 1] = np.nan
+    level = args.pop("level", "sets")
+    with pytest.raises(ValueError, match=name) as info:
+        theory.lipschitz_minimum(**args, level=level)
+    assert "\n" not in str(info.value)
