@@ -62,15 +62,17 @@ from sims.config import SWEEPABLE, ExperimentConfig
 #: the keys of ``infonce-lab bench --json``, in order.
 SUMMARY_KEYS = (
     "speedup_vs_torch", "speedup_vs_loop", "gflops", "matmul_peak_gflops", "peak_fraction",
-    "r2_scaling", "peak_rss_mb", "device",
+    "r2_scaling", "peak_rss_mb", "oracle_set_grid_s", "oracle_points_cell_s", "device",
 )
 
-#: the targets of issue 6: (summary key, comparison, threshold).
+#: the targets: (summary key, comparison, threshold).
 TARGETS = (
     ("speedup_vs_torch", ">=", 20.0),
     ("peak_fraction", ">=", 0.5),
     ("r2_scaling", ">=", 0.99),
     ("peak_rss_mb", "<=", 2048.0),
+    ("oracle_set_grid_s", "<=", 60.0),
+    ("oracle_points_cell_s", "<=", 30.0),
 )
 
 
@@ -95,6 +97,9 @@ class BenchPlan:
       peak_sizes: square matrix sizes of the matmul peak.
       peak_repeats: timed repetitions per size.
       torch_threads: PyTorch thread settings tried (0 = PyTorch's default).
+      oracle_geometries, oracle_gaps, oracle_caps: the class-minimum grid timed at the set
+        level (the phase sweeps' grid: every geometry, gap and cap on the workload's data).
+      oracle_points_gap, oracle_points_cap: the one cell timed at the point level.
     """
 
     sweep: str = "phase_chain"
@@ -111,6 +116,11 @@ class BenchPlan:
     peak_sizes: tuple[int, ...] = (512, 1024, 2048)
     peak_repeats: int = 5
     torch_threads: tuple[int, ...] = (0, 1)
+    oracle_geometries: tuple[str, ...] = ("chain", "interleaved", "lattice")
+    oracle_gaps: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)
+    oracle_caps: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+    oracle_points_gap: float = 0.05
+    oracle_points_cap: float = 8.0
 
 
 #: the default plan (``make bench``).
@@ -118,7 +128,8 @@ FULL = BenchPlan()
 #: a plan that exercises every part in well under a minute (``--quick``, the smoke test).
 QUICK = BenchPlan(steps=5, engine_runs=4, engine_repeats=1, loop_runs=2, torch_runs=1,
                   scaling=(2, 4, 8), scaling_steps=None, rss_runs=16, rss_steps=2,
-                  peak_sizes=(256,), peak_repeats=2)
+                  peak_sizes=(256,), peak_repeats=2, oracle_geometries=("chain",),
+                  oracle_gaps=(0.1,), oracle_caps=(0.5, 8.0))
 
 
 # --------------------------------------------------------------------------- workload
@@ -568,6 +579,40 @@ def time_torch(base: ExperimentConfig, runs: int, threads: Sequence[int]) -> dic
 # --------------------------------------------------------------------------- scaling, memory
 
 
+def time_oracle(base: ExperimentConfig, plan: BenchPlan) -> dict:
+    """Wall time of the class minimum (:func:`sims.oracle.class_minimum`) on the workload's data.
+
+    The set level over the whole grid (geometries × gaps, every cap of a cell in one call),
+    first call included (it compiles the one program every cell shares), and the point level
+    on one cell, timed twice (compiling, then compiled).
+    """
+    from sims.oracle import class_minimum
+
+    def at(geometry: str, gap: float) -> ExperimentConfig:
+        return dataclasses.replace(base, data=dataclasses.replace(base.data, geometry=geometry, gap=gap))
+
+    cells = [(g, d) for g in plan.oracle_geometries for d in plan.oracle_gaps]
+    t0 = time.perf_counter()
+    per_cell = []
+    for geometry, gap in cells:
+        t1 = time.perf_counter()
+        class_minimum(at(geometry, gap), list(plan.oracle_caps), "sets")
+        per_cell.append(time.perf_counter() - t1)
+    grid_s = time.perf_counter() - t0
+    cell = at(base.data.geometry, plan.oracle_points_gap)
+    points = []
+    for _ in range(2):
+        t1 = time.perf_counter()
+        class_minimum(cell, plan.oracle_points_cap, "points")
+        points.append(time.perf_counter() - t1)
+    return {"set_grid_s": grid_s, "set_cells": len(cells), "set_caps": len(plan.oracle_caps),
+            "set_sets": base.data.n_sets, "set_first_cell_s": per_cell[0],
+            "set_cell_s_after_first": float(np.mean(per_cell[1:])) if len(per_cell) > 1 else None,
+            "points_cell_s": points[0], "points_cell_compiled_s": points[1],
+            "points": base.data.n_sets * base.data.points_per_set,
+            "negatives": base.train.negatives}
+
+
 def linear_r2(x: Sequence[float], y: Sequence[float]) -> float:
     """R² of the least-squares line ``y ≈ a + b x``.
 
@@ -699,6 +744,8 @@ class BenchReport:
             "r2_scaling": linear_r2([s["runs"] for s in scaling], [s["wall_s"] for s in scaling])
             if len(scaling) >= 2 else None,
             "peak_rss_mb": r["rss"]["peak_rss_mb"] if r.get("rss", {}).get("ok") else None,
+            "oracle_set_grid_s": r["oracle"]["set_grid_s"] if r.get("oracle") else None,
+            "oracle_points_cell_s": r["oracle"]["points_cell_s"] if r.get("oracle") else None,
             "device": r["device"],
         }
 
@@ -776,6 +823,13 @@ class BenchReport:
             x = r["rss"]
             lines.append(f"memory   {x['runs']} runs ({x['steps']} steps each), default chunking: "
                          f"peak RSS {x['peak_rss_mb']:.0f} MB, {x['wall_s']:.0f} s, {x['status']}")
+        if r.get("oracle"):
+            o = r["oracle"]
+            lines.append(
+                f"oracle   set level: {o['set_cells']} cells × {o['set_caps']} caps, N = "
+                f"{o['set_sets']} sets, K = {o['negatives']}: {o['set_grid_s']:.1f} s (first cell, "
+                f"compiling, {o['set_first_cell_s']:.1f} s); point level, {o['points']} points, one "
+                f"cap: {o['points_cell_s']:.1f} s ({o['points_cell_compiled_s']:.1f} s compiled)")
         lines += ["", f"{'target':22s}{'value':>12s}{'goal':>10s}  met"]
         for key, t in self.targets().items():
             v = "--" if t["value"] is None else f"{t['value']:.4g}"
@@ -822,4 +876,7 @@ def run_bench(plan: BenchPlan = FULL, log: Callable[[str], None] | None = None) 
         if plan.rss_runs:
             say(f"memory: {plan.rss_runs} runs of {plan.rss_steps} steps in a child process")
             r["rss"] = peak_rss(base, plan.rss_runs, plan.rss_steps, workdir, plan.rss_timeout_s)
+    if plan.oracle_caps:
+        say("oracle: the class minimum, set-level grid and one point-level cell")
+        r["oracle"] = time_oracle(base, plan)
     return report

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sims import cli_train
 
     cli_train.register(sub)
-    for name in ("cli_theory", "cli_sweep", "cli_reproduce", "cli_bench"):
+    for name in ("cli_theory", "cli_oracle", "cli_sweep", "cli_reproduce", "cli_bench"):
         try:
             module = __import__(f"sims.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

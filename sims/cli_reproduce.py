@@ -1,15 +1,15 @@
-"""``infonce-lab reproduce``: the bundled sweeps, then the figures F1–F7."""
+"""``infonce-lab reproduce``: the bundled sweeps, then the figures F1–F8."""
 
 from __future__ import annotations
 
 
 def _run(args) -> int:
-    from sims.reproduce import boundary_lines, reproduce
+    from sims.reproduce import boundary_lines, oracle_lines, reproduce
 
     summary = reproduce(out=args.out, runs=args.runs, quick=args.quick,
                         progress=not args.quiet)
     print(f"figures written to {args.out} in {summary['seconds']:.0f} s")
-    for line in boundary_lines(summary):
+    for line in boundary_lines(summary) + oracle_lines(summary):
         print(line)
     f3, f7 = summary["F3"], summary["F7"]
     print(f"F3: {f3['preserved_below_floor']} of {f3['preserved_runs']} preserved runs below "
@@ -22,7 +22,7 @@ def _run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("reproduce", help="run the bundled sweeps and write every figure",
                        description="Run (or resume) the bundled sweeps into RUNS, then write "
-                       "the figures F1-F7 as PNG and PDF, with the table behind each, into OUT.")
+                       "the figures F1-F8 as PNG and PDF, with the table behind each, into OUT.")
     p.add_argument("--quick", action="store_true",
                    help="coarse grids, one seed, short training (a few minutes)")
     p.add_argument("--out", default="figures", help="figure folder (default: figures)")

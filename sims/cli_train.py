@@ -21,12 +21,24 @@ def _parse_assignments(items: list[str], section: str) -> dict:
     return out
 
 
+def add_section_arguments(parser) -> None:
+    """``--data``, ``--model``, ``--train`` KEY=VALUE options (repeatable; later keys win)."""
+    for section in ("data", "model", "train"):
+        parser.add_argument(f"--{section}", nargs="*", default=[], action="extend",
+                            metavar="KEY=VALUE", help=f"[{section}] values, e.g. --{section} KEY=VALUE")
+
+
+def config_from_args(args):
+    """The :class:`~sims.config.ExperimentConfig` of ``--data``/``--model``/``--train``."""
+    return build_config(_parse_assignments(args.data, "data"),
+                        _parse_assignments(args.model, "model"),
+                        _parse_assignments(args.train, "train"))
+
+
 def _run(args) -> int:
     from sims.train import fit
 
-    config = build_config(_parse_assignments(args.data, "data"),
-                          _parse_assignments(args.model, "model"),
-                          _parse_assignments(args.train, "train"))
+    config = config_from_args(args)
     result = fit(config, args.seed)
     if args.json:
         print(json.dumps(result.metrics))
@@ -42,9 +54,7 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train one configuration and print its metrics",
                        description="Train one configuration. Sections take KEY=VALUE pairs, "
                        "e.g. --data gap=0.05 --model lipschitz=2 --train steps=500.")
-    p.add_argument("--data", nargs="*", default=[], metavar="KEY=VALUE")
-    p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE")
-    p.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE")
+    add_section_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_run)

@@ -22,6 +22,9 @@ from typing import Any, Mapping
 
 GEOMETRIES = ("chain", "interleaved", "lattice")
 MODEL_KINDS = ("linear", "mlp", "lipschitz_mlp", "rff")
+#: kinds whose ``model.lipschitz`` is a cap kept after every update (``mlp`` has none: its
+#: only bound is the certified one of the trained network).
+CAPPED_KINDS = ("linear", "lipschitz_mlp", "rff")
 HEADS = ("ball", "sphere")
 NEGATIVE_MODES = ("shared", "independent")
 SCHEDULES = ("constant", "cosine")
@@ -197,6 +200,11 @@ class ModelConfig:
         _check_int(s, "out_dim", self.out_dim, 1)
         _check_choice(s, "head", self.head, HEADS)
         _check_real(s, "bandwidth", self.bandwidth, positive=True)
+
+    @property
+    def capped(self) -> bool:
+        """Whether ``lipschitz`` is a cap the class is kept under (all kinds but ``mlp``)."""
+        return self.kind in CAPPED_KINDS
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ distance. Shapes depend only on static fields; ``gap``, ``cluster_separation`` a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -93,12 +94,29 @@ def _layout_units(geometry: str, n: int, p: int) -> tuple[np.ndarray, np.ndarray
     raise ValueError(f"data.geometry: unknown geometry {geometry!r}")
 
 
-def cluster_layout(spec: MixtureSpec, n: int, gap, extent) -> tuple[jax.Array, jax.Array]:
-    """2-D points ``[n, p, 2]`` of one cluster with ``n`` sets, and its width along x."""
+def cluster_layout(spec: MixtureSpec, n: int, gap, extent, xp=jnp):
+    """2-D points ``[n, p, 2]`` of one cluster with ``n`` sets, and its width along x.
+
+    ``xp`` is ``jax.numpy`` (traceable ``gap``/``extent``) or ``numpy`` (float64 host copy).
+    """
     xu, yu = _layout_units(spec.geometry, n, spec.points_per_set)
     yscale = gap if spec.geometry == "lattice" else extent
-    pts = jnp.stack([jnp.asarray(xu) * gap, jnp.asarray(yu) * yscale], axis=-1)
+    pts = xp.stack([xp.asarray(xu) * gap, xp.asarray(yu) * yscale], axis=-1)
     return pts, float(xu.max()) * gap
+
+
+def layout_2d(spec: MixtureSpec, gap, separation, extent, xp=jnp):
+    """Every set's points in the plane, ``[n_sets, P, 2]``, centred (before the embedding).
+
+    Clusters side by side along x, exactly ``separation`` apart (SPEC 4).
+    """
+    clusters, offset = [], 0.0
+    for n in spec.set_counts:
+        pts, width = cluster_layout(spec, n, gap, extent, xp)
+        clusters.append(pts + xp.stack([xp.asarray(offset), xp.asarray(0.0 * offset)]))
+        offset = offset + width + separation
+    pts2 = xp.concatenate(clusters, axis=0)
+    return pts2 - xp.mean(pts2.reshape(-1, 2), axis=0)
 
 
 def materialize(spec: MixtureSpec, key: jax.Array) -> Mixture:
@@ -117,21 +135,28 @@ def materialize(spec: MixtureSpec, key: jax.Array) -> Mixture:
       >>> materialize(spec, jax.random.PRNGKey(0)).points.shape
       (6, 32, 2)
     """
-    gap = jnp.asarray(spec.gap, jnp.float32)
-    sep = jnp.asarray(spec.cluster_separation, jnp.float32)
-    extent = jnp.asarray(spec.set_extent, jnp.float32)
-    clusters, offset = [], jnp.float32(0.0)
-    for n in spec.set_counts:
-        pts, width = cluster_layout(spec, n, gap, extent)
-        clusters.append(pts + jnp.stack([offset, jnp.float32(0.0)]))
-        offset = offset + width + sep
-    pts2 = jnp.concatenate(clusters, axis=0)
-    pts2 = pts2 - jnp.mean(pts2.reshape(-1, 2), axis=0)
-    frame = random_frame(key, spec.input_dim)
-    points = pts2 @ frame.T
+    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    pts2 = layout_2d(spec, f32(spec.gap), f32(spec.cluster_separation), f32(spec.set_extent))
+    points = pts2 @ random_frame(key, spec.input_dim).T
     set_ids = jnp.arange(spec.n_sets, dtype=jnp.int32)
     cluster_ids = jnp.asarray(np.repeat(np.arange(spec.n_clusters), spec.set_counts), jnp.int32)
     return Mixture(points, set_ids, cluster_ids)
+
+
+def design_points(spec: MixtureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mixture's points in float64, flat, with one set id and one cluster id per point.
+
+    The same layout as :func:`materialize` without the random embedding, which only moves
+    the data rigidly: every distance, hence the certificate and the class minimum
+    (:func:`theory.lipschitz_minimum`), is that of every seed's data.
+
+    Returns:
+      ``(points [n_sets·P, 2], set_ids [n_sets·P], cluster_ids [n_sets·P])``.
+    """
+    pts = layout_2d(spec, float(spec.gap), float(spec.cluster_separation), float(spec.set_extent), np)
+    p = spec.points_per_set
+    cluster = np.repeat(np.arange(spec.n_clusters), spec.set_counts)
+    return pts.reshape(-1, 2), np.repeat(np.arange(spec.n_sets), p), np.repeat(cluster, p)
 
 
 def random_frame(key: jax.Array, dim: int) -> jax.Array:

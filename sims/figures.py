@@ -29,6 +29,14 @@ from sims.data import diameter_in_gaps  # noqa: E402
 REGIME_COLOURS = {"collapsed": "#9e9e9e", "preserved": "#2e7d32", "split": "#c62828"}
 REGIME_ORDER = ("collapsed", "preserved", "split")
 GEOMETRIES = ("chain", "interleaved", "lattice")
+#: axis labels that say which L a figure shows (the configured cap or a certified bound).
+CAP_LABEL = "configured cap L (model.lipschitz)"
+#: a cap "binds" when the trained network's certified bound uses at least this share of it.
+BINDING_SHARE = 0.9
+NOT_BINDING = f"cap does not bind: certified bound of the trained network < {BINDING_SHARE:.0%} of L"
+#: anchor pairs of F8's point-level estimates.
+POINT_LEVEL_SAMPLES = 2048
+SET_LEVEL = "class minimum over set-constant L-Lipschitz maps (oracle, set level: an upper bound)"
 
 
 # --------------------------------------------------------------------------- results
@@ -89,14 +97,26 @@ def majority(regimes: Iterable[str]) -> str:
     return max(REGIME_ORDER, key=lambda r: (counts[r], REGIME_ORDER.index(r)))
 
 
+def binds(row: dict) -> bool:
+    """Whether a run's configured cap binds (``cap_utilization >= BINDING_SHARE``).
+
+    Rows without a cap (``mlp``) or from older results count as binding."""
+    share = row.get("cap_utilization", math.nan)
+    return not (isinstance(share, float) and share == share) or share >= BINDING_SHARE
+
+
 def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
-    """Aggregate runs over seeds: one record per (x, y) cell."""
+    """Aggregate runs over seeds: one record per (x, y) cell.
+
+    With class-minimum columns (an ``[oracle]`` section), a cell also carries the oracle's
+    regime, loss and the mean ``oracle_gap`` (the class minimum is the same for every seed).
+    """
     cells = defaultdict(list)
     for r in rows:
         cells[(r[x], r[y])].append(r)
     out = []
     for (xv, yv), rs in sorted(cells.items()):
-        out.append({
+        cell = {
             x: xv, y: yv, "runs": len(rs), "regime": majority(r["regime"] for r in rs),
             **{f"n_{g}": sum(r["regime"] == g for r in rs) for g in REGIME_ORDER},
             "preservation_ratio": float(np.median([r["preservation_ratio"] for r in rs])),
@@ -104,23 +124,32 @@ def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
             "loss_gap": float(np.mean([r["loss_gap"] for r in rs])),
             "between_distance": float(np.mean([r["between_distance"] for r in rs])),
             "within_diameter": float(np.mean([r["within_diameter"] for r in rs])),
-        })
+            "cap_utilization": float(np.median([r.get("cap_utilization", math.nan) for r in rs])),
+            "cap_binds": sum(binds(r) for r in rs) * 2 > len(rs),
+        }
+        if "oracle_regime" in rs[0]:
+            cell.update({
+                "oracle_regime": majority(r["oracle_regime"] for r in rs),
+                "oracle_loss": float(np.mean([r["oracle_loss"] for r in rs])),
+                "oracle_gap": float(np.mean([r["oracle_gap"] for r in rs])),
+            })
+        out.append(cell)
     return out
 
 
-def boundaries(cells: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
+def boundaries(cells: Sequence[dict], x: str, y: str, regime: str = "regime") -> list[dict[str, Any]]:
     """Empirical regime boundaries along ``y`` (the Lipschitz bound) for each ``x``.
 
     For each ``x`` the collapse boundary is the geometric mean of the largest ``y`` whose
-    majority regime is collapsed and the next ``y``; the split boundary likewise between the
-    largest non-split ``y`` and the smallest split ``y`` above it. ``nan`` when the grid does
-    not bracket the boundary.
+    majority regime (the column ``regime``) is collapsed and the next ``y``; the split
+    boundary likewise between the largest non-split ``y`` and the smallest split ``y``
+    above it. ``nan`` when the grid does not bracket the boundary.
     """
     out = []
     for xv in sorted({c[x] for c in cells}):
         col = sorted((c for c in cells if c[x] == xv), key=lambda c: c[y])
         ys = [c[y] for c in col]
-        reg = [c["regime"] for c in col]
+        reg = [c[regime] for c in col]
         collapse = split = math.nan
         coll = [i for i, r in enumerate(reg) if r == "collapsed"]
         if coll and coll[-1] + 1 < len(ys):
@@ -217,6 +246,9 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
             ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, color=REGIME_COLOURS[c["regime"]],
                                        alpha=alpha, lw=0))
             ax.text(i, j, f"{c['preservation_ratio']:.2f}", ha="center", va="center", fontsize=7)
+            if not c["cap_binds"]:
+                ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///",
+                                           edgecolor="0.25", lw=0))
             table.append({"geometry": geometry, **c})
         # theory lines in index coordinates (log-log interpolation)
         lg, ll = np.log(gaps), np.log(lips)
@@ -234,8 +266,11 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
         ax.set_xticks(range(len(gaps)), [f"{g:g}" for g in gaps])
         ax.set_yticks(range(len(lips)), [f"{v:g}" for v in lips])
         ax.set_xlabel("gap δ between neighbouring sets")
-        ax.set_ylabel("certified Lipschitz bound L")
+        ax.set_ylabel(CAP_LABEL)
         ax.set_title(f"{geometry} (m={m}, n={n}, Δ={sep:g})", fontsize=10)
+        if not all(c["cap_binds"] for c in cells):
+            ax.add_patch(plt.Rectangle((0, 0), 0, 0, fill=False, hatch="///", edgecolor="0.25",
+                                       lw=0, label="cap does not bind"))
         ax.legend(fontsize=7, loc="upper left")
         bnd = boundaries(cells, "data.gap", "model.lipschitz")
         for b in bnd:
@@ -246,8 +281,9 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
             b["collapse_ratio"] = b["collapse_boundary"] / collapse
         summary[geometry] = bnd
     _regime_legend(fig, -0.04)
-    fig.suptitle("F2. Phase diagram: clusters collapse, are preserved, or split as L·δ grows "
-                 "(majority over seeds; cell text = median W/B; darker = larger W/B)", fontsize=11)
+    fig.suptitle("F2. Phase diagram of trained networks: clusters collapse, are preserved, or split "
+                 "as L·δ grows\n(majority over seeds; cell text = median W/B; darker = larger W/B; "
+                 f"hatched: {NOT_BINDING})", fontsize=10)
     fig.tight_layout()
     _save(fig, out, "F2_phase")
     write_table(out / "F2_phase.csv", table)
@@ -274,24 +310,34 @@ def fig_loss_floor(rows: Sequence[dict], out: Path, gap: float | None = None) ->
                f"clusters on a simplex = {floor_m:.4f}")
     ax.axhline(floor_n, color="k", ls=":", lw=1.4,
                label=f"ℓ*_N, every set its own atom = {floor_n:.4f}")
+    bound = np.array([binds(r) for r in sel])
     for regime in REGIME_ORDER:
-        k = np.array([r["regime"] == regime for r in sel])
-        if k.any():
-            ax.errorbar(lips[k], loss[k], yerr=2 * se[k], fmt="o", ms=5,
-                        color=REGIME_COLOURS[regime], label=regime)
+        for binding in (True, False):
+            k = np.array([r["regime"] == regime for r in sel]) & (bound == binding)
+            if k.any():
+                ax.errorbar(lips[k], loss[k], yerr=2 * se[k], fmt="o", ms=5,
+                            color=REGIME_COLOURS[regime], mfc=None if binding else "white",
+                            label=f"trained: {regime}" + ("" if binding else " (cap does not bind)"))
+    if "oracle_loss" in sel[0]:
+        caps = sorted({r["model.lipschitz"] for r in sel})
+        best = [min(r["oracle_loss"] for r in sel if r["model.lipschitz"] == c) for c in caps]
+        ax.plot(caps, best, "k-", marker="D", ms=4, lw=1.2, mfc="white",
+                label=SET_LEVEL)
     ax.text(0.98, 0.04, "below ℓ*_m: clusters must have been split", transform=ax.transAxes,
             ha="right", fontsize=8, color=REGIME_COLOURS["split"])
     ax.set_xscale("log")
-    ax.set_xlabel("certified Lipschitz bound L")
+    ax.set_xlabel(CAP_LABEL)
     ax.set_ylabel("InfoNCE loss (evaluation batch, ±2 s.e.)")
     ax.set_ylim(floor_n - 0.05, max(loss.max() + 0.05, floor_m + 0.3))
-    ax.legend(fontsize=8, loc="upper right")
-    ax.set_title(f"F3. The loss reaches the cluster floor ℓ*_m when preserved and goes below it "
-                 f"only by splitting\n(chain, gap δ = {gap:g})", fontsize=10)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(f"F3. Trained networks reach the cluster floor ℓ*_m when preserved and go below it "
+                 f"only by splitting;\nthe class minimum of each cap, beside them (chain, gap δ = {gap:g})",
+                 fontsize=10)
     _save(fig, out, "F3_loss_floor")
-    table = [{k: r[k] for k in ("model.lipschitz", "seed", "regime", "loss_final",
-                                "loss_final_se", "loss_floor", "loss_floor_sets", "loss_gap")}
-             for r in sel]
+    keep = ("model.lipschitz", "seed", "regime", "loss_final", "loss_final_se", "loss_floor",
+            "loss_floor_sets", "loss_gap", "lipschitz_bound", "cap_utilization", "oracle_loss",
+            "oracle_regime", "oracle_gap")
+    table = [{k: r[k] for k in keep if k in r} for r in sel]
     write_table(out / "F3_loss_floor.csv", table)
     preserved = [r for r in sel if r["regime"] == "preserved"]
     below = [r for r in preserved if r["loss_final"] < r["loss_floor"] - 4 * r["loss_final_se"]]
@@ -343,13 +389,14 @@ def fig_embeddings(out: Path, lipschitz=(0.125, 1.73, 30.0), steps: int = 1500,
             k = list(np.flatnonzero(cid == c)).index(s)
             shade = 0.45 + 0.5 * k / max(1, cfg.data.set_counts[c] - 1)
             ax.scatter(*emb[s].T, s=6, color=cmaps[c % len(cmaps)](shade), depthshade=False)
-        ax.set_title(f"L = {L:g}: {row['regime']}\nW = {row['within_diameter']:.2f}, "
+        ax.set_title(f"cap L = {L:g} (certified {row['lipschitz_bound']:.3g}): {row['regime']}\n"
+                     f"W = {row['within_diameter']:.2f}, "
                      f"B = {row['between_distance']:.2f}, loss {row['loss_final']:.3f}",
                      fontsize=9)
         ax.set_xlim(-1, 1), ax.set_ylim(-1, 1), ax.set_zlim(-1, 1)
         ax.tick_params(labelsize=6)
     fig.suptitle("F4. Learned representations f(x) in the unit ball (colour = cluster, shade = "
-                 "set): collapsed, preserved, split as the certified bound L grows", fontsize=11)
+                 "set): collapsed, preserved, split as the configured cap L grows", fontsize=11)
     _save(fig, out, "F4_embeddings")
     write_table(out / "F4_embeddings.csv", table)
     return {"regimes": [t["regime"] for t in table], "lipschitz": list(lipschitz)}
@@ -375,8 +422,11 @@ def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict
             continue
         cells = cell_table(rows, axis, "model.lipschitz")
         for c in cells:
-            ax.scatter(c[axis], c["model.lipschitz"], s=90, marker="s",
-                       color=REGIME_COLOURS[c["regime"]], alpha=0.75)
+            colour = REGIME_COLOURS[c["regime"]]
+            ax.scatter(c[axis], c["model.lipschitz"], s=90, marker="s", alpha=0.75,
+                       color=colour if c["cap_binds"] else "white", edgecolors=colour)
+        if not all(c["cap_binds"] for c in cells):
+            ax.scatter([], [], s=90, marker="s", color="white", edgecolors="k", label="cap does not bind")
         bnd = boundaries(cells, axis, "model.lipschitz")
         xs = [b[axis] for b in bnd]
         ax.plot(xs, [b["split_boundary"] for b in bnd], "k-o", ms=4,
@@ -393,12 +443,13 @@ def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xlabel(label)
-        ax.set_ylabel("certified Lipschitz bound L")
+        ax.set_ylabel(CAP_LABEL)
         ax.legend(fontsize=7, loc="upper left")
         summary[axis] = bnd
     _regime_legend(fig, -0.05)
     fig.suptitle("F5. Finite negatives and temperature: where preservation gives way to "
-                 "splitting (chain, majority over seeds)", fontsize=11)
+                 "splitting in trained networks (chain, majority over seeds;\nhollow: "
+                 f"{NOT_BINDING})", fontsize=10)
     fig.tight_layout()
     _save(fig, out, "F5_negatives_temperature")
     write_table(out / "F5_negatives_temperature.csv",
@@ -430,7 +481,7 @@ def fig_uniformity(preserved_sources: dict[str, Sequence[dict]], many_rows: Sequ
                   for a, b in pts]
     ax.axvline(1.0, color="k", ls="--", lw=1, label="L·Δ = e_m")
     ax.set_xscale("log")
-    ax.set_xlabel("L·Δ / e_m (how far the class can spread the clusters)")
+    ax.set_xlabel("L·Δ / e_m, L the configured cap (how far the class can spread the clusters)")
     ax.set_ylabel("‖G − G_simplex‖_F of cluster means")
     ax.legend(fontsize=7)
     ax.set_title("preserved runs (m ≤ d + 1): distance of the cluster means to the simplex",
@@ -491,12 +542,16 @@ def fig_certificate(sources: dict[str, Sequence[dict]], out: Path) -> dict:
             bound = r["certificate_slack"] + r["within_diameter"]
             table.append({"source": name, "run": r["run"], "bound": bound,
                           "within_diameter": r["within_diameter"], "regime": r["regime"],
-                          "slack": r["certificate_slack"]})
+                          "slack": r["certificate_slack"], "cap_binds": binds(r)})
     for regime in REGIME_ORDER:
-        pts = [(t["bound"], t["within_diameter"]) for t in table if t["regime"] == regime]
-        if pts:
-            b, w = np.array(pts).T
-            ax.scatter(b, w, s=10, alpha=0.6, color=REGIME_COLOURS[regime], label=regime)
+        for binding in (True, False):
+            pts = [(t["bound"], t["within_diameter"]) for t in table
+                   if t["regime"] == regime and t["cap_binds"] == binding]
+            if pts:
+                b, w = np.array(pts).T
+                colour = REGIME_COLOURS[regime]
+                ax.scatter(b, w, s=10, alpha=0.6, color=colour if binding else "none",
+                           edgecolors=colour, label=regime + ("" if binding else ", cap does not bind"))
     violations = [t for t in table if t["slack"] < -1e-5]
     if table:
         hi = max(max(t["bound"] for t in table), max(t["within_diameter"] for t in table))
@@ -505,15 +560,168 @@ def fig_certificate(sources: dict[str, Sequence[dict]], out: Path) -> dict:
         ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="W = bound")
         ax.set_xscale("log")
         ax.set_yscale("log")
-    ax.set_xlabel("certified bound L·D_c + 2(n−1)·r")
+    ax.set_xlabel("chain bound L̂·D_c + 2(n−1)·r, L̂ the certified bound of the trained network")
     ax.set_ylabel("measured within-cluster diameter W")
-    ax.legend(fontsize=8)
-    ax.set_title(f"F7. The Lipschitz chain certificate holds: {len(table)} ball-head runs, "
+    ax.legend(fontsize=7)
+    ax.set_title(f"F7. The Lipschitz chain certificate holds: {len(table)} ball-head trained runs, "
                  f"{len(violations)} above the diagonal", fontsize=10)
     _save(fig, out, "F7_certificate")
     write_table(out / "F7_certificate.csv", table)
     return {"runs": len(table), "violations": len(violations),
             "min_slack": min((t["slack"] for t in table), default=math.nan)}
+
+
+# --------------------------------------------------------------------------- F8 the class minimum
+
+
+def _log_index(values, grid: Sequence[float], **kw):
+    """Positions of ``values`` on a log-spaced axis whose ticks are ``grid`` (index units)."""
+    return np.interp(np.log(values), np.log(grid), np.arange(len(grid)), **kw)
+
+
+def _regime_cells(ax, cells: Sequence[dict], gaps, lips, key: str) -> None:
+    for c in cells:
+        i, j = gaps.index(c["data.gap"]), lips.index(c["model.lipschitz"])
+        ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, color=REGIME_COLOURS[c[key]], alpha=0.8, lw=0))
+        if c["regime"] != c["oracle_regime"]:
+            ax.add_patch(plt.Rectangle((i - 0.42, j - 0.42), 0.84, 0.84, fill=False, lw=1.4, ec="k"))
+
+
+def points_level_subset(rows: Sequence[dict], cells: Sequence[dict]) -> list[dict[str, Any]]:
+    """The class minimum at the point level on a few cells of the middle gap.
+
+    The smallest cap, and the largest cap the set-level minimum keeps preserved and the
+    smallest it splits (where bracketed), are solved again with one embedding per point
+    (:func:`theory.lipschitz_minimum`, ``level="points"``), which can only do better than
+    set-constant maps.
+    """
+    from sims.oracle import class_minimum
+    from sims.sweep import config_from_cells
+
+    gaps = sorted({c["data.gap"] for c in cells})
+    gap = gaps[(len(gaps) - 1) // 2]
+    col = sorted((c for c in cells if c["data.gap"] == gap), key=lambda c: c["model.lipschitz"])
+    regimes = [c["oracle_regime"] for c in col]
+    first = next((i for i, r in enumerate(regimes) if r == "split"), None)
+    chosen = {0, len(col) - 1} if first is None else {0, max(first - 1, 0), first}
+    picks = [col[i] for i in sorted(chosen)]
+    row = next(r for r in rows if r["data.gap"] == gap)
+    config = config_from_cells(row)
+    caps = [c["model.lipschitz"] for c in picks]
+    records = class_minimum(config, caps, "points", num_samples=POINT_LEVEL_SAMPLES)
+    return [{"data.gap": gap, "model.lipschitz": cap, "sets_loss": c["oracle_loss"],
+             "sets_regime": c["oracle_regime"], "points_loss": r.loss, "points_loss_se": r.loss_se,
+             "points_regime": r.regime}
+            for cap, c, r in zip(caps, picks, records)]
+
+
+def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool = True) -> dict:
+    """F8: the class minimum (the theorem's object) beside the trained networks, per geometry.
+
+    ``results`` maps geometry name to its phase sweep's rows, which carry the oracle columns
+    (an ``[oracle]`` section). Top row: majority regime of the trained networks; middle row:
+    regime of the class minimum over every L-Lipschitz map into the ball at each cap (set
+    level; ``p:`` marks the point-level check of :func:`points_level_subset`); boxed cells
+    disagree. Lines: the sufficient split line ``e_m/D_c`` (from the measured certificate
+    columns) and the measured split boundaries of both. Bottom: ``oracle_gap``, how far
+    every trained run stays above the class minimum of its cap.
+    """
+    geoms = [g for g in GEOMETRIES if results.get(g) and "oracle_regime" in results[g][0]]
+    if not geoms:
+        return {}
+    fig = plt.figure(figsize=(5.0 * len(geoms), 11.5))
+    grid = fig.add_gridspec(3, len(geoms), height_ratios=[1, 1, 0.8])
+    summary: dict[str, Any] = {}
+    table, boundary_rows = [], []
+    for col_index, geometry in enumerate(geoms):
+        rows = results[geometry]
+        cells = cell_table(rows, "data.gap", "model.lipschitz")
+        gaps = sorted({c["data.gap"] for c in cells})
+        lips = sorted({c["model.lipschitz"] for c in cells})
+        m = int(rows[0]["data.n_clusters"])
+        diameter = {g: next(r["chain_diameter"] for r in rows if r["data.gap"] == g) for g in gaps}
+        delta = min(r["cluster_distance"] for r in rows)
+        split_line = {g: theory.phase_lines(delta, diameter[g], m)[1] for g in gaps}
+        trained = {b["data.gap"]: b for b in boundaries(cells, "data.gap", "model.lipschitz")}
+        oracle = {b["data.gap"]: b for b in boundaries(cells, "data.gap", "model.lipschitz", "oracle_regime")}
+        subset = points_level_subset(rows, cells) if points_level else []
+        for row_index, key, who in ((0, "regime", "trained networks (majority over seeds)"),
+                                    (1, "oracle_regime", "set-constant class minimum (oracle, set level)")):
+            ax = fig.add_subplot(grid[row_index, col_index])
+            _regime_cells(ax, cells, gaps, lips, key)
+            xi = np.arange(len(gaps))
+            ax.plot(xi, _log_index([split_line[g] for g in gaps], lips, left=-0.5, right=len(lips) - 0.5),
+                    "k-", lw=1.6, label="L = e_m/D_c (sufficient split line)")
+            for bnd, style, label in ((trained, "k:v", "trained split boundary"),
+                                      (oracle, "b--^", "class-minimum split boundary")):
+                ys = np.array([bnd[g]["split_boundary"] for g in gaps])
+                ok = np.isfinite(ys)
+                if ok.any():
+                    ax.plot(xi[ok], _log_index(ys[ok], lips), style, ms=5, lw=1.2, label=label)
+            if row_index == 1:
+                for p in subset:
+                    i, j = gaps.index(p["data.gap"]), lips.index(p["model.lipschitz"])
+                    ax.text(i, j, f"p:{p['points_regime'][0].upper()}", ha="center", va="center",
+                            fontsize=7, color="white", fontweight="bold")
+            ax.set_xlim(-0.5, len(gaps) - 0.5)
+            ax.set_ylim(-0.5, len(lips) - 0.5)
+            ax.set_xticks(range(len(gaps)), [f"{g:g}" for g in gaps])
+            ax.set_yticks(range(len(lips)), [f"{v:g}" for v in lips])
+            ax.set_xlabel("gap δ between neighbouring sets", fontsize=8)
+            ax.set_ylabel(CAP_LABEL, fontsize=8)
+            ax.set_title(f"{geometry}: {who}", fontsize=9)
+            ax.legend(fontsize=6, loc="upper left")
+        disagree = [c for c in cells if c["regime"] != c["oracle_regime"]]
+        per_gap = []
+        for g in gaps:
+            o, t = oracle[g]["split_boundary"], trained[g]["split_boundary"]
+            per_gap.append({"geometry": geometry, "data.gap": g, "split_line": split_line[g],
+                            "oracle_split_boundary": o, "trained_split_boundary": t,
+                            "oracle_over_line": o / split_line[g], "oracle_over_trained": o / t,
+                            "largest_cap": lips[-1]})
+        boundary_rows += per_gap
+        gaps_all = [r["oracle_gap"] for r in rows]
+        summary[geometry] = {
+            "boundaries": per_gap,
+            "cells": len(cells), "disagreeing_cells": len(disagree),
+            "trained_preserved_where_oracle_splits": sum(
+                c["regime"] == "preserved" and c["oracle_regime"] == "split" for c in cells),
+            "oracle_gap_median": float(np.median(gaps_all)), "oracle_gap_max": float(np.max(gaps_all)),
+            "oracle_gap_min": float(np.min(gaps_all)),
+            "points_level": subset,
+        }
+        table += [{"geometry": geometry, **c} for c in cells]
+    ax = fig.add_subplot(grid[2, :])
+    markers = {"chain": "o", "interleaved": "s", "lattice": "^"}
+    for geometry in geoms:
+        rows = results[geometry]
+        for same in (True, False):
+            sel = [r for r in rows if (r["regime"] == r["oracle_regime"]) == same]
+            if sel:
+                colour = plt.get_cmap("tab10")(geoms.index(geometry))
+                ax.scatter([r["model.lipschitz"] * (1 + 0.04 * (geoms.index(geometry) - 1)) for r in sel],
+                           [r["oracle_gap"] for r in sel], s=14, marker=markers.get(geometry, "o"),
+                           color=colour if same else "none", edgecolors=colour, alpha=0.7,
+                           label=f"{geometry}, " + ("same regime" if same else "regime differs"))
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(CAP_LABEL)
+    ax.set_ylabel("oracle_gap = trained loss − oracle loss")
+    ax.set_title("how far each trained run stays above the set-level class minimum of its own cap "
+                 "(below 0: the network found a map better than every set-constant one)", fontsize=9)
+    ax.legend(fontsize=7, ncol=3)
+    _regime_legend(fig, -0.01)
+    fig.suptitle("F8. The theorem's map (InfoNCE minimised over L-Lipschitz maps into the ball) beside "
+                 "the trained one;\nboxed cells: the two disagree; p: the regime found at the point "
+                 "level (one embedding per point)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    _save(fig, out, "F8_oracle")
+    write_table(out / "F8_oracle.csv", table)
+    write_table(out / "F8_boundaries.csv", boundary_rows)
+    points = [{"geometry": g, **p} for g in geoms for p in summary[g]["points_level"]]
+    if points:
+        write_table(out / "F8_points_level.csv", points)
+    return summary
 
 
 def write_summary(out: Path, summary: dict) -> Path:

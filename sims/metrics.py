@@ -8,8 +8,11 @@ Two halves:
   the simplex error, the spread ``r`` and the certified Lipschitz bound.
 * :func:`finalize` runs on the host and adds what depends only on the configuration and
   the exact theory: the loss floor ``ℓ*_m`` (SPEC B), the gap to it, the design
-  certificate (gap, bottleneck, chain diameter), the chain-bound slack (SPEC D) and the
-  regime label.
+  certificate (gap, bottleneck, chain diameter), the chain-bound slack (SPEC D), the
+  regime label and ``cap_utilization`` = ``lipschitz_bound / model.lipschitz``, the share
+  of the configured cap that the trained network's certified bound uses (capped classes;
+  NaN for the unconstrained ``mlp``). A cap the network does not use does not bind: the
+  run then says nothing about the class of that cap.
 
 Regime thresholds (``W`` = within_diameter, ``B`` = between_distance, ``e_m`` the simplex
 edge ``sqrt(2m/(m−1))``):
@@ -48,6 +51,7 @@ COLUMNS: tuple[str, ...] = (
     "loss_floor_sets",
     "loss_gap",
     "lipschitz_bound",
+    "cap_utilization",
     "chain_diameter",
     "bottleneck",
     "gap",
@@ -200,6 +204,9 @@ def finalize(config: ExperimentConfig, device_metrics: dict) -> dict:
         "loss_floor": floor,
         "loss_floor_sets": floor_sets,
         "loss_gap": dm["loss_final"] - floor,
+        # how much of the configured cap the trained network uses (NaN for mlp: no cap)
+        "cap_utilization": dm["lipschitz_bound"] / float(config.model.lipschitz)
+        if config.model.capped else math.nan,
         "chain_diameter": float(cert["chain_diameter"]),
         "bottleneck": float(cert["bottleneck"]),
         "gap": float(cert["gap"]),

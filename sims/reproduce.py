@@ -1,4 +1,4 @@
-"""``reproduce``: run the bundled sweeps (resuming), then write every figure F1–F7.
+"""``reproduce``: run the bundled sweeps (resuming), then write every figure F1–F8.
 
 The sweeps land in ``runs/<sweep name>/`` (resumable sweep folders); the figures, the tidy
 table behind each one and ``summary.json`` land in the figure folder (``figures/``).
@@ -60,7 +60,7 @@ def run_sweeps(quick: bool, runs: Path, progress: bool = True,
 
 def make_figures(folders: dict[str, Path], out: Path, quick: bool,
                  log: Callable[[str], None] = _stderr) -> dict:
-    """Write F1–F7 from the sweep folders; returns the summary also saved as summary.json."""
+    """Write F1–F8 from the sweep folders; returns the summary also saved as summary.json."""
     out.mkdir(parents=True, exist_ok=True)
     rows = {role: figures.load_results(folder) for role, folder in folders.items()}
     summary: dict = {"mode": "quick" if quick else "full"}
@@ -81,6 +81,8 @@ def make_figures(folders: dict[str, Path], out: Path, quick: bool,
     summary["F6"] = figures.fig_uniformity(sources, rows.get("many_clusters", []), out)
     log("F7 certificate")
     summary["F7"] = figures.fig_certificate(rows, out)
+    log("F8 class minimum against trained networks")
+    summary["F8"] = figures.fig_oracle(phase, out)
     figures.write_summary(out, summary)
     return summary
 
@@ -95,6 +97,22 @@ def boundary_lines(summary: dict) -> list[str]:
             shown = "not bracketed" if ratio != ratio else f"{ratio:.2f}"
             parts.append(f"δ={b['data.gap']:g}: {shown}")
         lines.append(f"{geometry}: measured split boundary / (e_m/D_c) = " + ", ".join(parts))
+    return lines
+
+
+def oracle_lines(summary: dict) -> list[str]:
+    """Per geometry: the class minimum's split boundary against the line and against training."""
+    def shown(v: float) -> str:
+        return "not bracketed" if v != v else f"{v:.2f}"
+
+    lines = []
+    for geometry, f8 in summary.get("F8", {}).items():
+        parts = [f"δ={b['data.gap']:g}: {shown(b['oracle_over_line'])} of the line, "
+                 f"{shown(b['oracle_over_trained'])} of trained" for b in f8["boundaries"]]
+        lines.append(f"{geometry}: class-minimum split boundary = " + "; ".join(parts))
+        lines.append(f"{geometry}: {f8['disagreeing_cells']} of {f8['cells']} cells disagree with "
+                     f"training; oracle_gap median {f8['oracle_gap_median']:.3f}, "
+                     f"range {f8['oracle_gap_min']:.3f} to {f8['oracle_gap_max']:.3f}")
     return lines
 
 

@@ -110,6 +110,8 @@ RESULTS_LAYOUT = """results.csv columns, in order:
   status                   ok or diverged (loss_final or the loss curve not finite)
   seconds                  wall time of its chunk's execution (compilation excluded) / real runs in it
   <metrics>                sims.metrics.COLUMNS in order (SPEC section 5); empty when diverged
+  oracle_*                 with an [oracle] section only: sims.oracle.ORACLE_COLUMNS, the class
+                           minimum on the run's data at its cap (SPEC 3.F); empty when diverged
 """
 
 
@@ -359,6 +361,34 @@ def config_cells(config: ExperimentConfig) -> dict[str, str]:
     return out
 
 
+def config_from_cells(cells: Mapping[str, Any]) -> ExperimentConfig:
+    """The configuration of a results row: the inverse of :func:`config_cells`.
+
+    ``cells`` maps ``section.key`` to a cell, as text or as a number parsed from it.
+    """
+    import dataclasses
+
+    from sims.config import build_config
+
+    sections: dict[str, dict[str, Any]] = {}
+    for s in SECTIONS:
+        values = {}
+        for f in dataclasses.fields(SECTIONS[s]):
+            raw = cells[f"{s}.{f.name}"]
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            if kind == "str":
+                values[f.name] = str(raw)
+            elif kind == "float":
+                values[f.name] = float(raw)
+            elif kind == "int":
+                values[f.name] = int(float(raw))
+            else:  # int | tuple[int, ...]: a count, or a JSON list of counts
+                value = json.loads(raw) if isinstance(raw, str) else raw
+                values[f.name] = tuple(value) if isinstance(value, list) else int(value)
+        sections[s] = values
+    return build_config(**sections)
+
+
 def axis_cells(sweep: Sweep, axis) -> list[str]:
     """An axis's values as they appear in results.csv (after the configuration's own
     normalisation, e.g. ``sets_per_cluster = [4, 4, 4]`` is the plain count ``4``)."""
@@ -481,11 +511,15 @@ class _GroupProgram:
 
 
 def _finish_chunk(
-    backend: Backend, chunk: Chunk, curves: np.ndarray, device: dict[str, np.ndarray], seconds: float
+    backend: Backend, chunk: Chunk, curves: np.ndarray, device: dict[str, np.ndarray], seconds: float,
+    oracle=None,
 ) -> ChunkResult:
+    from sims.oracle import ORACLE_COLUMNS
+
     n = len(chunk.runs)
     status = []
-    cells: dict[str, list[str]] = {c: [] for c in backend.columns}
+    columns = tuple(backend.columns) + (ORACLE_COLUMNS if oracle is not None else ())
+    cells: dict[str, list[str]] = {c: [] for c in columns}
     for i, run in enumerate(chunk.runs):
         loss = device.get("loss_final", np.array([np.nan] * n))[i]
         ok = bool(np.isfinite(loss) and np.all(np.isfinite(curves[i])))
@@ -495,10 +529,12 @@ def _finish_chunk(
             missing = [c for c in backend.columns if c not in row]
             if missing:
                 raise RuntimeError(f"metrics.finalize returned no {', '.join(missing)}")
-            for c in backend.columns:
+            if oracle is not None:
+                row = {**row, **oracle.columns(run.config, row)}
+            for c in columns:
                 cells[c].append(format_cell(row[c]))
         else:
-            for c in backend.columns:
+            for c in columns:
                 cells[c].append("")
     return ChunkResult(
         runs=np.array([r.run for r in chunk.runs], dtype=np.int64),
@@ -507,7 +543,7 @@ def _finish_chunk(
         seconds=np.full(n, seconds / n, dtype=np.float64),
         curves=curves,
         device=device,
-        columns=tuple(backend.columns),
+        columns=columns,
         cells={c: np.array(v, dtype=str) for c, v in cells.items()},
     )
 
@@ -763,6 +799,11 @@ def run_sweep(
     bar = progress if isinstance(progress, Progress) else Progress(
         my_total, done=my_done, prefix=prefix, enabled=bool(progress))
 
+    oracle = None
+    if sweep.oracle is not None:
+        from sims.oracle import OracleTable
+
+        oracle = OracleTable((r.config for r in sweep.runs), sweep.oracle, log=say)
     runs_run = 0
     compile_seconds: dict[str, float] = {}
     programs: dict[int, _GroupProgram] = {}
@@ -776,7 +817,7 @@ def run_sweep(
             program = programs[chunk.group]
             curves, device, seconds = program(chunk.runs)
             compile_seconds.setdefault(str(chunk.group), round(program.compile_seconds, 3))
-            result = _finish_chunk(backend, chunk, curves, device, seconds)
+            result = _finish_chunk(backend, chunk, curves, device, seconds, oracle)
             _write_chunk(out, chunk, result, sweep.sha256)
             assembler.add(chunk, result)
             runs_run += len(chunk.runs)
@@ -850,7 +891,13 @@ def summarize(out: str | Path) -> str:
     ]
     regimes = list(REGIMES) + sorted({r["regime"] for r in ok} - set(REGIMES) - {""})
     total = {g: sum(r["regime"] == g for r in ok) for g in regimes}
-    lines.append("all runs: " + ", ".join(f"{g} {total[g]}" for g in regimes))
+    lines.append("trained networks: " + ", ".join(f"{g} {total[g]}" for g in regimes))
+    if rows and "oracle_regime" in rows[0]:
+        pairs = [(r["regime"], r["oracle_regime"]) for r in ok if r["oracle_regime"]]
+        counts = ", ".join(f"{g} {sum(o == g for _, o in pairs)}" for g in REGIMES)
+        differ = sum(t != o for t, o in pairs)
+        lines.append(f"class minimum (oracle): {counts}; the trained regime differs in {differ} "
+                     f"of {len(pairs)} runs")
     for axis in sweep.axes:
         values = axis_cells(sweep, axis)
         width = max([len(axis.column)] + [len(v) for v in values])
@@ -863,21 +910,31 @@ def summarize(out: str | Path) -> str:
             lines.append(f"{v:<{width}}" + "".join(f"{c:>11}" for c in counts) + f"{div:>10}")
     if len(sweep.axes) >= 2:
         a, b = sweep.axes[0], sweep.axes[1]
-        av, bv = axis_cells(sweep, a), axis_cells(sweep, b)
-        w = max(len(v) for v in av + [a.column])
-        lines += ["", f"majority regime: rows {a.column}, columns {b.column} "
-                      "(C collapsed, P preserved, S split)"]
-        lines.append(" " * w + " " + " ".join(f"{v:>7}" for v in bv))
-        for x in av:
-            cells = []
-            for y in bv:
-                sel = [r for r in rows if r[a.column] == x and r[b.column] == y]
-                good = [r["regime"] for r in sel if r["status"] == STATUS_OK]
-                if good:
-                    best = max(regimes, key=lambda g: (good.count(g), -regimes.index(g)))
-                    cell = best[0].upper() + (f"{good.count(best)}/{len(good)}" if len(good) > 1 else "")
-                else:
-                    cell = "x" if sel else "."
-                cells.append(f"{cell:>7}")
-            lines.append(f"{x:<{w}} " + " ".join(cells))
+        maps = [("regime", "majority regime of the trained networks")]
+        if rows and "oracle_regime" in rows[0]:
+            maps.append(("oracle_regime", "regime of the class minimum (oracle)"))
+        for column, title in maps:
+            lines += ["", f"{title}: rows {a.column}, columns {b.column} "
+                          "(C collapsed, P preserved, S split)"]
+            lines += _regime_map(sweep, rows, a, b, column, regimes)
     return "\n".join(lines)
+
+
+def _regime_map(sweep: Sweep, rows, a, b, column: str, regimes: Sequence[str]) -> list[str]:
+    """The majority of ``column`` over the ok runs of each cell of axes ``a`` × ``b``."""
+    av, bv = axis_cells(sweep, a), axis_cells(sweep, b)
+    w = max(len(v) for v in av + [a.column])
+    lines = [" " * w + " " + " ".join(f"{v:>7}" for v in bv)]
+    for x in av:
+        cells = []
+        for y in bv:
+            sel = [r for r in rows if r[a.column] == x and r[b.column] == y]
+            good = [r[column] for r in sel if r["status"] == STATUS_OK and r[column]]
+            if good:
+                best = max(regimes, key=lambda g: (good.count(g), -regimes.index(g)))
+                cell = best[0].upper() + (f"{good.count(best)}/{len(good)}" if len(good) > 1 else "")
+            else:
+                cell = "x" if sel else "."
+            cells.append(f"{cell:>7}")
+        lines.append(f"{x:<{w}} " + " ".join(cells))
+    return lines

@@ -18,6 +18,9 @@ A sweep file has the three sections of :func:`sims.train_one` (``[data]``, ``[mo
     seeds = 3              # a count (seeds 0, 1, 2) or a list of distinct seeds
     chunk_size = 16        # runs per compiled call; default: from a memory budget
 
+    [oracle]               # optional: the class minimum beside every run (SPEC 3.F)
+    level = "sets"         # or "points"
+
 The grid is the Cartesian product of the axes (in the order they appear in the file)
 times the seeds, seeds varying fastest; run ``i`` is the ``i``-th point of that product.
 
@@ -47,8 +50,11 @@ from sims.config import SECTIONS, ExperimentConfig, build_config, section_keys
 
 #: keys of the ``[sweep]`` section.
 SWEEP_KEYS: tuple[str, ...] = ("seeds", "chunk_size", "name")
+#: keys of the optional ``[oracle]`` section (the class minimum beside every run, SPEC 3.F).
+ORACLE_KEYS: tuple[str, ...] = ("level",)
+ORACLE_LEVELS: tuple[str, ...] = ("sets", "points")
 #: every top-level section of a sweep file.
-FILE_SECTIONS: tuple[str, ...] = (*SECTIONS, "sweep")
+FILE_SECTIONS: tuple[str, ...] = (*SECTIONS, "sweep", "oracle")
 #: seeds become ``jax.random.PRNGKey(seed)``; keep them in uint32 range.
 MAX_SEED = 2**32 - 1
 
@@ -90,6 +96,8 @@ class Sweep:
       seeds: the seeds, in order.
       chunk_size: runs per compiled call, or ``None`` to choose from a memory budget.
       runs: every run, in run-id order (axes in file order, seeds fastest).
+      oracle: the ``[oracle] level`` (``"sets"`` or ``"points"``), or ``None`` when the
+        file has no ``[oracle]`` section (no class-minimum columns).
     """
 
     name: str
@@ -101,6 +109,7 @@ class Sweep:
     seeds: tuple[int, ...]
     chunk_size: int | None
     runs: tuple[Run, ...]
+    oracle: str | None = None
 
     @property
     def n_runs(self) -> int:
@@ -267,6 +276,7 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"sweep.chunk_size: must be an integer >= 1, got {chunk_size!r}")
+    oracle = _parse_oracle(doc.get("oracle"))
     name = meta.get("name", default_name)
     if not isinstance(name, str) or not name.strip() or "\n" in name:
         raise ValueError(f"sweep.name: must be a non-empty one-line string, got {name!r}")
@@ -297,7 +307,23 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
         seeds=seeds,
         chunk_size=chunk_size,
         runs=tuple(runs),
+        oracle=oracle,
     )
+
+
+def _parse_oracle(table: Any) -> str | None:
+    """The ``[oracle]`` section: ``None`` when absent, else its ``level``."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ValueError(f"[oracle]: must be a table of keys, got {_kind(table)}")
+    for key in table:
+        if key not in ORACLE_KEYS:
+            raise ValueError(f"oracle.{key}: unknown key; valid keys: {', '.join(ORACLE_KEYS)}")
+    level = table.get("level", "sets")
+    if level not in ORACLE_LEVELS:
+        raise ValueError(f"oracle.level: must be one of {', '.join(ORACLE_LEVELS)}, got {level!r}")
+    return level
 
 
 def bundled_sweeps() -> tuple[str, ...]:

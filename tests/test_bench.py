@@ -72,6 +72,9 @@ def fake_report(torch_s=2.0):
                     for n in (8, 64, 512)],
         "rss": {"peak_rss_mb": 700.0, "wall_s": 5.0, "runs": 100, "steps": 2, "ok": True,
                 "status": "complete"},
+        "oracle": {"set_grid_s": 40.0, "set_cells": 12, "set_caps": 10, "set_sets": 12,
+                   "set_first_cell_s": 5.0, "set_cell_s_after_first": 3.0, "points_cell_s": 20.0,
+                   "points_cell_compiled_s": 8.0, "points": 384, "negatives": 16},
     }
     if torch_s:
         raw["torch"] = {"by_threads": {1: torch_s, 2: 3.0}, "run_s": torch_s, "threads": 1,
@@ -92,7 +95,9 @@ def test_summary_keys_and_figures():
     json.dumps(report.details(), default=str)
     assert report.targets()["speedup_vs_torch"]["met"] is True
     assert report.targets()["peak_rss_mb"]["met"] is True
-    assert "target" in report.table()
+    assert s["oracle_set_grid_s"] == 40.0 and s["oracle_points_cell_s"] == 20.0
+    assert report.targets()["oracle_set_grid_s"]["met"] is True
+    assert "target" in report.table() and "oracle   set level: 12 cells × 10 caps" in report.table()
     assert fake_report(torch_s=None).summary()["speedup_vs_torch"] is None
 
 
@@ -145,7 +150,7 @@ def test_quick_bench_end_to_end(capsys):
     summary = json.loads(capsys.readouterr().out)
     assert list(summary) == list(bench.SUMMARY_KEYS)
     for key in ("speedup_vs_loop", "gflops", "matmul_peak_gflops", "peak_fraction",
-                "r2_scaling", "peak_rss_mb"):
+                "r2_scaling", "peak_rss_mb", "oracle_set_grid_s", "oracle_points_cell_s"):
         assert summary[key] > 0, key
     assert summary["device"]
 

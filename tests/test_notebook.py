@@ -115,5 +115,15 @@ def test_notebook_executes_and_tells_the_story(tmp_path):
     assert table[gaps[-1]][largest_l] == "split"
     assert "preserved" in {r for row in table.values() for r in row.values()}
 
+    # the class minimum of the same grid: ordered along L too, collapsed at the smallest cap,
+    # split at the largest cap and gap
+    oracle = summary["oracle_table"]
+    assert sorted(oracle, key=float) == gaps
+    for gap in gaps:
+        row = [oracle[gap][L] for L in sorted(oracle[gap], key=float)]
+        assert [ORDER[r] for r in row] == sorted(ORDER[r] for r in row), (gap, row)
+    assert oracle[gaps[0]][smallest_l] == "collapsed"
+    assert oracle[gaps[-1]][largest_l] == "split"
+
     assert elapsed <= BUDGET_S, (
         f"walkthrough.ipynb took {elapsed:.0f} s, over its {BUDGET_S:.0f} s budget (issue 5)")

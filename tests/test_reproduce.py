@@ -9,7 +9,7 @@ import sys
 import pytest
 
 FIGURES = ["F1_geometry", "F2_phase", "F3_loss_floor", "F4_embeddings",
-           "F5_negatives_temperature", "F6_uniformity", "F7_certificate"]
+           "F5_negatives_temperature", "F6_uniformity", "F7_certificate", "F8_oracle"]
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +69,23 @@ def test_certificate_holds_for_every_ball_run(quick):
     rows = _rows(out / "F7_certificate.csv")
     assert len(rows) >= 20
     assert all(float(r["slack"]) >= -1e-5 for r in rows)
+
+
+def test_class_minimum_beside_every_phase_cell(quick):
+    out, _, _ = quick
+    cells = _rows(out / "F8_oracle.csv")
+    assert {c["geometry"] for c in cells} == {"chain", "interleaved", "lattice"}
+    assert all(c["oracle_regime"] in ("collapsed", "preserved", "split") for c in cells)
+    for geometry in ("chain", "interleaved", "lattice"):
+        mine = sorted((c for c in cells if c["geometry"] == geometry and c["data.gap"] == "0.2"),
+                      key=lambda c: float(c["model.lipschitz"]))
+        losses = [float(c["oracle_loss"]) for c in mine]
+        assert all(b <= a for a, b in zip(losses, losses[1:])), geometry  # non-increasing in L
+        assert mine[0]["oracle_regime"] == "collapsed" and mine[-1]["oracle_regime"] == "split"
+    points = _rows(out / "F8_points_level.csv")
+    assert points
+    for p in points:  # one embedding per point can only do better than set-constant maps
+        assert float(p["points_loss"]) <= float(p["sets_loss"]) + 3 * float(p["points_loss_se"]) + 1e-9
+    assert (out / "F8_boundaries.csv").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["F8"]) == {"chain", "interleaved", "lattice"}

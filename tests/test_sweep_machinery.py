@@ -119,7 +119,7 @@ def test_groups_chunks_padding_resume_and_summary(tmp_path):
     assert row.split() == ["[2,4,6]", "4", "4", "4", "24"]
     row = next(line for line in lines if line.startswith("8.0"))
     assert row.split() == ["8.0", "0", "0", "8", "16"]
-    assert "majority regime: rows data.sets_per_cluster, columns data.gap" in text
+    assert "majority regime of the trained networks: rows data.sets_per_cluster, columns data.gap" in text
 
 
 def test_lost_chunk_is_rerun_and_partial_folder_is_resumed(tmp_path):

@@ -477,9 +477,11 @@ def quadrature_loss(log_kernel, w, k: int, nodes, node_weights):
     import jax.numpy as jnp
 
     e = jnp.exp(log_kernel)
-    # log φ = log1p(Σ_b w_b expm1(−t E_ab)) stays accurate where φ is close to 1.
+    # log φ = log1p(Σ_b w_b expm1(−t E_ab)) stays accurate where φ is close to 1; the floor
+    # on φ keeps the log finite (float32: a floor float32 can tell from 0).
+    floor = _PHI_FLOOR if log_kernel.dtype == jnp.float64 else 10.0 * float(jnp.finfo(log_kernel.dtype).eps)
     phi_minus_one = jnp.einsum("b,abt->at", w, jnp.expm1(-e[:, :, None] * nodes))
-    integrand = -jnp.expm1(k * jnp.log1p(jnp.maximum(phi_minus_one, _PHI_FLOOR - 1.0)))
+    integrand = -jnp.expm1(k * jnp.log1p(jnp.maximum(phi_minus_one, floor - 1.0)))
     return (integrand @ node_weights) @ w
 
 

@@ -1,0 +1,89 @@
+"""``infonce-lab oracle``: the class minimum of InfoNCE over L-Lipschitz maps (SPEC 3.F).
+
+``infonce-lab oracle --data gap=0.08 n_clusters=4 ... --model out_dim=4 --train negatives=8
+temperature=0.3 --lipschitz 0.05 2 30 [--level points] [--json]`` prints one row per ``L``:
+the class minimum on the configuration's data (every ``L``-Lipschitz map into the unit
+ball, :func:`theory.lipschitz_minimum`), its regime and geometry. ``--file FILE.npz`` takes
+the arrays ``points``, ``set_ids`` and ``cluster_ids`` instead of generated data (``d``,
+``K`` and ``τ`` still come from ``--model`` and ``--train``). This is what a trained
+network of the same class is compared with: its loss can never be below the class minimum
+beyond estimation noise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from sims.cli_train import add_section_arguments, config_from_args
+
+_COLUMNS = ("lipschitz", "regime", "loss", "loss_se", "within_diameter", "between_distance", "max_ratio")
+
+
+def _positive_float(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def _fmt(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def run_oracle(args) -> int:
+    import theory
+    from sims.oracle import class_minimum
+
+    config = config_from_args(args)
+    solver = {"seed": args.seed}
+    if args.file:
+        from sims.cli_theory import load_point_sets
+
+        points, set_ids, cluster_ids = load_point_sets(args.file)
+        records = theory.lipschitz_minimum(points, set_ids, cluster_ids, args.lipschitz,
+                                           config.model.out_dim, config.train.negatives,
+                                           config.train.temperature, level=args.level, **solver)
+        source = args.file
+    else:
+        records = class_minimum(config, args.lipschitz, args.level, **solver)
+        d = config.data
+        source = (f"{d.geometry} data: {d.n_clusters} clusters, sets {d.sets_per_cluster}, "
+                  f"gap {d.gap:g}, separation {d.cluster_separation:g}")
+    if args.json:
+        print(json.dumps([r.row() for r in records]))
+        return 0
+    first = records[0]
+    print(f"class minimum ({args.level} level) of InfoNCE over L-Lipschitz maps into the unit ball; "
+          f"{source}; d={config.model.out_dim}, K={config.train.negatives}, "
+          f"tau={config.train.temperature:g}")
+    print(f"references: collapsed log(1+K) = {first.loss_collapsed:.6f}, clusters l*_m = "
+          f"{first.loss_clusters:.6f}, sets unconstrained = {first.loss_unconstrained:.6f}")
+    rows = [[_fmt(r.row()[c]) for c in _COLUMNS] for r in records]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(_COLUMNS)]
+    print("  ".join(c.rjust(w) for c, w in zip(_COLUMNS, widths)))
+    for row in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "oracle", help="class minimum of InfoNCE over L-Lipschitz maps into the ball",
+        description="Minimise InfoNCE over every L-Lipschitz map into the unit ball on a "
+        "configuration's data (or on --file), for each --lipschitz value (SPEC 3.F). d, K and tau "
+        "come from --model out_dim, --train negatives and --train temperature.")
+    add_section_arguments(p)
+    p.add_argument("--lipschitz", type=_positive_float, nargs="+", required=True, metavar="L",
+                   help="one or more Lipschitz bounds L > 0")
+    p.add_argument("--level", choices=("sets", "points"), default="sets",
+                   help="set-constant maps (exact loss) or one embedding per point (estimated)")
+    p.add_argument("--file", metavar="FILE.npz", help="points, set_ids, cluster_ids instead of --data")
+    p.add_argument("--seed", type=int, default=0, help="seed of the solver's random starts (0)")
+    p.add_argument("--json", action="store_true", help="print one JSON list of records")
+    p.set_defaults(handler=run_oracle)
