@@ -593,7 +593,8 @@ def points_level_subset(rows: Sequence[dict], cells: Sequence[dict]) -> list[dic
     The smallest cap, and the largest cap the set-level minimum keeps preserved and the
     smallest it splits (where bracketed), are solved again with one embedding per point
     (:func:`theory.lipschitz_minimum`, ``level="points"``), which can only do better than
-    set-constant maps.
+    the set-level solution it starts from (``start_sets_loss``; solved for these caps only,
+    so it may differ a little from ``sets_loss``, the sweep's value for the whole column).
     """
     from sims.oracle import class_minimum
     from sims.sweep import config_from_cells
@@ -610,8 +611,8 @@ def points_level_subset(rows: Sequence[dict], cells: Sequence[dict]) -> list[dic
     caps = [c["model.lipschitz"] for c in picks]
     records = class_minimum(config, caps, "points", num_samples=POINT_LEVEL_SAMPLES)
     return [{"data.gap": gap, "model.lipschitz": cap, "sets_loss": c["oracle_loss"],
-             "sets_regime": c["oracle_regime"], "points_loss": r.loss, "points_loss_se": r.loss_se,
-             "points_regime": r.regime}
+             "sets_regime": c["oracle_regime"], "start_sets_loss": r.loss_sets, "points_loss": r.loss,
+             "points_loss_se": r.loss_se, "points_regime": r.regime}
             for cap, c, r in zip(caps, picks, records)]
 
 

@@ -84,8 +84,8 @@ def test_class_minimum_beside_every_phase_cell(quick):
         assert mine[0]["oracle_regime"] == "collapsed" and mine[-1]["oracle_regime"] == "split"
     points = _rows(out / "F8_points_level.csv")
     assert points
-    for p in points:  # one embedding per point can only do better than set-constant maps
-        assert float(p["points_loss"]) <= float(p["sets_loss"]) + 3 * float(p["points_loss_se"]) + 1e-9
+    for p in points:  # one embedding per point can only do better than its set-level start
+        assert float(p["points_loss"]) <= float(p["start_sets_loss"]) + 1e-12
     assert (out / "F8_boundaries.csv").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["F8"]) == {"chain", "interleaved", "lattice"}

@@ -105,6 +105,8 @@ class OracleResult:
         of any Lipschitz constant does better at the set level.
       loss_collapsed: ``log(1 + K)``, the loss of every constant map (the limit ``L → 0``).
       loss_clusters: ``ℓ*_m`` for ``m`` clusters, a lower bound for every cluster-constant map.
+      loss_sets: the exact loss of the set-level solution of this call at this ``L`` (equal
+        to ``loss`` at the set level; at the point level, the start it can only improve on).
     """
 
     level: str
@@ -121,6 +123,7 @@ class OracleResult:
     loss_unconstrained: float
     loss_collapsed: float
     loss_clusters: float
+    loss_sets: float
 
     def row(self) -> dict[str, Any]:
         """The scalar fields as a plain dict (for tables, JSON and results columns)."""
@@ -130,7 +133,7 @@ class OracleResult:
 #: scalar fields of :class:`OracleResult`, in order (what :meth:`OracleResult.row` holds).
 ROW_FIELDS = ("level", "lipschitz", "loss", "loss_se", "regime", "within_diameter",
               "between_distance", "max_ratio", "max_norm", "loss_unconstrained",
-              "loss_collapsed", "loss_clusters")
+              "loss_collapsed", "loss_clusters", "loss_sets")
 
 
 # --------------------------------------------------------------------------- the problem
@@ -663,9 +666,14 @@ def _point_solver(n_vars: int, dim: int, k: int, n_lips: int, steps: int):
     return jax.jit(solve)
 
 
-def _solve_points(prob: _Problem, set_solutions: np.ndarray, lips_sorted: np.ndarray,
-                  steps: int, seed: int, num_samples: int):
-    """Point-level embeddings and estimates for increasing ``L``, from the set-level solutions."""
+def _solve_points(prob: _Problem, set_solutions: np.ndarray, set_losses: list[float],
+                  lips_sorted: np.ndarray, steps: int, seed: int, num_samples: int):
+    """Point-level embeddings and estimates for increasing ``L``, from the set-level solutions.
+
+    Each ``L`` keeps the lowest of: the solver's pick (estimated), the set-level solution
+    (a point-level embedding too, whose loss is known exactly) and the previous ``L``'s
+    answer (feasible here; estimated on the same anchor pairs).
+    """
     import jax
 
     tables = _point_tables(prob)
@@ -687,12 +695,12 @@ def _solve_points(prob: _Problem, set_solutions: np.ndarray, lips_sorted: np.nda
     for i, lip in enumerate(lips_sorted):
         # the solver's pick, the set-level solution itself, and the smaller L's answer (also
         # feasible here), each scored on the same anchor pairs
-        candidates = [_make_feasible(z, tables.distance, lip) for z in (picks[i], own[i, 0])]
-        if np.array_equal(candidates[0], candidates[1]):
-            candidates.pop()
+        pick = _make_feasible(picks[i], tables.distance, lip)
+        scored = [(own[i, 0], set_losses[i], 0.0)]
+        if not np.array_equal(pick, own[i, 0]):
+            scored.append((pick, *_estimate_points(pick, prob, tables, pairs)))
         if out:
-            candidates.append(out[-1][0])
-        scored = [(z, *_estimate_points(z, prob, tables, pairs)) for z in candidates]
+            scored.append(out[-1])  # same pairs, so its estimate stands
         out.append(min(scored, key=lambda t: t[1]))
     return tables, out
 
@@ -701,7 +709,8 @@ def _solve_points(prob: _Problem, set_solutions: np.ndarray, lips_sorted: np.nda
 
 
 def _record(prob: _Problem, level: str, lip: float, z_sets_or_points: np.ndarray, loss: float,
-            loss_se: float, set_means: np.ndarray, ratio: float, references: tuple[float, float, float]) -> OracleResult:
+            loss_se: float, set_means: np.ndarray, ratio: float, references: tuple[float, float, float],
+            loss_sets: float) -> OracleResult:
     within, between = cluster_geometry(set_means, prob.set_cluster)
     return OracleResult(
         level=level,
@@ -718,6 +727,7 @@ def _record(prob: _Problem, level: str, lip: float, z_sets_or_points: np.ndarray
         loss_unconstrained=references[0],
         loss_collapsed=references[1],
         loss_clusters=references[2],
+        loss_sets=float(loss_sets),
     )
 
 
@@ -747,9 +757,11 @@ def lipschitz_minimum(
     * ``level="sets"``: one atom per set, ``‖z_s − z_t‖ <= L·g(s, t)``; the loss is the exact
       finite-K atom loss of atoms in the ball (positive logit ``‖z_a‖²/τ``), ``loss_se = 0``.
     * ``level="points"``: one embedding per point under every pairwise constraint, started
-      from the set-level solution; the loss is estimated on ``num_samples`` anchor pairs with
-      the ``K`` negatives integrated exactly, and carries its standard error. It can only be
-      lower than the set level up to that noise; the difference is what a map that is not
+      from the set-level solution (and from a linear map onto the leading principal
+      directions); the loss is estimated on ``num_samples`` anchor pairs with the ``K``
+      negatives integrated exactly, and carries its standard error. The set-level solution
+      stays a candidate with its exact loss (``loss_se = 0`` when it is kept), so the point
+      level is never above the set level; the difference is what a map that is not
       constant on sets gains.
 
     The problem is not convex: projected Adam on a penalty of the relative constraint
@@ -824,16 +836,17 @@ def lipschitz_minimum(
     if level == "sets":
         for lip, z, value in zip(lips_sorted, set_solutions, set_losses):
             records.append(_record(prob, "sets", lip, z, value, 0.0, z, _pair_ratio(z, lip * prob.g),
-                                   references))
+                                   references, value))
     else:
-        tables, solved = _solve_points(prob, np.stack(set_solutions), lips_sorted, steps, seed, num_samples)
+        tables, solved = _solve_points(prob, np.stack(set_solutions), set_losses, lips_sorted, steps,
+                                       seed, num_samples)
         counts = np.bincount(prob.set_index, minlength=n_sets)[:, None]
-        for lip, (z_vars, value, se) in zip(lips_sorted, solved):
+        for lip, (z_vars, value, se), start in zip(lips_sorted, solved, set_losses):
             z = z_vars[tables.var_of_point]
             means = np.zeros((n_sets, prob.dim))
             np.add.at(means, prob.set_index, z)
             records.append(_record(prob, "points", lip, z, value, se, means / counts,
-                                   _pair_ratio(z_vars, lip * tables.distance), references))
+                                   _pair_ratio(z_vars, lip * tables.distance), references, start))
     ordered = [None] * len(records)
     for position, record in zip(order, records):
         ordered[position] = record
