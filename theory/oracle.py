@@ -410,11 +410,17 @@ def _set_solver(n_vars: int, n_sets: int, dim: int, k: int, n_lips: int, n_start
 
     rounds = jnp.asarray(round_robin(n_vars))
 
-    def solve(starts, lips, distance, members, w, tau, nodes, node_w):
+    def set_loss(members, w, tau, nodes, node_w):
+        """The exact-form set-level InfoNCE of one embedding per class (``z[members]`` per set)."""
         def loss_of(z):
             zs = z[members]
             gram = zs @ zs.T
             return quadrature_loss((gram - jnp.diag(gram)[:, None]) / tau, w, k, nodes, node_w)
+
+        return loss_of
+
+    def solve(starts, lips, distance, members, w, tau, nodes, node_w):
+        loss_of = set_loss(members, w, tau, nodes, node_w)
 
         def per_lipschitz(previous, inputs):
             own_starts, lip = inputs
@@ -434,10 +440,7 @@ def _set_solver(n_vars: int, n_sets: int, dim: int, k: int, n_lips: int, n_start
 
     def polish(best, lips, distance, members, w, tau, nodes, node_w):
         """A short, small-step run from each ``L``'s best; the better of the two is kept."""
-        def loss_of(z):
-            zs = z[members]
-            gram = zs @ zs.T
-            return quadrature_loss((gram - jnp.diag(gram)[:, None]) / tau, w, k, nodes, node_w)
+        loss_of = set_loss(members, w, tau, nodes, node_w)
 
         def one(z0, lip):
             z0 = _scale_into_feasibility(z0, distance, lip)
