@@ -10,7 +10,7 @@ from sims import bench
 from sims.config import build_config
 from sims.data import materialize, sample_batch
 from sims.models import make_model
-from sims.sweepfile import load_sweep, parse_sweep
+from sims.sweep.file import load_sweep, parse_sweep
 from sims.train import batch_loss
 
 

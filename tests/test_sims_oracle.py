@@ -18,7 +18,7 @@ from sims.data import design_points, materialize
 from sims.metrics import finalize
 from sims.oracle import ORACLE_COLUMNS, OracleTable, class_minimum, oracle_columns
 from sims.sweep import config_cells, config_from_cells, read_results, run_sweep
-from sims.sweepfile import parse_sweep
+from sims.sweep.file import parse_sweep
 
 SOLVER = {"restarts": 2, "steps": 120}
 

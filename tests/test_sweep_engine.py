@@ -216,12 +216,12 @@ def test_two_processes_under_jax_distributed_write_exactly_the_rows(work, refere
 
 KILL_AFTER_FIRST_CHUNK = """
 import os, signal, sys
-import sims.sweep as engine
-_write = engine._write_chunk
+import sims.sweep.engine as engine
+_write = engine.write_chunk
 def _write_then_die(*args, **kwargs):
     _write(*args, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)
-engine._write_chunk = _write_then_die
+engine.write_chunk = _write_then_die
 """
 
 

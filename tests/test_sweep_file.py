@@ -8,18 +8,10 @@ import io
 import pytest
 
 from sims.config import build_config
-from sims.progress import Progress, format_duration
-from sims.sweep import (
-    Chunk,
-    choose_chunk_size,
-    config_columns,
-    format_cell,
-    group_runs,
-    padded_size,
-    plan_chunks,
-    run_bytes,
-)
-from sims.sweepfile import bundled_sweeps, load_sweep, parse_sweep
+from sims.sweep.progress import Progress, format_duration
+from sims.sweep.plan import Chunk, choose_chunk_size, group_runs, padded_size, plan_chunks, run_bytes
+from sims.sweep.store import config_columns, format_cell
+from sims.sweep.file import bundled_sweeps, load_sweep, parse_sweep
 
 GRID = """
 [data]

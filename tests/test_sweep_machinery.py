@@ -15,7 +15,7 @@ import pytest
 
 from sims.config import SWEPT_NAMES
 from sims.sweep import Backend, assemble, run_sweep, summarize
-from sims.sweepfile import parse_sweep
+from sims.sweep.file import parse_sweep
 
 COLUMNS = ("regime", "loss_final", "between_distance")
 CALLS = []
@@ -141,7 +141,7 @@ def test_lost_chunk_is_rerun_and_partial_folder_is_resumed(tmp_path):
 def test_progress_is_written_to_the_given_bar(tmp_path):
     import io
 
-    from sims.progress import Progress
+    from sims.sweep.progress import Progress
 
     stream = io.StringIO()
     sweep = parse_sweep("[model]\nlipschitz = [1.0, 2.0, 3.0]\n[train]\ncurve_points = 2\n")
@@ -160,7 +160,7 @@ def test_refuses_a_different_sweep_without_touching_the_folder(tmp_path):
 
 
 def test_balanced_chunk_size_wastes_no_padding():
-    from sims.sweep import balanced_chunk_size
+    from sims.sweep.plan import balanced_chunk_size
 
     assert balanced_chunk_size(120, 80, 2) == 60
     assert balanced_chunk_size(120, 128, 2) == 120

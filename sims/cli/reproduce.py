@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def _run(args) -> int:
-    from sims.reproduce import boundary_lines, oracle_lines, reproduce
+    from sims.report.reproduce import boundary_lines, oracle_lines, reproduce
 
     summary = reproduce(out=args.out, runs=args.runs, quick=args.quick,
                         progress=not args.quiet)

@@ -10,12 +10,11 @@ trains its three runs as one compiled program.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -25,52 +24,25 @@ import numpy as np  # noqa: E402
 
 import theory  # noqa: E402
 from sims.data import diameter_in_gaps  # noqa: E402
+from sims.report.analysis import (  # noqa: E402
+    BINDING_SHARE,
+    REGIME_ORDER,
+    binds,
+    boundaries,
+    cell_table,
+    points_level_subset,
+    write_table,
+)
 
 REGIME_COLOURS = {"collapsed": "#9e9e9e", "preserved": "#2e7d32", "split": "#c62828"}
-REGIME_ORDER = ("collapsed", "preserved", "split")
 GEOMETRIES = ("chain", "interleaved", "lattice")
 #: axis labels that say which L a figure shows (the configured cap or a certified bound).
 CAP_LABEL = "configured cap L (model.lipschitz)"
-#: a cap "binds" when the trained network's certified bound uses at least this share of it.
-BINDING_SHARE = 0.9
 NOT_BINDING = f"cap does not bind: certified bound of the trained network < {BINDING_SHARE:.0%} of L"
-#: anchor pairs of F8's point-level estimates.
-POINT_LEVEL_SAMPLES = 2048
 SET_LEVEL = "class minimum over set-constant L-Lipschitz maps (oracle, set level: an upper bound)"
 
 
-# --------------------------------------------------------------------------- results
-
-
-def _number(text: str) -> Any:
-    if text == "":
-        return math.nan
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def load_results(folder: str | Path, status: str = "ok") -> list[dict[str, Any]]:
-    """Rows of ``folder/results.csv`` with numbers parsed, keeping only ``status`` rows.
-
-    Configuration columns keep their section prefix (``data.gap``, ``model.lipschitz``).
-    """
-    from sims.sweep import read_results
-
-    rows = [{k: _number(v) for k, v in r.items()} for r in read_results(folder)]
-    return [r for r in rows if status is None or r.get("status") == status]
-
-
-def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """A list of dicts as CSV (the union of keys, in first-seen order)."""
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+# --------------------------------------------------------------------------- helpers
 
 
 def _save(fig, out: Path, name: str) -> list[Path]:
@@ -87,81 +59,6 @@ def _regime_legend(fig, y: float) -> None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=REGIME_COLOURS[r]) for r in REGIME_ORDER]
     fig.legend(handles, REGIME_ORDER, loc="lower center", ncol=3, fontsize=9,
                bbox_to_anchor=(0.5, y))
-
-
-def majority(regimes: Iterable[str]) -> str:
-    """Most frequent regime; ties go to the later regime in collapsed < preserved < split."""
-    counts = defaultdict(int)
-    for r in regimes:
-        counts[r] += 1
-    return max(REGIME_ORDER, key=lambda r: (counts[r], REGIME_ORDER.index(r)))
-
-
-def binds(row: dict) -> bool:
-    """Whether a run's configured cap binds (``cap_utilization >= BINDING_SHARE``).
-
-    Rows without a cap (``mlp``) or from older results count as binding."""
-    share = row.get("cap_utilization", math.nan)
-    return not (isinstance(share, float) and share == share) or share >= BINDING_SHARE
-
-
-def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
-    """Aggregate runs over seeds: one record per (x, y) cell.
-
-    With class-minimum columns (an ``[oracle]`` section), a cell also carries the oracle's
-    regime, loss and the mean ``oracle_gap`` (the class minimum is the same for every seed).
-    """
-    cells = defaultdict(list)
-    for r in rows:
-        cells[(r[x], r[y])].append(r)
-    out = []
-    for (xv, yv), rs in sorted(cells.items()):
-        cell = {
-            x: xv, y: yv, "runs": len(rs), "regime": majority(r["regime"] for r in rs),
-            **{f"n_{g}": sum(r["regime"] == g for r in rs) for g in REGIME_ORDER},
-            "preservation_ratio": float(np.median([r["preservation_ratio"] for r in rs])),
-            "loss_final": float(np.mean([r["loss_final"] for r in rs])),
-            "loss_gap": float(np.mean([r["loss_gap"] for r in rs])),
-            "between_distance": float(np.mean([r["between_distance"] for r in rs])),
-            "within_diameter": float(np.mean([r["within_diameter"] for r in rs])),
-            "cap_utilization": float(np.median([r.get("cap_utilization", math.nan) for r in rs])),
-            "cap_binds": sum(binds(r) for r in rs) * 2 > len(rs),
-        }
-        if "oracle_regime" in rs[0]:
-            cell.update({
-                "oracle_regime": majority(r["oracle_regime"] for r in rs),
-                "oracle_loss": float(np.mean([r["oracle_loss"] for r in rs])),
-                "oracle_gap": float(np.mean([r["oracle_gap"] for r in rs])),
-            })
-        out.append(cell)
-    return out
-
-
-def boundaries(cells: Sequence[dict], x: str, y: str, regime: str = "regime") -> list[dict[str, Any]]:
-    """Empirical regime boundaries along ``y`` (the Lipschitz bound) for each ``x``.
-
-    For each ``x`` the collapse boundary is the geometric mean of the largest ``y`` whose
-    majority regime (the column ``regime``) is collapsed and the next ``y``; the split
-    boundary likewise between the largest non-split ``y`` and the smallest split ``y``
-    above it. ``nan`` when the grid does not bracket the boundary.
-    """
-    out = []
-    for xv in sorted({c[x] for c in cells}):
-        col = sorted((c for c in cells if c[x] == xv), key=lambda c: c[y])
-        ys = [c[y] for c in col]
-        reg = [c[regime] for c in col]
-        collapse = split = math.nan
-        coll = [i for i, r in enumerate(reg) if r == "collapsed"]
-        if coll and coll[-1] + 1 < len(ys):
-            collapse = math.sqrt(ys[coll[-1]] * ys[coll[-1] + 1])
-        splits = [i for i, r in enumerate(reg) if r == "split"]
-        if splits:
-            first = splits[0]
-            non = [i for i in range(first) if reg[i] != "split"]
-            if non:
-                split = math.sqrt(ys[non[-1]] * ys[first])
-        out.append({x: xv, "collapse_boundary": collapse, "split_boundary": split})
-    return out
 
 
 # --------------------------------------------------------------------------- F1 geometry
@@ -405,11 +302,6 @@ def fig_embeddings(out: Path, lipschitz=(0.125, 1.73, 30.0), steps: int = 1500,
 # --------------------------------------------------------------------------- F5 K and τ
 
 
-def _split_boundary_by(rows: Sequence[dict], axis: str) -> list[dict]:
-    cells = cell_table(rows, axis, "model.lipschitz")
-    return boundaries(cells, axis, "model.lipschitz")
-
-
 def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict],
                               out: Path) -> dict:
     """F5: where the preserved/split boundary sits as K runs from 1 to 256, and as τ varies."""
@@ -585,35 +477,6 @@ def _regime_cells(ax, cells: Sequence[dict], gaps, lips, key: str) -> None:
         ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, color=REGIME_COLOURS[c[key]], alpha=0.8, lw=0))
         if c["regime"] != c["oracle_regime"]:
             ax.add_patch(plt.Rectangle((i - 0.42, j - 0.42), 0.84, 0.84, fill=False, lw=1.4, ec="k"))
-
-
-def points_level_subset(rows: Sequence[dict], cells: Sequence[dict]) -> list[dict[str, Any]]:
-    """The class minimum at the point level on a few cells of the middle gap.
-
-    The smallest cap, and the largest cap the set-level minimum keeps preserved and the
-    smallest it splits (where bracketed), are solved again with one embedding per point
-    (:func:`theory.lipschitz_minimum`, ``level="points"``), which can only do better than
-    the set-level solution it starts from (``start_sets_loss``; solved for these caps only,
-    so it may differ a little from ``sets_loss``, the sweep's value for the whole column).
-    """
-    from sims.oracle import class_minimum
-    from sims.sweep import config_from_cells
-
-    gaps = sorted({c["data.gap"] for c in cells})
-    gap = gaps[(len(gaps) - 1) // 2]
-    col = sorted((c for c in cells if c["data.gap"] == gap), key=lambda c: c["model.lipschitz"])
-    regimes = [c["oracle_regime"] for c in col]
-    first = next((i for i, r in enumerate(regimes) if r == "split"), None)
-    chosen = {0, len(col) - 1} if first is None else {0, max(first - 1, 0), first}
-    picks = [col[i] for i in sorted(chosen)]
-    row = next(r for r in rows if r["data.gap"] == gap)
-    config = config_from_cells(row)
-    caps = [c["model.lipschitz"] for c in picks]
-    records = class_minimum(config, caps, "points", num_samples=POINT_LEVEL_SAMPLES)
-    return [{"data.gap": gap, "model.lipschitz": cap, "sets_loss": c["oracle_loss"],
-             "sets_regime": c["oracle_regime"], "start_sets_loss": r.loss_sets, "points_loss": r.loss,
-             "points_loss_se": r.loss_se, "points_regime": r.regime}
-            for cap, c, r in zip(caps, picks, records)]
 
 
 def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool = True) -> dict:

@@ -13,27 +13,10 @@ beyond estimation noise.
 from __future__ import annotations
 
 import json
-import math
 
-from sims.cli_train import add_section_arguments, config_from_args
+from sims.cli.common import add_section_arguments, config_from_args, fmt, load_point_sets, positive_float
 
 _COLUMNS = ("lipschitz", "regime", "loss", "loss_se", "within_diameter", "between_distance", "max_ratio")
-
-
-def _positive_float(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
-    return value
-
-
-def _fmt(value) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def run_oracle(args) -> int:
@@ -43,8 +26,6 @@ def run_oracle(args) -> int:
     config = config_from_args(args)
     solver = {"seed": args.seed}
     if args.file:
-        from sims.cli_theory import load_point_sets
-
         points, set_ids, cluster_ids = load_point_sets(args.file)
         records = theory.lipschitz_minimum(points, set_ids, cluster_ids, args.lipschitz,
                                            config.model.out_dim, config.train.negatives,
@@ -64,7 +45,7 @@ def run_oracle(args) -> int:
           f"tau={config.train.temperature:g}")
     print(f"references: collapsed log(1+K) = {first.loss_collapsed:.6f}, clusters l*_m = "
           f"{first.loss_clusters:.6f}, sets unconstrained = {first.loss_unconstrained:.6f}")
-    rows = [[_fmt(r.row()[c]) for c in _COLUMNS] for r in records]
+    rows = [[fmt(r.row()[c]) for c in _COLUMNS] for r in records]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(_COLUMNS)]
     print("  ".join(c.rjust(w) for c, w in zip(_COLUMNS, widths)))
     for row in rows:
@@ -79,7 +60,7 @@ def register(sub) -> None:
         "configuration's data (or on --file), for each --lipschitz value (SPEC 3.F). d, K and tau "
         "come from --model out_dim, --train negatives and --train temperature.")
     add_section_arguments(p)
-    p.add_argument("--lipschitz", type=_positive_float, nargs="+", required=True, metavar="L",
+    p.add_argument("--lipschitz", type=positive_float, nargs="+", required=True, metavar="L",
                    help="one or more Lipschitz bounds L > 0")
     p.add_argument("--level", choices=("sets", "points"), default="sets",
                    help="set-constant maps (exact loss) or one embedding per point (estimated)")

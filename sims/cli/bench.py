@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from sims.cli.common import positive_int
+
 
 def register(subparsers) -> None:
     """Add the ``bench`` command."""
@@ -23,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a tiny workload that exercises every part in well under a minute "
                         "(its figures mean nothing)")
-    p.add_argument("--cpu-devices", type=int, metavar="N",
+    p.add_argument("--cpu-devices", type=positive_int, metavar="N",
                    help="CPU devices the engine shards chunks over (default: one per core, as "
                         "`infonce-lab sweep` uses; ignored when XLA_FLAGS already sets it)")
     p.add_argument("--quiet", action="store_true", help="no progress notes on stderr")
@@ -32,12 +34,7 @@ def register(subparsers) -> None:
 
 def bench_command(args) -> int:
     from sims import bench
-    from sims.cli import use_every_cpu_core
 
-    if args.cpu_devices is None:
-        use_every_cpu_core()  # the devices `infonce-lab sweep` runs on
-    else:
-        bench.set_cpu_devices(args.cpu_devices)
     plan = bench.QUICK if args.quick else bench.FULL
     log = None if args.quiet else (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
     report = bench.run_bench(plan, log=log)

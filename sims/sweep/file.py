@@ -327,8 +327,8 @@ def _parse_oracle(table: Any) -> str | None:
 
 
 def bundled_sweeps() -> tuple[str, ...]:
-    """Names of the sweep files shipped in ``sims/sweeps/``."""
-    folder = resources.files("sims") / "sweeps"
+    """Names of the sweep files shipped in ``sims/sweep/bundled/``."""
+    folder = resources.files("sims.sweep") / "bundled"
     try:
         entries = list(folder.iterdir())
     except FileNotFoundError:  # pragma: no cover - package installed without data
@@ -357,7 +357,7 @@ def load_sweep(path_or_name: str | Path) -> Sweep:
         return parse_sweep(text, source=str(path), default_name=path.stem)
     name = path.name[: -len(".toml")] if path.name.endswith(".toml") else path.name
     if str(path_or_name) in (name, f"{name}.toml") and name in bundled_sweeps():
-        text = (resources.files("sims") / "sweeps" / f"{name}.toml").read_text(encoding="utf-8")
+        text = (resources.files("sims.sweep") / "bundled" / f"{name}.toml").read_text(encoding="utf-8")
         return parse_sweep(text, source=f"bundled:{name}", default_name=name)
     raise FileNotFoundError(
         f"{path_or_name}: no such sweep file, nor a bundled sweep of that name "

@@ -1,4 +1,4 @@
-"""``infonce-lab sweep`` and ``infonce-lab summarize``: thin over :mod:`sims.sweep`.
+"""``infonce-lab sweep``: run or resume a sweep file, thin over :mod:`sims.sweep`.
 
 ``infonce-lab sweep FILE.toml --out DIR [--chunk-size N] [--quiet]`` runs (or resumes) a
 sweep file, or a bundled sweep by name (``infonce-lab sweep phase_chain --out runs/pc``).
@@ -6,9 +6,6 @@ Across hosts, start one process per host with ``--coordinator HOST:PORT --num-pr
 --process-id I`` (or ``--distributed`` where ``jax.distributed.initialize()`` finds the
 cluster itself, e.g. under SLURM or on a TPU pod); every process writes into the same
 ``--out`` folder, which must be shared between them.
-
-``infonce-lab summarize DIR`` prints the regime counts along each axis of a finished (or
-partly finished) sweep.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ import argparse
 import re
 import sys
 
-from sims.cli import UsageError
+from sims.cli.common import UsageError, nonnegative_int, positive_int
 
 
 #: seconds a process that has finished its chunks waits at jax.distributed's shutdown
@@ -25,26 +22,6 @@ from sims.cli import UsageError
 #: training included, when one finishes more than 5 minutes before another; chunks are
 #: assigned statically, so that happens with uneven groups. Wait instead (7 days).
 SHUTDOWN_TIMEOUT = 7 * 24 * 3600
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
 
 
 def _coordinator(text: str) -> str:
@@ -55,7 +32,7 @@ def _coordinator(text: str) -> str:
 
 
 def register(subparsers) -> None:
-    """Add the ``sweep`` and ``summarize`` commands."""
+    """Add the ``sweep`` command."""
     p = subparsers.add_parser(
         "sweep",
         help="run a sweep file (a grid of experiments) into an output folder",
@@ -63,28 +40,20 @@ def register(subparsers) -> None:
     )
     p.add_argument("file", metavar="FILE", help="sweep file (.toml) or bundled sweep name")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty or resumed)")
-    p.add_argument("--chunk-size", type=_positive_int, metavar="N",
+    p.add_argument("--chunk-size", type=positive_int, metavar="N",
                    help="runs per compiled call (default: [sweep] chunk_size, else from memory)")
-    p.add_argument("--memory-budget", type=_positive_int, metavar="MIB",
+    p.add_argument("--memory-budget", type=positive_int, metavar="MIB",
                    help="device memory per chunk, in MiB, when no chunk size is given (default 1024)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and print the plan (groups, chunks, runs) without running")
     p.add_argument("--coordinator", type=_coordinator, metavar="HOST:PORT",
                    help="jax.distributed coordinator (process 0's host) for a multi-host sweep")
-    p.add_argument("--num-processes", type=_positive_int, metavar="N", help="processes in all")
-    p.add_argument("--process-id", type=_nonnegative_int, metavar="I", help="this process, 0..N-1")
+    p.add_argument("--num-processes", type=positive_int, metavar="N", help="processes in all")
+    p.add_argument("--process-id", type=nonnegative_int, metavar="I", help="this process, 0..N-1")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() with no arguments (cluster auto-detection)")
     p.set_defaults(handler=sweep_command)
-
-    s = subparsers.add_parser(
-        "summarize",
-        help="print regime counts along each axis of a sweep's results",
-        description="Print the regime counts along each axis of the sweep in DIR.",
-    )
-    s.add_argument("dir", metavar="DIR", help="a sweep's output folder")
-    s.set_defaults(handler=summarize_command)
 
 
 def _distributed_args(args) -> dict | None:
@@ -107,34 +76,34 @@ def _distributed_args(args) -> dict | None:
 
 
 def _plan_text(sweep, chunk_size, memory_budget) -> str:
-    from sims import sweep as engine
+    from sims.sweep import plan, store
 
-    groups = engine.group_runs(sweep.runs)
+    groups = plan.group_runs(sweep.runs)
     lines = [f"sweep {sweep.name}: {sweep.n_runs} runs ({len(sweep.seeds)} seeds), "
              f"{len(groups)} compiled group(s); sha256 {sweep.sha256[:12]}"]
     for a in sweep.axes:
-        lines.append(f"  axis {a.column}: " + ", ".join(engine.axis_cells(sweep, a)))
+        lines.append(f"  axis {a.column}: " + ", ".join(store.axis_cells(sweep, a)))
     requested = chunk_size or sweep.chunk_size
     for g in groups:
-        size = requested or engine.choose_chunk_size(g.static, 1, memory_budget)
+        size = requested or plan.choose_chunk_size(g.static, 1, memory_budget)
         chunks = -(-len(g.runs) // size)
         lines.append(f"  group {g.index}: {len(g.runs)} runs, chunk size {size}"
                      f"{'' if requested else ' per device (memory budget)'}, {chunks} chunk(s), "
-                     f"~{engine.run_bytes(g.static) / 2**20:.1f} MiB per run")
+                     f"~{plan.run_bytes(g.static) / 2**20:.1f} MiB per run")
     return "\n".join(lines)
 
 
 def sweep_command(args) -> int:
-    from sims import sweep as engine
-    from sims.sweepfile import load_sweep
+    from sims.sweep import engine, plan, store
+    from sims.sweep.file import load_sweep
 
     dist = _distributed_args(args)
     sweep = load_sweep(args.file)
-    budget = args.memory_budget * 2**20 if args.memory_budget else engine.DEFAULT_MEMORY_BUDGET
+    budget = args.memory_budget * 2**20 if args.memory_budget else plan.DEFAULT_MEMORY_BUDGET
     if args.dry_run:
         print(_plan_text(sweep, args.chunk_size, budget))
         return 0
-    engine.check_folder(args.out, sweep)  # refuse before initialising anything
+    store.check_folder(args.out, sweep)  # refuse before initialising anything
     if dist is not None:
         import jax
 
@@ -150,11 +119,4 @@ def sweep_command(args) -> int:
     state = "complete" if outcome.complete else "incomplete (other processes still running?)"
     print(f"{sweep.name}: {outcome.runs_done} of {outcome.runs_total} runs "
           f"({outcome.runs_diverged} diverged), {state}; results in {outcome.out}")
-    return 0
-
-
-def summarize_command(args) -> int:
-    from sims.sweep import summarize
-
-    print(summarize(args.dir))
     return 0

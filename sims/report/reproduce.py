@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from sims import figures
+from sims.report import figures
+from sims.report.analysis import load_results
 
 FULL = {
     "phase_chain": "phase_chain",
@@ -62,7 +63,7 @@ def make_figures(folders: dict[str, Path], out: Path, quick: bool,
                  log: Callable[[str], None] = _stderr) -> dict:
     """Write F1–F8 from the sweep folders; returns the summary also saved as summary.json."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = {role: figures.load_results(folder) for role, folder in folders.items()}
+    rows = {role: load_results(folder) for role, folder in folders.items()}
     summary: dict = {"mode": "quick" if quick else "full"}
     log("F1 geometry")
     summary["F1"] = figures.fig_geometry(out)

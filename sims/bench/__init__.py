@@ -1,0 +1,85 @@
+"""The performance bench: sweep throughput against a Python loop, PyTorch and the matmul peak.
+
+A sweep is the unit of work, so the bench times whole grids. Everything is measured in one
+process run (``infonce-lab bench``), on one fixed workload: the static configuration and the
+grid of the bundled ``phase_chain`` sweep (``lipschitz_mlp`` of width 64 and depth 3 with a
+ball head into ``d = 3``, batch 256, K = 16 shared negatives, 3 clusters × 4 chain sets of
+32 points in 2-D; its gaps × Lipschitz bounds × seeds, and its steps). It measures:
+
+* **engine**: the grid through :func:`sims.sweep.run_sweep` (one ``jit(vmap(train))`` per
+  chunk, default chunking, chunks sharded over ``jax.local_devices()``, one CPU device per
+  core as ``infonce-lab sweep`` has them), total wall time and the execution time the
+  engine records (compilation excluded), hence runs × steps per second;
+* **loop**: the same training code, ``jax.jit(make_train(config))``, called one run at a
+  time from a Python loop (compiled once; a few runs, the best one kept);
+* **torch**: a straightforward PyTorch version of the same estimator (same model, head,
+  batch, K, negative mode, steps, Adam and per-layer spectral cap, the cap done the plain
+  way: ``torch.linalg.matrix_norm(W, ord=2)`` after every step), one run at a time, with
+  PyTorch's default thread count and with one thread; the faster of the two is the
+  baseline. PyTorch is the optional ``bench`` extra, never a requirement;
+* **peak**: this machine's dense float32 matrix-multiply rate in GFLOP/s, the best of
+  ``jnp.matmul`` and ``numpy.matmul`` on square matrices of a few sizes, in this process;
+* **model FLOPs** of the workload, counted analytically (:func:`step_flops`), hence the
+  achieved GFLOP/s of the engine and its fraction of the peak;
+* **scaling**: the wall time of sweeps of 8, 64 and 512 runs (same model, a grid over the
+  Lipschitz bound, :attr:`BenchPlan.scaling_steps` steps each to keep the bench short), and
+  the R² of a straight-line fit of wall time (compilation included) against runs;
+* **memory**: the peak resident set size of a 10,000-run sweep with default chunking, run
+  in a child process (``infonce-lab sweep``) and read from
+  ``getrusage(RUSAGE_CHILDREN).ru_maxrss``. That sweep trains each run for fewer steps
+  (:attr:`BenchPlan.rss_steps`): the training loop is one ``lax.scan`` carrying only
+  parameters and optimiser state, so memory hardly depends on steps (one loss per step is
+  kept), while time does.
+
+Targets (issue 6): ≥ 20× the PyTorch baseline, ≥ 50 % of the measured matmul peak,
+R² ≥ 0.99 for time against runs, ≤ 2 GB peak memory for 10,000 runs.
+
+Example:
+  >>> report = run_bench(QUICK)          # doctest: +SKIP
+  >>> sorted(report.summary())[:3]       # doctest: +SKIP
+  ['device', 'gflops', 'matmul_peak_gflops']
+"""
+
+from __future__ import annotations
+
+
+from sims.bench.measure import (
+    computed_runs,
+    device_description,
+    linear_r2,
+    matmul_peak,
+    peak_rss,
+    time_engine,
+    time_loop,
+    time_oracle,
+)
+from sims.bench.report import BenchReport, run_bench
+from sims.bench.torch_twin import (
+    time_torch,
+    torch_available,
+    torch_head,
+    torch_infonce,
+    torch_model,
+    torch_train,
+)
+from sims.bench.workload import (
+    FULL,
+    QUICK,
+    SUMMARY_KEYS,
+    TARGETS,
+    BenchPlan,
+    engine_grid,
+    lipschitz_grid,
+    points_per_step,
+    step_flops,
+    sweep_text,
+    workload,
+)
+
+__all__ = [
+    "FULL", "QUICK", "SUMMARY_KEYS", "TARGETS", "BenchPlan", "BenchReport", "computed_runs",
+    "device_description", "engine_grid", "linear_r2", "lipschitz_grid", "matmul_peak", "peak_rss",
+    "points_per_step", "run_bench", "step_flops", "sweep_text", "time_engine", "time_loop",
+    "time_oracle", "time_torch", "torch_available", "torch_head", "torch_infonce", "torch_model",
+    "torch_train", "workload",
+]

@@ -1,0 +1,192 @@
+"""The bench's report and its runner: every measurement of one ``infonce-lab bench`` run."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+from sims.bench.measure import (
+    device_description,
+    linear_r2,
+    matmul_peak,
+    peak_rss,
+    time_engine,
+    time_loop,
+    time_oracle,
+)
+from sims.bench.torch_twin import time_torch, torch_available
+from sims.bench.workload import FULL, TARGETS, BenchPlan, engine_grid, lipschitz_grid, step_flops
+from sims.config import ExperimentConfig
+
+@dataclass
+class BenchReport:
+    """Every measurement of one bench run (``raw``) and the figures derived from them."""
+
+    plan: BenchPlan
+    config: ExperimentConfig
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return self.config.train.steps
+
+    def summary(self) -> dict:
+        """The ``--json`` object: :data:`SUMMARY_KEYS` (``None`` where not measured)."""
+        r = self.raw
+        engine_run_s = r["engine"]["exec_s"] / r["engine"]["runs"]
+        flops = step_flops(self.config) * self.steps
+        gflops = flops / engine_run_s / 1e9
+        peak = r["peak"]["peak_gflops"]
+        torch_s = r.get("torch", {}).get("run_s")
+        scaling = r.get("scaling", [])
+        return {
+            "speedup_vs_torch": torch_s / engine_run_s if torch_s else None,
+            "speedup_vs_loop": r["loop"]["run_s"] / engine_run_s,
+            "gflops": gflops,
+            "matmul_peak_gflops": peak,
+            "peak_fraction": gflops / peak,
+            "r2_scaling": linear_r2([s["runs"] for s in scaling], [s["wall_s"] for s in scaling])
+            if len(scaling) >= 2 else None,
+            "peak_rss_mb": r["rss"]["peak_rss_mb"] if r.get("rss", {}).get("ok") else None,
+            "oracle_set_grid_s": r["oracle"]["set_grid_s"] if r.get("oracle") else None,
+            "oracle_points_cell_s": r["oracle"]["points_cell_s"] if r.get("oracle") else None,
+            "device": r["device"],
+        }
+
+    def details(self) -> dict:
+        """The summary plus the raw measurements and the workload."""
+        return {**self.summary(), "workload": self.workload(), "raw": self.raw,
+                "targets": self.targets()}
+
+    def workload(self) -> dict:
+        c = self.config
+        return {"sweep": self.plan.sweep, "model": dataclasses.asdict(c.model),
+                "data": dataclasses.asdict(c.data),
+                "train": {k: getattr(c.train, k) for k in ("steps", "batch_size", "negatives",
+                                                           "negative_mode", "eval_batch")},
+                "step_mflops": step_flops(c) / 1e6}
+
+    def targets(self) -> dict:
+        """``{key: {"value", "target", "met"}}`` for the issue's four targets."""
+        s = self.summary()
+        out = {}
+        for key, op, threshold in TARGETS:
+            v = s[key]
+            met = None if v is None else (v >= threshold if op == ">=" else v <= threshold)
+            out[key] = {"value": v, "target": f"{op} {threshold:g}", "met": met}
+        return out
+
+    def table(self) -> str:
+        """The human-readable report."""
+        r, s, steps = self.raw, self.summary(), self.steps
+        e = r["engine"]
+        run_s = e["exec_s"] / e["runs"]
+        w = self.workload()
+        m = self.config.model
+        lines = [
+            f"infonce-lab bench  ({r['date']})",
+            f"device   {s['device']}; jax {r['versions']['jax']}",
+            f"workload {w['sweep']}: {m.kind} width {m.width} depth {m.depth}, {m.head} head, "
+            f"d={m.out_dim}; batch {self.config.train.batch_size}, K={self.config.train.negatives} "
+            f"({self.config.train.negative_mode}), {steps} steps; "
+            f"{w['step_mflops']:.2f} model MFLOP/step",
+            "",
+            f"{'':46s}{'s / run':>10s}{'runs·steps/s':>14s}{'GFLOP/s':>10s}{'slower':>10s}",
+        ]
+
+        def row(label, secs):
+            gf = step_flops(self.config) * steps / secs / 1e9
+            lines.append(f"{label:46s}{secs:10.3f}{steps / secs:14.0f}{gf:10.1f}{secs / run_s:9.1f}x")
+
+        row(f"engine ({e['runs']} runs, {e['entry']}, {r['jax_devices']} dev)", run_s)
+        row("JAX, one run at a time", r["loop"]["run_s"])
+        if r.get("torch"):
+            t = r["torch"]
+            for n, secs in sorted(t["by_threads"].items()):
+                default = " (default)" if n == t["default_threads"] else ""
+                row(f"PyTorch {t['version']}, {n} thread{'s' if n > 1 else ''}{default}", secs)
+        else:
+            lines.append(f"{'PyTorch':46s}  not installed (pip install -e '.[bench]')")
+        padded = e.get("computed_runs")
+        if padded and padded != e["runs"]:
+            lines.append(f"{'  (per computed run: chunk padding to ' + str(padded) + ' runs)':46s}"
+                         f"{e['exec_s'] / padded:10.3f}")
+        lines += [
+            "",
+            f"engine wall time {e['wall_s']:.1f} s for {e['runs']} runs "
+            f"(execution {e['exec_s']:.1f} s, compilation and I/O {e['wall_s'] - e['exec_s']:.1f} s); "
+            f"loop compile {r['loop']['compile_s']:.1f} s",
+            "matmul peak " + ", ".join(f"{k}: {v:.0f}" for k, v in r["peak"]["by_size"].items())
+            + f" GFLOP/s -> {s['matmul_peak_gflops']:.1f}",
+        ]
+        if r.get("scaling"):
+            lines.append(f"scaling  ({r['scaling'][0]['steps']} steps per run) " + "; ".join(
+                f"{x['runs']} runs {x['wall_s']:.1f} s (exec {x['exec_s']:.1f} s)" for x in r["scaling"])
+                + f"; R² = {s['r2_scaling']:.4f} (wall time against runs)")
+        if r.get("rss"):
+            x = r["rss"]
+            lines.append(f"memory   {x['runs']} runs ({x['steps']} steps each), default chunking: "
+                         f"peak RSS {x['peak_rss_mb']:.0f} MB, {x['wall_s']:.0f} s, {x['status']}")
+        if r.get("oracle"):
+            o = r["oracle"]
+            lines.append(
+                f"oracle   set level: {o['set_cells']} cells × {o['set_caps']} caps, N = "
+                f"{o['set_sets']} sets, K = {o['negatives']}: {o['set_grid_s']:.1f} s (first cell, "
+                f"compiling, {o['set_first_cell_s']:.1f} s); point level, {o['points']} points, one "
+                f"cap: {o['points_cell_s']:.1f} s ({o['points_cell_compiled_s']:.1f} s compiled)")
+        lines += ["", f"{'target':22s}{'value':>12s}{'goal':>10s}  met"]
+        for key, t in self.targets().items():
+            v = "--" if t["value"] is None else f"{t['value']:.4g}"
+            met = "--" if t["met"] is None else ("yes" if t["met"] else "NO")
+            lines.append(f"{key:22s}{v:>12s}{t['target']:>10s}  {met}")
+        return "\n".join(lines)
+
+
+def run_bench(plan: BenchPlan = FULL, log: Callable[[str], None] | None = None) -> BenchReport:
+    """Run every measurement of ``plan`` in this process and return the report."""
+    import jax
+
+    say = log or (lambda msg: None)
+    base, text, runs = engine_grid(plan)
+    report = BenchReport(plan, base)
+    r = report.raw
+    r["date"] = time.strftime("%Y-%m-%d %H:%M")
+    r["device"] = device_description()
+    r["versions"] = {"jax": jax.__version__, "python": platform.python_version()}
+    r["jax_devices"] = len(jax.local_devices())
+    with tempfile.TemporaryDirectory(prefix="infonce-bench-") as tmp:
+        workdir = Path(tmp)
+        say(f"engine: {runs} runs × {plan.engine_repeats}")
+        best = None
+        for _ in range(plan.engine_repeats):
+            res = time_engine(text, workdir)
+            if best is None or res["exec_s"] < best["exec_s"]:
+                best = res
+        r["engine"] = best
+        say(f"loop: {plan.loop_runs} runs")
+        r["loop"] = time_loop(base, plan.loop_runs)
+        if plan.torch_runs and torch_available():
+            say(f"torch: {plan.torch_runs} runs × {len(plan.torch_threads)} thread settings")
+            r["torch"] = time_torch(base, plan.torch_runs, plan.torch_threads)
+        say("matmul peak")
+        r["peak"] = matmul_peak(plan.peak_sizes, plan.peak_repeats)
+        r["scaling"] = []
+        scaled = base if plan.scaling_steps is None else dataclasses.replace(
+            base, train=dataclasses.replace(base.train, steps=plan.scaling_steps))
+        for n in plan.scaling:
+            say(f"scaling: {n} runs of {scaled.train.steps} steps")
+            res = time_engine(lipschitz_grid(scaled, n, f"bench_scaling_{n}"), workdir)
+            r["scaling"].append({**res, "steps": scaled.train.steps})
+        if plan.rss_runs:
+            say(f"memory: {plan.rss_runs} runs of {plan.rss_steps} steps in a child process")
+            r["rss"] = peak_rss(base, plan.rss_runs, plan.rss_steps, workdir, plan.rss_timeout_s)
+    if plan.oracle_caps:
+        say("oracle: the class minimum, set-level grid and one point-level cell")
+        r["oracle"] = time_oracle(base, plan)
+    return report

@@ -1,0 +1,173 @@
+"""The PyTorch twin of the training program: the bench's baseline (optional ``bench`` extra).
+
+A straightforward PyTorch implementation of the same estimator: same model, head, batch,
+K, negative mode, steps, Adam and per-layer spectral cap, the cap done the plain way
+(``torch.linalg.matrix_norm(W, ord=2)`` after every step). :func:`check_torch_twin` checks it
+against the JAX loss on a fixed batch before anything is timed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Sequence
+
+import numpy as np
+
+from sims.config import ExperimentConfig
+
+# --------------------------------------------------------------------------- torch
+
+
+def torch_available() -> bool:
+    """Whether PyTorch (the optional ``bench`` extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def torch_model(config: ExperimentConfig, params=None):
+    """The MLP of ``config`` as a ``torch.nn.Sequential`` of ``Linear`` and ``ReLU`` layers.
+
+    With ``params`` (the JAX parameters, a list of ``{"w": [in, out], "b": [out]}``), the
+    weights are copied in (``Linear.weight`` is ``w.T``); otherwise PyTorch's default
+    initialisation is used. Only the MLP kinds (``linear``, ``mlp``, ``lipschitz_mlp``)
+    have a PyTorch twin.
+    """
+    import torch
+
+    m, d = config.model, config.data
+    if m.kind == "rff":
+        raise ValueError("model.kind: the PyTorch baseline covers the MLP kinds, got 'rff'")
+    depth = 1 if m.kind == "linear" else m.depth
+    sizes = [d.input_dim] + [m.width] * (depth - 1) + [m.out_dim]
+    layers: list = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < depth - 1:
+            layers.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*layers)
+    if params is not None:
+        linears = [x for x in net if isinstance(x, torch.nn.Linear)]
+        if len(linears) != len(params):
+            raise ValueError(f"params: expected {len(linears)} layers, found {len(params)}")
+        with torch.no_grad():
+            for lin, layer in zip(linears, params):
+                lin.weight.copy_(torch.from_numpy(np.array(layer["w"], np.float32).T))
+                lin.bias.copy_(torch.from_numpy(np.array(layer["b"], np.float32)))
+    return net
+
+
+def torch_head(g, head: str):
+    """``ball``: ``g / max(1, ‖g‖)``; ``sphere``: ``g / ‖g‖`` (row-wise)."""
+    import torch
+
+    norm = g.norm(dim=-1, keepdim=True)
+    if head == "ball":
+        return g / torch.clamp(norm, min=1.0)
+    return g / torch.sqrt(norm * norm + 1e-12)
+
+
+def torch_infonce(anchor, positive, negatives, temperature: float):
+    """InfoNCE in PyTorch: cross entropy of ``[⟨a,p⟩, ⟨a,n_k⟩] / τ`` with label 0.
+
+    ``negatives`` is ``[K, d]`` (shared pool) or ``[B, K, d]`` (per anchor).
+    """
+    import torch
+
+    if negatives.dim() == 2:
+        neg = anchor @ negatives.T
+    else:
+        neg = torch.einsum("bd,bkd->bk", anchor, negatives)
+    logits = torch.cat([(anchor * positive).sum(-1, keepdim=True), neg], dim=1) / temperature
+    labels = torch.zeros(anchor.shape[0], dtype=torch.long)
+    return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def torch_train(config: ExperimentConfig, points: np.ndarray, seed: int = 0,
+                steps: int | None = None) -> dict:
+    """Train ``config`` in PyTorch the straightforward way; returns ``{"seconds", "loss", "model"}``.
+
+    Every step: draw a set and two of its points per anchor, K negatives from the data
+    marginal (one pool, or K per anchor), embed them in one forward pass, InfoNCE, Adam,
+    then cap every layer at spectral norm ``lipschitz^(1/depth)`` with
+    ``torch.linalg.matrix_norm(W, ord=2)`` (``lipschitz_mlp`` and ``linear``). The timed
+    part is the step loop (the per-step losses are kept, as the JAX program keeps them).
+    ``points`` are the run's point clouds ``[n_sets, P, D]``.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    m, t = config.model, config.train
+    steps = t.steps if steps is None else steps
+    net = torch_model(config)
+    linears = [x for x in net if isinstance(x, torch.nn.Linear)]
+    constrained = m.kind in ("linear", "lipschitz_mlp")
+    per_layer = m.lipschitz ** (1.0 / len(linears))
+
+    def cap():
+        with torch.no_grad():
+            for lin in linears:
+                sigma = torch.linalg.matrix_norm(lin.weight, ord=2)
+                lin.weight.mul_(torch.clamp(per_layer / sigma, max=1.0))
+
+    if constrained:
+        cap()
+    opt = torch.optim.Adam(net.parameters(), lr=t.learning_rate)
+    pts = torch.from_numpy(np.array(points, np.float32))
+    n_sets, p, dim = pts.shape
+    flat = pts.reshape(-1, dim)
+    b, k = t.batch_size, t.negatives
+    neg_shape = (k,) if t.negative_mode == "shared" else (b, k)
+    losses = []
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        s = torch.randint(n_sets, (b,))
+        anchor = pts[s, torch.randint(p, (b,))]
+        positive = pts[s, torch.randint(p, (b,))]
+        negatives = flat[torch.randint(n_sets * p, neg_shape)]
+        z = torch_head(net(torch.cat([anchor, positive, negatives.reshape(-1, dim)])), m.head)
+        za, zp, zn = z[:b], z[b:2 * b], z[2 * b:].reshape(*neg_shape, -1)
+        loss = torch_infonce(za, zp, zn, t.temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if constrained:
+            cap()
+        losses.append(loss.detach())
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "loss": float(torch.stack(losses)[-50:].mean()), "model": net}
+
+
+def time_torch(base: ExperimentConfig, runs: int, threads: Sequence[int]) -> dict:
+    """Time :func:`torch_train` for each thread setting (0 = PyTorch's default).
+
+    Returns ``{"by_threads": {n: best seconds per run}, "run_s": best over settings,
+    "threads": that setting}``, or ``{}`` when PyTorch is not installed.
+    """
+    if not torch_available():
+        return {}
+    import jax
+    import torch
+
+    from sims.data import materialize
+
+    default = torch.get_num_threads()
+    by_threads = {}
+    try:
+        for n in threads:
+            torch.set_num_threads(default if n == 0 else n)
+            k_data = jax.random.split(jax.random.PRNGKey(0), 4)[0]
+            torch_train(base, np.asarray(materialize(base.data, k_data).points), 0,
+                        steps=min(20, base.train.steps))  # warm-up, untimed
+            best = math.inf
+            for seed in range(runs):
+                k_data = jax.random.split(jax.random.PRNGKey(seed), 4)[0]
+                points = np.asarray(materialize(base.data, k_data).points)
+                best = min(best, torch_train(base, points, seed)["seconds"])
+            by_threads[torch.get_num_threads()] = best
+    finally:
+        torch.set_num_threads(default)
+    threads_best = min(by_threads, key=by_threads.get)
+    return {"by_threads": by_threads, "run_s": by_threads[threads_best], "threads": threads_best,
+            "default_threads": default, "version": torch.__version__}

@@ -1,0 +1,94 @@
+"""The ``infonce-lab`` command line: one module per command, each thin over the library.
+
+Every command module exposes ``register(subparsers)``, and its handler returns an exit
+status. Bad input (``ValueError``, ``FileNotFoundError``, :class:`UsageError`) becomes one line
+on stderr and exit status 2, never a traceback; an interrupt exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from typing import Iterator
+
+from sims.cli import bench, certify, floor, oracle, reproduce, summarize, sweep, train
+from sims.cli.common import UsageError
+
+#: the commands, in the order ``infonce-lab --help`` lists them.
+COMMANDS = (train, floor, certify, oracle, sweep, summarize, reproduce, bench)
+#: commands that shard their work over every CPU core (one XLA host device per core).
+MULTI_DEVICE = ("sweep", "reproduce", "bench")
+
+__all__ = ["COMMANDS", "UsageError", "build_parser", "cpu_devices", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2, no usage dump
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``infonce-lab`` parser with every command of :data:`COMMANDS`."""
+    parser = _Parser(
+        prog="infonce-lab",
+        description="Testbed for InfoNCE cluster preservation (Parulekar et al., COLT 2023).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+@contextlib.contextmanager
+def cpu_devices(count: int | None = None) -> Iterator[None]:
+    """Within the block, expose ``count`` XLA host devices (default: one per CPU core).
+
+    The sweep engine shards each chunk over all local devices, so on a CPU this runs one
+    slice of the chunk per core. Results do not depend on the device count (each run's key
+    is its own seed), and accelerators are unaffected (the flag only shapes the CPU
+    platform). It takes effect only if JAX starts its backends inside the block, as a
+    command does; ``XLA_FLAGS`` that already set a count are left alone, and the variable is
+    restored on exit, so an in-process call leaves no trace.
+    """
+    flags = os.environ.get("XLA_FLAGS")
+    if count is None:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if "xla_force_host_platform_device_count" in (flags or "") or not count or count < 2:
+        yield
+        return
+    os.environ["XLA_FLAGS"] = f"{flags or ''} --xla_force_host_platform_device_count={count}".strip()
+    try:
+        yield
+    finally:
+        if flags is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = flags
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status (2 for bad input, 130 on an interrupt)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    scope = cpu_devices(getattr(args, "cpu_devices", None)) if args.command in MULTI_DEVICE \
+        else contextlib.nullcontext()
+    try:
+        with scope:
+            return int(args.handler(args) or 0)
+    except (ValueError, FileNotFoundError, UsageError) as exc:
+        print(f"infonce-lab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"infonce-lab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

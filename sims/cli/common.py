@@ -1,0 +1,133 @@
+"""What the ``infonce-lab`` commands share: the usage error, argument types, section options,
+reading user point sets, and plain-text tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import zipfile
+
+import numpy as np
+
+from sims.config import build_config
+
+
+class UsageError(Exception):
+    """Bad input detected by a command handler: printed on one line, exit status 2."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def parse_assignments(items: list[str], section: str) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--{section}: expected KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def add_section_arguments(parser) -> None:
+    """``--data``, ``--model``, ``--train`` KEY=VALUE options (repeatable; later keys win)."""
+    for section in ("data", "model", "train"):
+        parser.add_argument(f"--{section}", nargs="*", default=[], action="extend",
+                            metavar="KEY=VALUE", help=f"[{section}] values, e.g. --{section} KEY=VALUE")
+
+
+def config_from_args(args):
+    """The :class:`~sims.config.ExperimentConfig` of ``--data``/``--model``/``--train``."""
+    return build_config(parse_assignments(args.data, "data"),
+                        parse_assignments(args.model, "model"),
+                        parse_assignments(args.train, "train"))
+
+
+
+#: arrays ``certify`` and ``oracle --file`` read from an ``.npz`` file.
+POINT_ARRAYS = ("points", "set_ids", "cluster_ids")
+
+
+def load_point_sets(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``points``, ``set_ids`` and ``cluster_ids`` from an ``.npz`` file (no pickles).
+
+    Args:
+      path: file written by ``np.savez(path, points=..., set_ids=..., cluster_ids=...)``.
+
+    Returns:
+      ``(points, set_ids, cluster_ids)`` as stored; :func:`theory.certificate` validates them.
+
+    Raises:
+      ValueError: missing file, not an ``.npz`` archive, a missing array, or an array that
+        holds pickled Python objects.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not an .npz archive (write it with numpy.savez)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [name for name in POINT_ARRAYS if name not in data.files]
+            if missing:
+                found = ", ".join(data.files) or "none"
+                raise ValueError(f"{path}: missing array {missing[0]!r} (found: {found})")
+            arrays = []
+            for name in POINT_ARRAYS:
+                try:
+                    arrays.append(data[name])
+                except ValueError:
+                    raise ValueError(f"{path}: array {name!r} holds Python objects; pickles are refused") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path}: unreadable .npz archive ({type(exc).__name__})") from None
+    return arrays[0], arrays[1], arrays[2]
+
+
+
+def fmt(value) -> str:
+    """A table cell: floats to 6 significant digits (``inf`` for infinity), the rest as text."""
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.6g}"
+    return str(value)
+
+
+def table(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """Right-aligned plain-text table of ``rows`` (dicts) in ``columns`` order."""
+    cells = [list(columns)] + [[fmt(row[c]) for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)).rstrip() for r in cells)

@@ -1,0 +1,357 @@
+"""The sweep engine: whole grids as one vmapped, device-sharded program, on disk as tidy results.
+
+How a sweep runs (:func:`run_sweep`):
+
+1. **Groups.** Runs whose configurations have equal static parts
+   (:meth:`ExperimentConfig.static_part`: everything that fixes an array shape) share one
+   ``train = make_train(config)``; the swept values (gap, Lipschitz bound, τ, ...) and the
+   seed are inputs. Groups are numbered in order of their first run.
+2. **Chunks.** A group's runs, in run-id order, are cut into chunks of ``chunk_size``
+   runs. A chunk is one call of ``jit(vmap(train))(keys, swept)``; the last chunk of a
+   group is padded (by repeating its last run) to the group's fixed chunk shape, which is
+   also a multiple of the local device count, so every group compiles exactly once. Padded
+   rows are dropped. A run's key is ``PRNGKey(seed)`` of that run alone, so a row never
+   depends on the chunk size, the device count or the chunk it landed in.
+3. **Devices.** The chunk axis is sharded over every local device
+   (``Mesh(jax.local_devices(), ("runs",))``, ``PartitionSpec("runs")``): one CPU, several
+   GPUs or a TPU host with the same code. Under ``jax.distributed`` (several processes),
+   process ``p`` of ``P`` takes chunks ``p, p + P, p + 2P, ...`` of the sweep's chunk list
+   and runs them on its own local devices; nothing is exchanged between processes, every
+   process writes its chunk files into the shared output folder.
+   A process that has finished its share waits at ``jax.distributed``'s shutdown barrier
+   for the others (the command line sets a long timeout); if one process dies, the
+   coordination service ends the others, and the same command resumes the sweep.
+4. **Chunk size.** Unless given (``--chunk-size``, ``[sweep] chunk_size``), it is
+   ``budget // run_bytes(config)`` runs per device (capped at :data:`MAX_RUNS_PER_DEVICE`)
+   with a budget of :data:`DEFAULT_MEMORY_BUDGET` bytes per device (see :func:`run_bytes`),
+   then evened out over the group so that its chunks are equal (:func:`balanced_chunk_size`).
+   The chunk size is recorded in the manifest; a resumed sweep keeps it.
+5. **Compilation** happens once per group and process (its time is in the manifest's
+   ``sessions``); set ``JAX_COMPILATION_CACHE_DIR`` to reuse compiled programs across
+   resumes and repeated sweeps.
+
+The output folder::
+
+    manifest.json      the sweep file's text and sha256, chunk sizes, versions, devices, git
+                       commit, dates, runs done, complete (true once every chunk is written)
+    chunks/g000-c0000.npz  one finished chunk (written to a temporary name, then renamed):
+                       sweep_sha256, run, seed, status, seconds, curve, columns (metric
+                       column order), device.<name> (raw device metrics, float64) and
+                       cell.<column> (the formatted results.csv cells); no pickles
+    results.csv        one row per finished run, in run-id order (see RESULTS_LAYOUT)
+    curves.npz         run (int64[n]), curve (float32[n, P], NaN-padded), length (int64[n])
+    .lock              serialises manifest updates and result assembly between processes
+
+``results.csv`` and ``curves.npz`` are rebuilt from the chunk files (atomically) after every
+chunk and at the end, by whichever process finished a chunk, under the folder lock, so the
+last process to finish always writes the complete union. Running the same sweep file (same
+sha256) into the same folder resumes: finished chunks are skipped. A different sweep file
+is refused without touching the folder.
+
+Divergence: a run whose ``loss_final`` or any point of its loss curve is NaN or infinite
+has ``status = diverged`` and empty metric cells; runs are independent lanes of the vmapped
+program, so its chunk-mates are unaffected.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from sims.config import ExperimentConfig
+from sims.sweep.file import Run, Sweep, load_sweep, parse_sweep
+from sims.sweep.plan import (
+    DEFAULT_MEMORY_BUDGET,
+    Chunk,
+    group_runs,
+    padded_size,
+    plan_chunks,
+    resolve_chunk_sizes,
+)
+from sims.sweep.progress import Progress
+from sims.sweep.store import (
+    STATUS_DIVERGED,
+    STATUS_OK,
+    Assembler,
+    ChunkResult,
+    check_folder,
+    format_cell,
+    locked,
+    now,
+    open_folder,
+    read_manifest,
+    update_manifest,
+    write_chunk,
+)
+
+@dataclass(frozen=True)
+class Backend:
+    """What the engine trains and measures with (replaceable in tests).
+
+    Attributes:
+      make_train: ``config -> train(key, swept) -> {"curve", "metrics", "params"}``.
+      finalize: ``(config, device_metrics) -> {column: value}`` on the host.
+      columns: the metric columns, in order.
+    """
+
+    make_train: Callable[[ExperimentConfig], Callable]
+    finalize: Callable[[ExperimentConfig, Mapping[str, float]], Mapping[str, Any]]
+    columns: tuple[str, ...]
+
+
+def default_backend() -> Backend:
+    """The real thing: :func:`sims.train.make_train` and :mod:`sims.metrics`."""
+    from sims import metrics, train
+
+    return Backend(train.make_train, metrics.finalize, tuple(metrics.COLUMNS))
+
+
+@functools.lru_cache(maxsize=65536)
+def run_key_array(seed: int) -> np.ndarray:
+    """``jax.random.PRNGKey(seed)`` on the host: a run's key depends on its seed alone."""
+    import jax
+
+    return np.asarray(jax.random.PRNGKey(seed))
+
+
+def swept_arrays(runs: Sequence[Run]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Keys ``[n, 2]`` and every swept value as float32 ``[n]``, in run order."""
+    keys = np.stack([run_key_array(r.seed) for r in runs])
+    values = [r.config.swept_values() for r in runs]
+    swept = {n: np.array([v[n] for v in values], dtype=np.float32) for n in values[0]}
+    return keys, swept
+
+
+class GroupProgram:
+    """One group's ``jit(vmap(train))``, compiled once for its padded chunk shape."""
+
+    def __init__(self, backend: Backend, static: ExperimentConfig, size: int, mesh) -> None:
+        import jax
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        train = backend.make_train(static)
+
+        def curve_and_metrics(key, swept):
+            out = train(key, swept)  # params are dropped: XLA never materialises them
+            return out["curve"], out["metrics"]
+
+        self.size = size
+        self.sharding = NamedSharding(mesh, PartitionSpec("runs"))
+        self._jitted = jax.jit(jax.vmap(curve_and_metrics))
+        self._compiled = None
+        self.compile_seconds = 0.0
+
+    def __call__(self, runs: Sequence[Run]) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
+        import jax
+
+        padded = list(runs) + [runs[-1]] * (self.size - len(runs))
+        keys, swept = swept_arrays(padded)
+        keys = jax.device_put(keys, self.sharding)
+        swept = {k: jax.device_put(v, self.sharding) for k, v in swept.items()}
+        if self._compiled is None:
+            t0 = time.perf_counter()
+            self._compiled = self._jitted.lower(keys, swept).compile()
+            self.compile_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        curves, metrics = self._compiled(keys, swept)
+        curves = np.asarray(jax.block_until_ready(curves), dtype=np.float32)
+        metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
+        seconds = time.perf_counter() - t0
+        n = len(runs)
+        return curves[:n], {k: v[:n] for k, v in metrics.items()}, seconds
+
+
+def finish_chunk(
+    backend: Backend, chunk: Chunk, curves: np.ndarray, device: dict[str, np.ndarray], seconds: float,
+    oracle=None,
+) -> ChunkResult:
+    from sims.oracle import ORACLE_COLUMNS
+
+    n = len(chunk.runs)
+    status = []
+    columns = tuple(backend.columns) + (ORACLE_COLUMNS if oracle is not None else ())
+    cells: dict[str, list[str]] = {c: [] for c in columns}
+    for i, run in enumerate(chunk.runs):
+        loss = device.get("loss_final", np.array([np.nan] * n))[i]
+        ok = bool(np.isfinite(loss) and np.all(np.isfinite(curves[i])))
+        status.append(STATUS_OK if ok else STATUS_DIVERGED)
+        if ok:
+            row = backend.finalize(run.config, {k: float(v[i]) for k, v in device.items()})
+            missing = [c for c in backend.columns if c not in row]
+            if missing:
+                raise RuntimeError(f"metrics.finalize returned no {', '.join(missing)}")
+            if oracle is not None:
+                row = {**row, **oracle.columns(run.config, row)}
+            for c in columns:
+                cells[c].append(format_cell(row[c]))
+        else:
+            for c in columns:
+                cells[c].append("")
+    return ChunkResult(
+        runs=np.array([r.run for r in chunk.runs], dtype=np.int64),
+        seeds=np.array([r.seed for r in chunk.runs], dtype=np.int64),
+        status=np.array(status, dtype=str),
+        seconds=np.full(n, seconds / n, dtype=np.float64),
+        curves=curves,
+        device=device,
+        columns=columns,
+        cells={c: np.array(v, dtype=str) for c, v in cells.items()},
+    )
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What :func:`run_sweep` did.
+
+    Attributes:
+      out: the output folder.
+      runs_total: runs in the sweep.
+      runs_done: runs with a row in results.csv now (all processes, resumed ones included).
+      runs_diverged: of those, how many diverged.
+      runs_run: runs this process trained in this call.
+      complete: every chunk of the sweep is written.
+    """
+
+    out: Path
+    runs_total: int
+    runs_done: int
+    runs_diverged: int
+    runs_run: int
+    complete: bool
+
+
+def environment() -> dict[str, Any]:
+    import jax
+
+    local = jax.local_devices()
+    return {
+        "platform": local[0].platform,
+        "device_kind": local[0].device_kind,
+        "device_count": jax.device_count(),
+        "local_device_count": len(local),
+        "process_count": jax.process_count(),
+        "host": socket.gethostname(),
+    }
+
+
+def run_sweep(
+    sweep: Sweep | str | Path,
+    out: str | Path,
+    *,
+    chunk_size: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    progress: bool | Progress = False,
+    log: Callable[[str], None] | None = None,
+    backend: Backend | None = None,
+) -> SweepOutcome:
+    """Run (or resume) a sweep into an output folder.
+
+    Args:
+      sweep: a :class:`~sims.sweep.file.Sweep`, a sweep file path or a bundled sweep's name.
+      out: the output folder (created if needed; must be new, empty or this sweep's).
+      chunk_size: runs per compiled call; overrides ``[sweep] chunk_size``; default from
+        ``memory_budget`` (see :func:`choose_chunk_size`).
+      memory_budget: bytes per device a chunk may use when the chunk size is not given.
+      progress: ``True`` for a progress bar on stderr (or a ready :class:`Progress`).
+      log: where one-line notes go (resuming, compiling); default: nowhere.
+      backend: what trains (default :func:`default_backend`).
+
+    Returns:
+      A :class:`SweepOutcome`.
+
+    Raises:
+      ValueError: ``out`` holds another sweep or other files, or a resumed sweep is given
+        another chunk size. Nothing is written in that case.
+    """
+    import jax
+    from jax.sharding import Mesh
+
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
+    out = Path(out)
+    say = log or (lambda msg: None)
+    check_folder(out, sweep)  # refuse before touching anything
+    backend = backend or default_backend()
+
+    devices = jax.local_devices()
+    n_dev = len(devices)
+    mesh = Mesh(np.array(devices), ("runs",))
+    pid, nproc = jax.process_index(), jax.process_count()
+    groups = group_runs(sweep.runs)
+    explicit = chunk_size is not None or sweep.chunk_size is not None
+    sizes = resolve_chunk_sizes(sweep, groups, chunk_size, memory_budget, n_dev)
+    started = now()
+    with locked(out):
+        sizes = open_folder(out, sweep, groups, sizes, explicit, memory_budget, environment())
+    chunks = plan_chunks(groups, sizes)
+    assembler = Assembler(out, sweep, chunks)
+    mine = [c for i, c in enumerate(chunks) if i % nproc == pid]
+    with locked(out):
+        finished = assembler.finished()
+    todo = [c for c in mine if c.name not in finished]
+    my_total = sum(len(c.runs) for c in mine)
+    my_done = my_total - sum(len(c.runs) for c in todo)
+    if my_done:
+        say(f"resuming {sweep.name}: {my_done} of {my_total} runs already done")
+    prefix = sweep.name if nproc == 1 else f"{sweep.name} [process {pid}/{nproc}]"
+    bar = progress if isinstance(progress, Progress) else Progress(
+        my_total, done=my_done, prefix=prefix, enabled=bool(progress))
+
+    oracle = None
+    if sweep.oracle is not None:
+        from sims.oracle import OracleTable
+
+        oracle = OracleTable((r.config for r in sweep.runs), sweep.oracle, log=say)
+    runs_run = 0
+    compile_seconds: dict[str, float] = {}
+    programs: dict[int, GroupProgram] = {}
+    try:
+        for chunk in todo:
+            group = groups[chunk.group]
+            if chunk.group not in programs:
+                programs.clear()  # one compiled program alive at a time
+                size = padded_size(len(group.runs), sizes[chunk.group], n_dev)
+                programs[chunk.group] = GroupProgram(backend, group.static, size, mesh)
+            program = programs[chunk.group]
+            curves, device, seconds = program(chunk.runs)
+            compile_seconds.setdefault(str(chunk.group), round(program.compile_seconds, 3))
+            result = finish_chunk(backend, chunk, curves, device, seconds, oracle)
+            write_chunk(out, chunk, result, sweep.sha256)
+            assembler.add(chunk, result)
+            runs_run += len(chunk.runs)
+            with locked(out):
+                done, diverged = assembler.write()
+                update_manifest(out, done, diverged, len(assembler.finished()) == len(chunks))
+            bar.update(len(chunk.runs))
+    finally:
+        bar.close()
+    with locked(out):
+        done, diverged = assembler.write()
+        complete = len(assembler.finished()) == len(chunks)
+        session = {"process": pid, "processes": nproc, "started": started, "finished": now(),
+                   "runs_run": runs_run, "compile_seconds": compile_seconds, **environment()}
+        update_manifest(out, done, diverged, complete, session)
+    return SweepOutcome(out, sweep.n_runs, done, diverged, runs_run, complete)
+
+
+def assemble(out: str | Path) -> SweepOutcome:
+    """Rebuild ``results.csv`` and ``curves.npz`` of a folder from its chunk files."""
+    out = Path(out)
+    manifest = read_manifest(out)
+    sweep = parse_sweep(manifest["sweep"]["text"], source=manifest["sweep"].get("source", ""),
+                        default_name=manifest["sweep"].get("name", "sweep"))
+    groups = group_runs(sweep.runs)
+    sizes = {int(k): int(v) for k, v in manifest["chunk_sizes"].items()}
+    chunks = plan_chunks(groups, sizes)
+    assembler = Assembler(out, sweep, chunks)
+    with locked(out):
+        done, diverged = assembler.write()
+        complete = len(assembler.finished()) == len(chunks)
+        update_manifest(out, done, diverged, complete)
+    return SweepOutcome(out, sweep.n_runs, done, diverged, 0, complete)

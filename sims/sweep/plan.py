@@ -1,0 +1,132 @@
+"""Planning a sweep: groups of runs that share a compiled program, chunks and chunk sizes.
+
+Runs whose configurations have equal static parts (:meth:`ExperimentConfig.static_part`:
+everything that fixes an array shape) form a :class:`Group` and share one compiled program.
+A group's runs, in run-id order, are cut into :class:`Chunk` s of the group's chunk size,
+each one ``jit(vmap(train))`` call. Unless given, the chunk size comes from a memory budget
+per device (:func:`run_bytes`, :func:`choose_chunk_size`), evened out over the group
+(:func:`balanced_chunk_size`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from sims.config import ExperimentConfig
+from sims.sweep.file import Run, Sweep
+
+#: device memory one chunk may use, per device, when the chunk size is not given.
+DEFAULT_MEMORY_BUDGET = 1 << 30
+#: at most this many runs per device in one chunk (beyond it, larger chunks only delay
+#: progress reports and lose more work to a crash).
+MAX_RUNS_PER_DEVICE = 64
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs sharing one compiled program."""
+
+    index: int
+    static: ExperimentConfig
+    runs: tuple[Run, ...]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One ``jit(vmap(train))`` call: ``runs`` of group ``group`` (before padding)."""
+
+    group: int
+    index: int
+    runs: tuple[Run, ...]
+
+    @property
+    def name(self) -> str:
+        return f"g{self.group:03d}-c{self.index:04d}"
+
+
+def group_runs(runs: Sequence[Run]) -> list[Group]:
+    """Group runs by static part (what fixes array shapes), in order of first run."""
+    order: dict[ExperimentConfig, list[Run]] = {}
+    for run in runs:
+        order.setdefault(run.config.static_part(), []).append(run)
+    return [Group(i, static, tuple(rs)) for i, (static, rs) in enumerate(order.items())]
+
+
+def run_bytes(config: ExperimentConfig) -> int:
+    """A rough upper estimate of one run's device memory, in bytes.
+
+    Counted in float32 words and doubled for XLA's temporaries:
+
+    * activations: the points embedded in one step, ``2·batch + K`` (shared negatives) or
+      ``batch·(K + 2)`` (independent), times the layer widths ``width·depth + out_dim``,
+      times 3 (forward values kept for the backward pass, and their gradients); or the
+      evaluation batch's points once, whichever is larger;
+    * similarity logits, ``batch·(K + 1)`` (×3 as well);
+    * parameters with their gradients and Adam's two moments (×4);
+    * the materialised point clouds, ``n_sets·points_per_set·input_dim``.
+    """
+    d, m, t = config.data, config.model, config.train
+    per_anchor = t.negatives if t.negative_mode == "independent" else 0
+    shared = t.negatives if t.negative_mode == "shared" else 0
+    step_points = t.batch_size * (2 + per_anchor) + shared
+    eval_points = t.eval_batch * (2 + per_anchor) + shared
+    widths = m.width * m.depth + m.out_dim + d.input_dim
+    activations = max(3 * step_points, eval_points) * widths
+    logits = 3 * t.batch_size * (t.negatives + 1)
+    params = d.input_dim * m.width + max(m.depth - 1, 0) * m.width**2 + m.width * m.out_dim
+    data = d.n_sets * d.points_per_set * d.input_dim
+    words = activations + logits + 4 * params + data + t.curve_points
+    return int(2 * 4 * words)
+
+
+def choose_chunk_size(
+    config: ExperimentConfig, n_devices: int, memory_budget: int = DEFAULT_MEMORY_BUDGET
+) -> int:
+    """Runs per chunk: as many per device as the budget allows, times the device count."""
+    if n_devices < 1:
+        raise ValueError(f"n_devices: must be at least 1, got {n_devices}")
+    per_device = max(1, min(MAX_RUNS_PER_DEVICE, int(memory_budget) // run_bytes(config)))
+    return per_device * n_devices
+
+
+def plan_chunks(groups: Sequence[Group], chunk_sizes: Mapping[int, int]) -> list[Chunk]:
+    """Cut every group into chunks of its chunk size, groups in order."""
+    chunks = []
+    for g in groups:
+        size = chunk_sizes[g.index]
+        for i, start in enumerate(range(0, len(g.runs), size)):
+            chunks.append(Chunk(g.index, i, g.runs[start : start + size]))
+    return chunks
+
+
+def padded_size(n_runs_in_group: int, chunk_size: int, n_devices: int) -> int:
+    """The fixed leading size of a group's chunks: its chunk size (or the whole group if
+    smaller), rounded up to a multiple of the device count."""
+    size = min(chunk_size, n_runs_in_group)
+    return -(-size // n_devices) * n_devices
+
+
+def resolve_chunk_sizes(
+    sweep: Sweep, groups: Sequence[Group], chunk_size: int | None, memory_budget: int, n_devices: int
+) -> dict[int, int]:
+    requested = chunk_size if chunk_size is not None else sweep.chunk_size
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(f"chunk_size: must be an integer >= 1, got {requested!r}")
+        return {g.index: requested for g in groups}
+    return {g.index: balanced_chunk_size(len(g.runs), choose_chunk_size(g.static, n_devices,
+                                                                       memory_budget), n_devices)
+            for g in groups}
+
+
+def balanced_chunk_size(n_runs: int, cap: int, n_devices: int) -> int:
+    """The smallest chunk size that covers ``n_runs`` in as few chunks as ``cap`` allows.
+
+    Equal chunks waste no padding: 120 runs with a cap of 80 on 2 devices run as two chunks
+    of 60, not as 80 + 40 padded to 80. The result is a multiple of the device count and
+    never above ``cap`` rounded up to one.
+    """
+    n_chunks = -(-n_runs // cap)
+    size = -(-n_runs // n_chunks)
+    return -(-size // n_devices) * n_devices

@@ -1,0 +1,83 @@
+"""``infonce-lab summarize``: regime counts of a sweep's results along each axis, as text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from sims.sweep.file import Sweep, parse_sweep
+from sims.sweep.store import RESULTS, STATUS_DIVERGED, STATUS_OK, axis_cells, read_manifest, read_results
+
+REGIMES = ("collapsed", "preserved", "split")
+
+
+def summarize(out: str | Path) -> str:
+    """Regime counts along each axis of the sweep in ``out`` (ok runs only), as text.
+
+    One table per grid axis: for each value, how many runs fell in each regime and how
+    many diverged (diverged runs are counted but never put in a regime). With two or more
+    axes, a map of the majority regime over the first two follows (C collapsed,
+    P preserved, S split, ``.`` nothing finished, ``x`` all diverged).
+    """
+    out = Path(out)
+    manifest = read_manifest(out)
+    rows = read_results(out)
+    sweep = parse_sweep(manifest["sweep"]["text"], source=manifest["sweep"].get("source", ""),
+                        default_name=manifest["sweep"].get("name", "sweep"))
+    if rows and "regime" not in rows[0]:
+        raise ValueError(f"{out / RESULTS}: has no regime column")
+    ok = [r for r in rows if r["status"] == STATUS_OK]
+    lines = [
+        f"sweep {sweep.name}: {len(rows)} of {sweep.n_runs} runs finished "
+        f"({len(ok)} ok, {len(rows) - len(ok)} diverged)"
+        + ("" if manifest.get("complete") else "; incomplete"),
+    ]
+    regimes = list(REGIMES) + sorted({r["regime"] for r in ok} - set(REGIMES) - {""})
+    total = {g: sum(r["regime"] == g for r in ok) for g in regimes}
+    lines.append("trained networks: " + ", ".join(f"{g} {total[g]}" for g in regimes))
+    if rows and "oracle_regime" in rows[0]:
+        pairs = [(r["regime"], r["oracle_regime"]) for r in ok if r["oracle_regime"]]
+        counts = ", ".join(f"{g} {sum(o == g for _, o in pairs)}" for g in REGIMES)
+        differ = sum(t != o for t, o in pairs)
+        lines.append(f"class minimum (oracle): {counts}; the trained regime differs in {differ} "
+                     f"of {len(pairs)} runs")
+    for axis in sweep.axes:
+        values = axis_cells(sweep, axis)
+        width = max([len(axis.column)] + [len(v) for v in values])
+        head = f"{axis.column:<{width}}" + "".join(f"{g:>11}" for g in regimes) + f"{'diverged':>10}"
+        lines += ["", head]
+        for v in values:
+            sel = [r for r in rows if r[axis.column] == v]
+            counts = [sum(r["status"] == STATUS_OK and r["regime"] == g for r in sel) for g in regimes]
+            div = sum(r["status"] == STATUS_DIVERGED for r in sel)
+            lines.append(f"{v:<{width}}" + "".join(f"{c:>11}" for c in counts) + f"{div:>10}")
+    if len(sweep.axes) >= 2:
+        a, b = sweep.axes[0], sweep.axes[1]
+        maps = [("regime", "majority regime of the trained networks")]
+        if rows and "oracle_regime" in rows[0]:
+            maps.append(("oracle_regime", "regime of the class minimum (oracle)"))
+        for column, title in maps:
+            lines += ["", f"{title}: rows {a.column}, columns {b.column} "
+                          "(C collapsed, P preserved, S split)"]
+            lines += _regime_map(sweep, rows, a, b, column, regimes)
+    return "\n".join(lines)
+
+
+def _regime_map(sweep: Sweep, rows, a, b, column: str, regimes: Sequence[str]) -> list[str]:
+    """The majority of ``column`` over the ok runs of each cell of axes ``a`` × ``b``."""
+    av, bv = axis_cells(sweep, a), axis_cells(sweep, b)
+    w = max(len(v) for v in av + [a.column])
+    lines = [" " * w + " " + " ".join(f"{v:>7}" for v in bv)]
+    for x in av:
+        cells = []
+        for y in bv:
+            sel = [r for r in rows if r[a.column] == x and r[b.column] == y]
+            good = [r[column] for r in sel if r["status"] == STATUS_OK and r[column]]
+            if good:
+                best = max(regimes, key=lambda g: (good.count(g), -regimes.index(g)))
+                cell = best[0].upper() + (f"{good.count(best)}/{len(good)}" if len(good) > 1 else "")
+            else:
+                cell = "x" if sel else "."
+            cells.append(f"{cell:>7}")
+        lines.append(f"{x:<{w}} " + " ".join(cells))
+    return lines
