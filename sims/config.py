@@ -9,16 +9,19 @@ sweep file:
 
 Every field is checked when the dataclass is built, and a bad value raises a one-line
 ``ValueError`` naming the field and the value. Fields listed in :data:`SWEEPABLE` do not
-change any array shape: the compiled training program takes them as (traced) inputs, so a
-grid over them is one ``jit(vmap(train))`` call. All other fields are static.
+change any array shape: the compiled training program takes them as explicit array inputs
+(:func:`check_swept` validates them on the host), so a grid over them is one
+``jit(vmap(train))`` call. All other fields are static. Configuration objects only ever
+hold validated host values, never traced ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from theory import validate
 
 GEOMETRIES = ("chain", "interleaved", "lattice")
 MODEL_KINDS = ("linear", "mlp", "lipschitz_mlp", "rff")
@@ -40,47 +43,24 @@ SWEEPABLE: dict[str, tuple[str, ...]] = {
 SWEPT_NAMES: tuple[str, ...] = tuple(n for names in SWEEPABLE.values() for n in names)
 
 
-def _is_tracer(value: Any) -> bool:
-    try:
-        import jax
-
-        return isinstance(value, jax.core.Tracer)
-    except Exception:  # pragma: no cover - jax always importable in practice
-        return False
-
-
 def _fail(section: str, name: str, value: Any, why: str) -> None:
-    raise ValueError(f"{section}.{name}: {why}, got {value!r}")
+    validate.fail(f"{section}.{name}", value, why)
 
 
-def _check_int(section: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(section, name, value, "must be an integer")
-    if value < minimum:
-        _fail(section, name, value, f"must be at least {minimum}")
+def _check_int(obj: Any, section: str, name: str, minimum: int) -> None:
+    """Validate an integer field and store it as a Python ``int`` (numpy integers accepted)."""
+    value = validate.integer(f"{section}.{name}", getattr(obj, name), minimum=minimum)
+    object.__setattr__(obj, name, value)
 
 
-def _check_real(
-    section: str, name: str, value: Any, *, positive: bool = False, minimum: float | None = None
-) -> None:
-    if _is_tracer(value):
-        return  # swept inside a compiled program; validated on the host before tracing
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)  # numpy scalars, 0-d arrays
-        except (TypeError, ValueError):
-            _fail(section, name, value, "must be a real number")
-    if not math.isfinite(value):
-        _fail(section, name, value, "must be finite")
-    if positive and value <= 0:
-        _fail(section, name, value, "must be > 0")
-    if minimum is not None and value < minimum:
-        _fail(section, name, value, f"must be >= {minimum}")
+def _check_real(obj: Any, section: str, name: str, **limits: Any) -> None:
+    """Validate a real field (finite, float32-representable) and store it as a ``float``."""
+    value = validate.real(f"{section}.{name}", getattr(obj, name), float32=True, **limits)
+    object.__setattr__(obj, name, value)
 
 
-def _check_choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _fail(section, name, value, f"must be one of {', '.join(choices)}")
+def _check_choice(obj: Any, section: str, name: str, choices: tuple[str, ...]) -> None:
+    validate.choice(f"{section}.{name}", getattr(obj, name), choices)
 
 
 @dataclass(frozen=True)
@@ -114,8 +94,8 @@ class MixtureSpec:
 
     def __post_init__(self) -> None:
         s = "data"
-        _check_choice(s, "geometry", self.geometry, GEOMETRIES)
-        _check_int(s, "n_clusters", self.n_clusters, 2)
+        _check_choice(self, s, "geometry", GEOMETRIES)
+        _check_int(self, s, "n_clusters", 2)
         spc = self.sets_per_cluster
         if isinstance(spc, list):
             object.__setattr__(self, "sets_per_cluster", tuple(spc))
@@ -123,17 +103,16 @@ class MixtureSpec:
         if isinstance(spc, tuple):
             if len(spc) != self.n_clusters:
                 _fail(s, "sets_per_cluster", spc, f"needs one count per cluster ({self.n_clusters})")
-            for c in spc:
-                _check_int(s, "sets_per_cluster", c, 2)
-            if len(set(spc)) == 1:  # normalise a uniform tuple to the plain count
-                object.__setattr__(self, "sets_per_cluster", spc[0])
+            spc = tuple(validate.integer(f"{s}.sets_per_cluster", c, minimum=2) for c in spc)
+            # a uniform tuple is the plain count
+            object.__setattr__(self, "sets_per_cluster", spc[0] if len(set(spc)) == 1 else spc)
         else:
-            _check_int(s, "sets_per_cluster", spc, 2)
-        _check_int(s, "points_per_set", self.points_per_set, 2)
-        _check_int(s, "input_dim", self.input_dim, 2)
-        _check_real(s, "gap", self.gap, positive=True)
-        _check_real(s, "cluster_separation", self.cluster_separation, positive=True)
-        _check_real(s, "set_extent", self.set_extent, positive=True)
+            _check_int(self, s, "sets_per_cluster", 2)
+        _check_int(self, s, "points_per_set", 2)
+        _check_int(self, s, "input_dim", 2)
+        _check_real(self, s, "gap", positive=True)
+        _check_real(self, s, "cluster_separation", positive=True)
+        _check_real(self, s, "set_extent", positive=True)
         if self.geometry == "lattice":
             need = 2 * (max(self.set_counts) // 2)
             if self.points_per_set < need:
@@ -193,13 +172,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         s = "model"
-        _check_choice(s, "kind", self.kind, MODEL_KINDS)
-        _check_int(s, "width", self.width, 1)
-        _check_int(s, "depth", self.depth, 1)
-        _check_real(s, "lipschitz", self.lipschitz, positive=True)
-        _check_int(s, "out_dim", self.out_dim, 1)
-        _check_choice(s, "head", self.head, HEADS)
-        _check_real(s, "bandwidth", self.bandwidth, positive=True)
+        _check_choice(self, s, "kind", MODEL_KINDS)
+        _check_int(self, s, "width", 1)
+        _check_int(self, s, "depth", 1)
+        _check_real(self, s, "lipschitz", positive=True)
+        _check_int(self, s, "out_dim", 1)
+        _check_choice(self, s, "head", HEADS)
+        _check_real(self, s, "bandwidth", positive=True)
 
     @property
     def capped(self) -> bool:
@@ -236,18 +215,51 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         s = "train"
-        _check_int(s, "steps", self.steps, 1)
-        _check_int(s, "batch_size", self.batch_size, 1)
-        _check_int(s, "negatives", self.negatives, 1)
-        _check_real(s, "temperature", self.temperature, positive=True)
-        _check_real(s, "learning_rate", self.learning_rate, positive=True)
-        _check_choice(s, "negative_mode", self.negative_mode, NEGATIVE_MODES)
-        _check_choice(s, "schedule", self.schedule, SCHEDULES)
-        _check_int(s, "eval_batch", self.eval_batch, 1)
-        _check_int(s, "curve_points", self.curve_points, 1)
+        _check_int(self, s, "steps", 1)
+        _check_int(self, s, "batch_size", 1)
+        _check_int(self, s, "negatives", 1)
+        _check_real(self, s, "temperature", positive=True)
+        _check_real(self, s, "learning_rate", positive=True)
+        _check_choice(self, s, "negative_mode", NEGATIVE_MODES)
+        _check_choice(self, s, "schedule", SCHEDULES)
+        _check_int(self, s, "eval_batch", 1)
+        _check_int(self, s, "curve_points", 1)
 
 
 SECTIONS: dict[str, type] = {"data": MixtureSpec, "model": ModelConfig, "train": TrainConfig}
+#: the section of each swept name.
+SWEPT_SECTION: dict[str, str] = {n: s for s, names in SWEEPABLE.items() for n in names}
+
+
+def check_swept(swept: Mapping[str, Any]) -> None:
+    """Validate the swept inputs of ``train(key, swept)`` on the host (one-line ``ValueError``).
+
+    Every name of :data:`SWEPT_NAMES` must be present, and every value (a number or an array
+    of them, one per run) finite and positive, as its configuration field requires.
+
+    Example:
+      >>> swept = ExperimentConfig().swept_values()
+      >>> check_swept({**swept, "temperature": 0.0})
+      Traceback (most recent call last):
+      ...
+      ValueError: train.temperature: must be finite and > 0, got 0.0
+    """
+    import numpy as np
+
+    missing = [n for n in SWEPT_NAMES if n not in swept]
+    if missing:
+        raise ValueError(f"swept: missing values for {', '.join(missing)}")
+    unknown = [n for n in swept if n not in SWEPT_NAMES]
+    if unknown:
+        raise ValueError(f"swept: unknown names {', '.join(unknown)}; valid: {', '.join(SWEPT_NAMES)}")
+    for name in SWEPT_NAMES:
+        try:
+            values = np.asarray(swept[name], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{SWEPT_SECTION[name]}.{name}: must be a real number, got {swept[name]!r}") from None
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            raise ValueError(f"{SWEPT_SECTION[name]}.{name}: must be finite and > 0, got {float(values[bad].flat[0])!r}")
 
 
 def section_keys(section: str) -> tuple[str, ...]:
@@ -322,7 +334,17 @@ def build_config(
     model: Mapping[str, Any] | None = None,
     train: Mapping[str, Any] | None = None,
 ) -> ExperimentConfig:
-    """Validated :class:`ExperimentConfig` from the three plain sections."""
+    """Validated :class:`ExperimentConfig` from the three plain sections.
+
+    Example:
+      >>> config = build_config({"gap": 0.1}, {"lipschitz": 2.0}, {"steps": 100})
+      >>> config.data.gap, config.model.lipschitz, config.train.steps
+      (0.1, 2.0, 100)
+      >>> build_config({"gap": -1.0})
+      Traceback (most recent call last):
+      ...
+      ValueError: data.gap: must be > 0, got -1.0
+    """
     return ExperimentConfig(
         data=build_section("data", data),
         model=build_section("model", model),

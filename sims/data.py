@@ -17,13 +17,13 @@ Every layout keeps a point at y = 0 at both its left and right edge; clusters ar
 side by side along x with exactly ``cluster_separation`` (Δ) between neighbouring layouts,
 so the smallest distance between two clusters is Δ exactly. The whole 2-D picture is then
 embedded in ``R^D`` by a random orthogonal map drawn from the key, which preserves every
-distance. Shapes depend only on static fields; ``gap``, ``cluster_separation`` and
-``set_extent`` may be traced, so a grid over them vmaps.
+distance. Shapes depend only on static fields; the compiled program passes ``gap``,
+``cluster_separation`` and ``set_extent`` explicitly (:func:`embedded_points`), so a grid over
+them vmaps.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -123,7 +123,7 @@ def materialize(spec: MixtureSpec, key: jax.Array) -> Mixture:
     """Point clouds of every augmentation set, embedded in ``R^input_dim``.
 
     Args:
-      spec: the mixture. ``gap``, ``cluster_separation`` and ``set_extent`` may be traced.
+      spec: the mixture.
       key: PRNG key; it only draws the orthogonal embedding (distances do not depend on it).
 
     Returns:
@@ -135,12 +135,21 @@ def materialize(spec: MixtureSpec, key: jax.Array) -> Mixture:
       >>> materialize(spec, jax.random.PRNGKey(0)).points.shape
       (6, 32, 2)
     """
-    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
-    pts2 = layout_2d(spec, f32(spec.gap), f32(spec.cluster_separation), f32(spec.set_extent))
-    points = pts2 @ random_frame(key, spec.input_dim).T
+    points = embedded_points(spec, key, spec.gap, spec.cluster_separation, spec.set_extent)
     set_ids = jnp.arange(spec.n_sets, dtype=jnp.int32)
     cluster_ids = jnp.asarray(np.repeat(np.arange(spec.n_clusters), spec.set_counts), jnp.int32)
     return Mixture(points, set_ids, cluster_ids)
+
+
+def embedded_points(spec: MixtureSpec, key: jax.Array, gap, separation, extent) -> jax.Array:
+    """The points ``[n_sets, P, input_dim]`` of ``spec``'s layout at the given swept values.
+
+    ``gap``, ``separation`` and ``extent`` are explicit (and may be traced: this is what the
+    compiled training program calls); only the static fields of ``spec`` are read.
+    """
+    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    pts2 = layout_2d(spec, f32(gap), f32(separation), f32(extent))
+    return pts2 @ random_frame(key, spec.input_dim).T
 
 
 def design_points(spec: MixtureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,9 +169,9 @@ def design_points(spec: MixtureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def random_frame(key: jax.Array, dim: int) -> jax.Array:
-    """``[dim, 2]`` matrix with orthonormal columns (a random isometric embedding of R²)."""
-    q, r = jnp.linalg.qr(jax.random.normal(key, (dim, 2)))
-    return q * jnp.sign(jnp.diag(r))[None, :]
+    """``[dim, 2]`` matrix with orthonormal columns: the first two columns of a Haar-random
+    orthogonal matrix (``jax.random.orthogonal``), a random isometric embedding of R²."""
+    return jax.random.orthogonal(key, dim)[:, :2]
 
 
 def diameter_in_gaps(geometry: str, n: int) -> int:
@@ -189,11 +198,6 @@ def design_certificate(spec: MixtureSpec) -> dict[str, float]:
         "hops": 1,
         "cluster_distance": spec.cluster_separation,
     }
-
-
-def with_swept(spec: MixtureSpec, **values) -> MixtureSpec:
-    """``spec`` with some sweepable fields replaced (values may be traced)."""
-    return dataclasses.replace(spec, **values)
 
 
 class Batch(NamedTuple):

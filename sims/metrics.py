@@ -34,7 +34,8 @@ import numpy as np
 
 import theory
 from sims.config import ExperimentConfig
-from sims.data import design_certificate, sample_indices
+from sims.data import design_points, sample_indices
+from sims.loss import infonce
 
 #: ordered metric columns of a results row.
 COLUMNS: tuple[str, ...] = (
@@ -48,6 +49,7 @@ COLUMNS: tuple[str, ...] = (
     "loss_final",
     "loss_final_se",
     "loss_floor",
+    "loss_floor_attainable",
     "loss_floor_sets",
     "loss_gap",
     "lipschitz_bound",
@@ -56,9 +58,11 @@ COLUMNS: tuple[str, ...] = (
     "bottleneck",
     "gap",
     "cluster_distance",
+    "max_hops",
     "spread",
     "simplex_error",
     "certificate_slack",
+    "certificate_slack_tight",
 )
 
 simplex_edge = theory.simplex_edge  # e_m, re-exported for convenience
@@ -103,7 +107,9 @@ def adjusted_rand_index(labels_true: jax.Array, labels_pred: jax.Array, k_true: 
     expected = a * b / comb2(n)
     maximum = 0.5 * (a + b)
     denom = maximum - expected
-    return jnp.where(jnp.abs(denom) > 0, (index - expected) / jnp.where(denom == 0, 1.0, denom), 0.0)
+    # denom is 0 only when both labelings are trivial in the same way (one cluster each, or
+    # all singletons each): they are identical, and agree perfectly (the usual convention)
+    return jnp.where(jnp.abs(denom) > 0, (index - expected) / jnp.where(denom == 0, 1.0, denom), 1.0)
 
 
 def _pairwise(z: jax.Array) -> jax.Array:
@@ -144,10 +150,7 @@ def embedding_metrics(emb: jax.Array, cluster_ids: np.ndarray, n_clusters: int, 
     # evaluation loss: a large fixed batch with independent negatives, gathered from emb
     aset, apt, ppt, nset, npt = sample_indices(k_eval, n_sets, p, eval_batch, negatives,
                                                "independent")
-    a, pos, neg = emb[aset, apt], emb[aset, ppt], emb[nset, npt]
-    logits = jnp.concatenate([jnp.sum(a * pos, -1, keepdims=True),
-                              jnp.einsum("bd,bkd->bk", a, neg)], -1) / temperature
-    per = jax.nn.logsumexp(logits, -1) - logits[:, 0]
+    _, per = infonce(emb[aset, apt], emb[aset, ppt], emb[nset, npt], temperature, per_example=True)
     if m <= d + 1:
         gram = cluster_mean @ cluster_mean.T
         target = jnp.full((m, m), -1.0 / (m - 1)) + jnp.eye(m) * (1.0 + 1.0 / (m - 1))
@@ -168,52 +171,82 @@ def embedding_metrics(emb: jax.Array, cluster_ids: np.ndarray, n_clusters: int, 
 
 
 @functools.lru_cache(maxsize=4096)
-def loss_floor(n_clusters: int, weights: tuple[float, ...], out_dim: int, negatives: int,
-               temperature: float) -> float:
-    """Floor of the loss of any cluster-preserving ``f``.
+def cluster_floors(n_clusters: int, weights: tuple[float, ...], out_dim: int, negatives: int,
+                   temperature: float) -> tuple[float, float]:
+    """``(loss_floor, loss_floor_attainable)``: what a cluster-preserving ``f`` can reach.
 
-    Equal weights: the simplex floor ``ℓ*_m(K, τ)`` of SPEC B (a lower bound in any
-    dimension; attained when ``m ≤ d + 1``). Unequal weights: the numerically optimal atom
-    configuration of ``theory.optimal_atoms`` in dimension ``d``.
+    * ``loss_floor``, a lower bound in any dimension: for equal weights the simplex floor
+      ``ℓ*_m(K, τ)`` of SPEC B; for unequal weights the optimal configuration of ``m``
+      atoms (:func:`theory.optimal_atoms` in ``m − 1`` dimensions, where the atom loss,
+      convex in the Gram matrix, is minimised over every Gram matrix).
+    * ``loss_floor_attainable``, the best ``m`` atoms in the representation's dimension
+      ``d``: the same number when ``m <= d + 1``, else :func:`theory.optimal_atoms` in ``d``
+      dimensions (no simplex fits), never below ``loss_floor``.
     """
-    if len(set(weights)) == 1:
-        return float(theory.simplex_infonce(n_clusters, negatives, temperature))
-    result = theory.optimal_atoms(n_clusters, out_dim, negatives, temperature,
-                                  weights=np.asarray(weights))
-    return float(getattr(result, "loss", result[1] if isinstance(result, tuple) else result))
+    m, w = n_clusters, np.asarray(weights)
+    equal = len(set(weights)) == 1
+    if equal:
+        floor = float(theory.simplex_infonce(m, negatives, temperature))
+    else:
+        floor = theory.optimal_atoms(m, max(m - 1, 1), negatives, temperature, weights=w).loss
+    if m <= out_dim + 1:
+        return floor, floor
+    attainable = theory.optimal_atoms(m, out_dim, negatives, temperature, weights=None if equal else w).loss
+    return floor, max(floor, attainable)
+
+
+@functools.lru_cache(maxsize=1024)
+def measured_certificate(spec) -> "theory.Certificate":
+    """The certificate measured from the points of ``spec`` (:func:`sims.data.design_points`).
+
+    Every seed's data is this data moved rigidly, so one certificate serves every seed.
+    """
+    return theory.certificate(*design_points(spec))
 
 
 def finalize(config: ExperimentConfig, device_metrics: dict) -> dict:
     """One run's full row of metric columns (:data:`COLUMNS`), on the host.
 
     ``device_metrics`` holds :func:`embedding_metrics` and ``lipschitz_bound`` as numbers.
-    A run whose evaluation loss is not finite keeps every column empty (NaN, regime "").
+    The certificate columns are measured from the run's data (:func:`measured_certificate`);
+    the two slacks are the chain bound of SPEC 3.D (:func:`theory.chain_bound`, built from the
+    certified bound of the trained network) minus the measured ``W``: ``certificate_slack``
+    with ``2(n − 1)·r`` (the loose bound), ``certificate_slack_tight`` with ``2·h·r``, ``h`` the
+    measured ``max_hops``. A run whose evaluation loss is not finite keeps every column
+    empty (NaN, regime "").
     """
     spec, tr = config.data, config.train
     dm = {k: float(np.asarray(v)) for k, v in device_metrics.items()}
-    cert = design_certificate(spec)
+    if not math.isfinite(dm.get("loss_final", math.nan)):
+        return {k: (math.nan if k != "regime" else "") for k in COLUMNS}
+    cert = measured_certificate(spec)
     w, b = dm["within_diameter"], dm["between_distance"]
-    floor = loss_floor(spec.n_clusters, spec.cluster_weights, config.model.out_dim,
-                       tr.negatives, float(tr.temperature))
+    floor, attainable = cluster_floors(spec.n_clusters, spec.cluster_weights, config.model.out_dim,
+                                       tr.negatives, float(tr.temperature))
     floor_sets = float(theory.simplex_infonce(spec.n_sets, tr.negatives, float(tr.temperature)))
-    n_max = max(spec.set_counts)
+    lip, spread = dm["lipschitz_bound"], dm["spread"]
+    if math.isfinite(lip) and math.isfinite(spread):
+        bound = theory.chain_bound(max(lip, 0.0), cert, max(spread, 0.0))
+        loose, tight = bound.loose_max, bound.tight_max
+    else:  # an unconstrained network whose certified bound overflowed: no certificate
+        loose = tight = math.nan
     row = {
         **dm,
         "regime": classify(w, b, spec.n_clusters),
         "preservation_ratio": w / b if b > 0 else math.inf,
         "loss_floor": floor,
+        "loss_floor_attainable": attainable,
         "loss_floor_sets": floor_sets,
         "loss_gap": dm["loss_final"] - floor,
         # how much of the configured cap the trained network uses (NaN for mlp: no cap)
         "cap_utilization": dm["lipschitz_bound"] / float(config.model.lipschitz)
         if config.model.capped else math.nan,
-        "chain_diameter": float(cert["chain_diameter"]),
-        "bottleneck": float(cert["bottleneck"]),
-        "gap": float(cert["gap"]),
-        "cluster_distance": float(cert["cluster_distance"]),
-        "certificate_slack": dm["lipschitz_bound"] * float(cert["chain_diameter"])
-        + 2 * (n_max - 1) * dm["spread"] - w,
+        "chain_diameter": cert.chain_diameter,
+        "bottleneck": cert.bottleneck,
+        "gap": cert.min_gap,
+        "cluster_distance": cert.cluster_distance,
+        "max_hops": cert.max_hops,
+        "certificate_slack": loose - w,
+        "certificate_slack_tight": tight - w,
     }
-    if not math.isfinite(dm.get("loss_final", math.nan)):
-        row = {k: (math.nan if k != "regime" else "") for k in COLUMNS}
     return {k: row[k] for k in COLUMNS}

@@ -9,7 +9,8 @@ A representation is ``f = head ∘ g``. ``g`` is one of
 * ``rff``: fixed random Fourier features ``φ(x) = √(2/F) cos(xΩ + b)`` with
   ``Ω ~ N(0, I/bandwidth²)`` and a trained readout ``W``; since ``|sin| ≤ 1``,
   ``Lip(φ) ≤ √(2/F) ‖Ω‖₂`` and ``Lip(g) ≤ ‖W‖₂ √(2/F) ‖Ω‖₂``, the readout kept so that this
-  is ≤ L.
+  is ≤ L. Ω and the phases are frozen (:attr:`FunctionClass.labels`): the optimiser keeps
+  no state for them.
 
 Heads: ``ball`` is the projection onto the unit ball ``g / max(1, ‖g‖)`` (1-Lipschitz, so
 ``Lip(f) ≤ Lip(g)`` exactly); ``sphere`` is ``g / ‖g‖`` (SimCLR; not Lipschitz near 0, so
@@ -36,6 +37,10 @@ from sims.config import ModelConfig
 Params = Any
 
 
+def _all_trained(params: Params) -> Params:
+    return jax.tree_util.tree_map(lambda _: "train", params)
+
+
 class FunctionClass(NamedTuple):
     """A function class as pure functions.
 
@@ -43,6 +48,7 @@ class FunctionClass(NamedTuple):
     apply(params, x[..., D]) -> [..., d]   (head included)
     constrain(params, hp) -> params    (projection back into the class after an update)
     lipschitz_bound(params) -> scalar  (certified bound on Lip(g), hence on Lip(f) for ball)
+    labels(params) -> pytree of "train" / "frozen" (which leaves the optimiser updates)
 
     ``hp`` is a mapping with the swept model values ``lipschitz`` and ``bandwidth``.
     """
@@ -51,6 +57,7 @@ class FunctionClass(NamedTuple):
     apply: Callable[[Params, jax.Array], jax.Array]
     constrain: Callable[[Params, Any], Params]
     lipschitz_bound: Callable[[Params], jax.Array]
+    labels: Callable[[Params], Params] = _all_trained
 
 
 @jax.custom_jvp
@@ -154,7 +161,11 @@ def ball_head(g: jax.Array) -> jax.Array:
 
 
 def sphere_head(g: jax.Array) -> jax.Array:
-    """Row-wise normalisation ``g / ‖g‖`` (with a tiny floor to stay finite at 0)."""
+    """Row-wise normalisation ``g / ‖g‖`` (with a tiny floor to stay finite at 0).
+
+    Not ``optax.projections.projection_l2_sphere``, which divides by the norm and is NaN at
+    an exactly zero output (a network with dead units and zero biases produces one).
+    """
     return g / jnp.sqrt(jnp.sum(g * g, axis=-1, keepdims=True) + 1e-12)
 
 
@@ -205,10 +216,10 @@ def _rff(cfg: ModelConfig, input_dim: int) -> FunctionClass:
     scale = jnp.sqrt(2.0 / features)
 
     def constrain(params, hp):
-        # Ω is fixed; a certified upper bound on its norm keeps the cap certified without a
-        # decomposition per step (the reported bound below stays exact).
-        omega = jax.lax.stop_gradient(params["omega"])
-        bound = jnp.asarray(hp["lipschitz"], jnp.float32) / (scale * spectral_norm_upper(omega))
+        # Ω is fixed: the certified upper bound on its norm, taken once at init, keeps the cap
+        # certified without a decomposition or a product per step (the reported bound below
+        # stays exact).
+        bound = jnp.asarray(hp["lipschitz"], jnp.float32) / (scale * params["omega_bound"])
         return {**params, "w": _cap(params["w"], bound)}
 
     def init(key, hp):
@@ -216,20 +227,22 @@ def _rff(cfg: ModelConfig, input_dim: int) -> FunctionClass:
         omega = jax.random.normal(k_omega, (input_dim, features)) / hp["bandwidth"]
         phase = jax.random.uniform(k_phase, (features,), maxval=2 * jnp.pi)
         w = jax.random.normal(k_w, (features, cfg.out_dim)) / jnp.sqrt(features)
-        params = {"omega": omega, "phase": phase, "w": w, "b": jnp.zeros((cfg.out_dim,))}
+        params = {"omega": omega, "phase": phase, "omega_bound": spectral_norm_upper(omega),
+                  "w": w, "b": jnp.zeros((cfg.out_dim,))}
         return constrain(params, hp)
 
     def apply(params, x):
-        omega = jax.lax.stop_gradient(params["omega"])
-        phase = jax.lax.stop_gradient(params["phase"])
-        phi = scale * jnp.cos(x @ omega + phase)
+        fixed = jax.lax.stop_gradient((params["omega"], params["phase"]))  # no gradient work
+        phi = scale * jnp.cos(x @ fixed[0] + fixed[1])
         return head(phi @ params["w"] + params["b"])
 
     def lipschitz_bound(params):
-        omega = jax.lax.stop_gradient(params["omega"])
-        return spectral_norm(params["w"]) * scale * spectral_norm(omega)
+        return spectral_norm(params["w"]) * scale * spectral_norm(params["omega"])
 
-    return FunctionClass(init, apply, constrain, lipschitz_bound)
+    def labels(params):
+        return {k: ("train" if k in ("w", "b") else "frozen") for k in params}
+
+    return FunctionClass(init, apply, constrain, lipschitz_bound, labels)
 
 
 def make_model(cfg: ModelConfig, input_dim: int) -> FunctionClass:

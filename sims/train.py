@@ -8,25 +8,55 @@ one by one::
 
 Everything that fixes an array shape is static configuration; the values of
 :data:`sims.config.SWEPT_NAMES` (gap, cluster separation, set extent, Lipschitz bound,
-bandwidth, temperature, learning rate) are inputs, so ``jax.jit(jax.vmap(train))`` trains a
-whole grid of configurations (and seeds) as one program.
+bandwidth, temperature, learning rate) are explicit array inputs, so
+``jax.jit(jax.vmap(train))`` trains a whole grid of configurations (and seeds) as one
+program: :func:`grid_program` is that program (cached per static configuration) and
+:func:`train_grid` the one way to train a grid of configurations, used by the sweep engine,
+the figures, the bench, the tests and the notebook. A run's key is ``PRNGKey(seed)``, split
+by :func:`run_keys` into the keys of its data, initialisation, training and evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+import functools
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sims.config import SWEPT_NAMES, ExperimentConfig, build_config
-from sims.data import Batch, materialize, sample_batch, with_swept
+from sims.config import SWEPT_NAMES, ExperimentConfig, build_config, check_swept
+from sims.data import Batch, embedded_points, materialize, sample_batch
 from sims.loss import infonce
 from sims.metrics import embedding_metrics, finalize
 from sims.models import FunctionClass, make_model
+
+
+class RunKeys(NamedTuple):
+    """The keys of one run, all from ``PRNGKey(seed)`` (:func:`run_keys`)."""
+
+    data: jax.Array  #: the random embedding of the data (:func:`sims.data.materialize`)
+    init: jax.Array  #: the initial parameters
+    train: jax.Array  #: the batches of every step
+    eval: jax.Array  #: the evaluation batch and the uniformity pairs
+
+
+def run_keys(seed_or_key) -> RunKeys:
+    """The one key plan of a run: ``PRNGKey(seed)`` split into four (data, init, train, eval).
+
+    Every place that needs one of a run's keys (training, :meth:`Fit.points`, the figures,
+    the bench) takes it from here, so the same seed always means the same data.
+    """
+    key = jax.random.PRNGKey(seed_or_key) if isinstance(seed_or_key, (int, np.integer)) else seed_or_key
+    return RunKeys(*jax.random.split(key, 4))
+
+
+@functools.lru_cache(maxsize=65536)
+def seed_key(seed: int) -> np.ndarray:
+    """``jax.random.PRNGKey(seed)`` as a host array (a run's key depends on its seed alone)."""
+    return np.asarray(jax.random.PRNGKey(seed))
 
 
 def swept_inputs(config: ExperimentConfig) -> dict[str, jax.Array]:
@@ -34,11 +64,18 @@ def swept_inputs(config: ExperimentConfig) -> dict[str, jax.Array]:
     return {k: jnp.float32(v) for k, v in config.swept_values().items()}
 
 
-def make_optimizer(config: ExperimentConfig, learning_rate) -> optax.GradientTransformation:
-    """Adam with a constant or cosine-decayed step size (``learning_rate`` may be traced)."""
+def make_optimizer(config: ExperimentConfig, learning_rate, model: FunctionClass | None = None
+                   ) -> optax.GradientTransformation:
+    """Adam with a constant or cosine-decayed step size (``learning_rate`` may be traced).
+
+    With ``model``, the parameters it labels ``frozen`` get no update and no optimiser state.
+    """
     if config.train.schedule == "cosine":
         learning_rate = optax.cosine_decay_schedule(learning_rate, config.train.steps)
-    return optax.adam(learning_rate)
+    adam = optax.adam(learning_rate)
+    if model is None:
+        return adam
+    return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, model.labels)
 
 
 def batch_loss(model: FunctionClass, params, batch: Batch, temperature) -> jax.Array:
@@ -88,7 +125,9 @@ def make_train(config: ExperimentConfig):
     :data:`sims.config.SWEPT_NAMES` to a scalar. ``curve`` is ``[curve_points]`` window means
     of the training loss; ``metrics`` are the device-side columns of
     :func:`sims.metrics.embedding_metrics` plus ``lipschitz_bound``. Only the static fields
-    of ``config`` are read; the swept values come from ``swept``.
+    of ``config`` are read; the swept values come from ``swept``. Called with concrete
+    values, ``train`` validates ``swept`` on the host first (:func:`sims.config.check_swept`);
+    traced (inside ``jit``/``vmap``), it is the pure program.
 
     Example:
       >>> cfg = build_config(train={"steps": 10, "batch_size": 16})
@@ -96,31 +135,94 @@ def make_train(config: ExperimentConfig):
       >>> out["curve"].shape
       (10,)
     """
+    core = _train_program(config.static_part())
+
+    def train(key, swept):
+        if not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(dict(swept))):
+            check_swept(swept)
+        return core(key, swept)
+
+    return train
+
+
+def _train_program(config: ExperimentConfig):
+    """The pure ``train(key, swept)`` of a static configuration (no host checks)."""
     spec, tr = config.data, config.train
     model = make_model(config.model, spec.input_dim)
     cluster_ids = np.repeat(np.arange(spec.n_clusters), spec.set_counts)
 
     def train(key, swept):
-        missing = set(SWEPT_NAMES) - set(swept)
-        if missing:
-            raise ValueError(f"swept: missing values for {', '.join(sorted(missing))}")
-        k_data, k_init, k_train, k_eval = jax.random.split(key, 4)
-        data = with_swept(spec, gap=swept["gap"], cluster_separation=swept["cluster_separation"],
-                          set_extent=swept["set_extent"])
-        points = materialize(data, k_data).points
-        params = model.init(k_init, swept)
-        optimizer = make_optimizer(config, swept["learning_rate"])
+        keys = run_keys(key)
+        points = embedded_points(spec, keys.data, swept["gap"], swept["cluster_separation"],
+                                 swept["set_extent"])
+        params = model.init(keys.init, swept)
+        optimizer = make_optimizer(config, swept["learning_rate"], model)
         step = make_step(config, model, points, optimizer, swept)
         (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)),
-                                           jax.random.split(k_train, tr.steps))
+                                           jax.random.split(keys.train, tr.steps))
         emb = model.apply(params, points)
-        metrics = embedding_metrics(emb, cluster_ids, spec.n_clusters, k_eval,
+        metrics = embedding_metrics(emb, cluster_ids, spec.n_clusters, keys.eval,
                                     swept["temperature"], tr.negatives, tr.eval_batch)
         metrics["lipschitz_bound"] = model.lipschitz_bound(params)
         return {"params": params, "curve": subsample_curve(losses, tr.curve_points),
                 "metrics": metrics}
 
     return train
+
+
+@functools.lru_cache(maxsize=16)
+def grid_program(static: ExperimentConfig, keep_params: bool = False):
+    """``jit(vmap(train))`` of one static configuration: ``(keys [n, 2], swept {name: [n]})``.
+
+    Returns ``{"curve", "metrics"}`` (and ``"params"`` with ``keep_params``; without them XLA
+    never materialises the trained parameters of a grid). Cached: one compilation per
+    static configuration and input shape for the whole process.
+    """
+    train = _train_program(static)
+
+    def one(key, swept):
+        out = train(key, swept)
+        return out if keep_params else {"curve": out["curve"], "metrics": out["metrics"]}
+
+    return jax.jit(jax.vmap(one))
+
+
+def grid_inputs(configs: Sequence[ExperimentConfig], seeds: Sequence[int]) -> tuple[np.ndarray, dict]:
+    """Keys ``[n, 2]`` and every swept value as float32 ``[n]`` (validated on the host)."""
+    if len(configs) != len(seeds) or not configs:
+        raise ValueError(f"configs and seeds: need as many of each, at least one; got "
+                         f"{len(configs)} and {len(seeds)}")
+    static = configs[0].static_part()
+    for c in configs[1:]:
+        if c.static_part() != static:
+            raise ValueError("configs: a grid shares one static configuration (shapes); "
+                         "these differ in a field that is not swept")
+    keys = np.stack([seed_key(int(s)) for s in seeds])
+    swept = {n: np.array([c.swept_values()[n] for c in configs], dtype=np.float32) for n in SWEPT_NAMES}
+    check_swept(swept)
+    return keys, swept
+
+
+def train_grid(configs: Sequence[ExperimentConfig], seeds: Sequence[int], *,
+               keep_params: bool = False) -> dict:
+    """Train configurations that share a static part as one compiled program.
+
+    The one "train this grid" function: run ``i`` is ``configs[i]`` with key
+    ``PRNGKey(seeds[i])``, exactly as the sweep engine trains it.
+
+    Returns:
+      ``{"curve": [n, P], "metrics": {name: [n]}}`` as numpy arrays, plus ``"params"`` (a
+      pytree with a leading run axis) with ``keep_params``, and ``"rows"``: each run's full
+      metrics row (:func:`sims.metrics.finalize`).
+    """
+    keys, swept = grid_inputs(configs, seeds)
+    out = jax.device_get(grid_program(configs[0].static_part(), keep_params)(keys, swept))
+    metrics = {k: np.asarray(v, np.float64) for k, v in out["metrics"].items()}
+    rows = [finalize(c, {k: float(v[i]) for k, v in metrics.items()}) for i, c in enumerate(configs)]
+    result = {"curve": np.asarray(out["curve"]), "metrics": metrics, "rows": rows}
+    if keep_params:
+        result["params"] = out["params"]
+    return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,15 +242,19 @@ class Fit:
 
     def points(self) -> np.ndarray:
         """The run's point clouds ``[n_sets, P, D]`` (same key as in training)."""
-        k_data = jax.random.split(jax.random.PRNGKey(self.seed), 4)[0]
-        return np.asarray(materialize(self.config.data, k_data).points)
+        return np.asarray(materialize(self.config.data, run_keys(self.seed).data).points)
+
+
+def fit_grid(configs: Sequence[ExperimentConfig], seeds: Sequence[int]) -> list[Fit]:
+    """:func:`train_grid` with the parameters kept, as one :class:`Fit` per run."""
+    out = train_grid(configs, seeds, keep_params=True)
+    return [Fit(c, int(s), jax.tree_util.tree_map(lambda a: a[i], out["params"]), out["curve"][i],
+                out["rows"][i]) for i, (c, s) in enumerate(zip(configs, seeds))]
 
 
 def fit(config: ExperimentConfig, seed: int = 0) -> Fit:
-    """Train one configuration (compiled) and return a :class:`Fit`."""
-    out = jax.jit(make_train(config))(jax.random.PRNGKey(seed), swept_inputs(config))
-    device = {k: float(v) for k, v in out["metrics"].items()}
-    return Fit(config, seed, out["params"], np.asarray(out["curve"]), finalize(config, device))
+    """Train one configuration and return a :class:`Fit` (compiled once per static part)."""
+    return fit_grid([config], [seed])[0]
 
 
 def train_one(data: Mapping[str, Any] | None = None, model: Mapping[str, Any] | None = None,

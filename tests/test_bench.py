@@ -1,5 +1,6 @@
 """The bench's machinery on tiny workloads (no timing is asserted anywhere)."""
 
+import dataclasses
 import json
 
 import jax
@@ -8,10 +9,8 @@ import pytest
 
 from sims import bench
 from sims.config import build_config
-from sims.data import materialize, sample_batch
-from sims.models import make_model
+from sims.data import materialize
 from sims.sweep.file import load_sweep, parse_sweep
-from sims.train import batch_loss
 
 
 def tiny(**train):
@@ -44,6 +43,34 @@ def test_step_flops_of_the_workload():
     assert runs == len(load_sweep("phase_chain").runs)
 
 
+def deep(**train):
+    """tiny() one layer deeper: sizes 2 -> 4 -> 4 -> 3, so one 4 × 4 hidden layer."""
+    cfg = tiny(**train)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, depth=3))
+
+
+def test_layer_flops_hand_count():
+    # one width × width layer over P points: forward W^T h, weight gradient h y^T, input
+    # gradient W y, each 2·P·w². deep(): width 4, P = 2·5 + 2 = 12 -> 3·2·12·16 = 1152.
+    assert bench.layer_flops(deep()) == 1152
+    assert bench.layer_flops(deep(negative_mode="independent")) == 3 * 2 * 20 * 16  # P = 5·4
+    # the workload: width 64, P = 2·256 + 16 = 528 -> 3·2·528·4096
+    assert bench.layer_flops(bench.workload()[0]) == 12_976_128
+    # no width × width layer: depth 2 (2 -> 4 -> 3), linear, rff
+    assert bench.layer_flops(tiny()) == 0
+    assert bench.layer_flops(build_config(model={"kind": "linear"})) == 0
+    assert bench.layer_flops(build_config(model={"kind": "rff"})) == 0
+
+
+def test_layer_rate_runs_the_counted_work():
+    out = bench.layer_rate(deep(), steps=3, repeats=1)
+    assert (out["width"], out["points"], out["steps"]) == (4, 12, 3)
+    assert out["flops_per_pass"] == 3 * 2 * 12 * 4 * 4
+    assert out["layer_gflops"] == max(out["by_devices"].values()) > 0
+    with pytest.raises(ValueError, match="hidden layer"):
+        bench.layer_rate(tiny(), steps=1, repeats=1)
+
+
 def test_sweep_text_round_trips():
     base = tiny()
     text = bench.sweep_text(base, {("model", "lipschitz"): [0.5, 1.0, 4.0]}, [0, 1], "t")
@@ -57,17 +84,24 @@ def test_sweep_text_round_trips():
 def test_linear_r2():
     assert bench.linear_r2([8, 64, 512], [1.0, 8.0, 64.0]) == pytest.approx(1.0)
     assert bench.linear_r2([1, 2, 3], [1.0, 3.0, 1.0]) == pytest.approx(0.0)
+    assert bench.linear_r2([1, 2, 3], [2, 4, 6.1]) == pytest.approx(1 - 0.00166667 / 8.40666667)
+    assert bench.linear_r2([1, 2, 3], [5.0, 5.0, 5.0]) == 1.0  # a constant is fitted exactly
+    assert bench.linear_r2([2, 2, 2], [1.0, 3.0, 1.0]) == 0.0  # a constant x explains nothing
     with pytest.raises(ValueError):
         bench.linear_r2([1], [1.0])
 
 
-def fake_report(torch_s=2.0):
+def fake_report(torch_s=2.0, layer=True):
     raw = {
         "date": "today", "device": "cpu: test", "versions": {"jax": jax.__version__},
         "jax_devices": 1,
         "engine": {"wall_s": 3.0, "exec_s": 1.0, "runs": 10, "entry": "sims.sweep.run_sweep"},
         "loop": {"compile_s": 1.0, "run_s": 0.2},
         "peak": {"peak_gflops": 100.0, "by_size": {"jax 256": 100.0}},
+        "layer": {"layer_gflops": 50.0, "by_devices": {1: 40.0, 2: 50.0}, "width": 4,
+                  "points": 12, "steps": 100, "flops_per_pass": 1152},
+        "torch_check": [{"negative_mode": m, "lipschitz": 2.0, "jax_loss": 1.5, "torch_loss": 1.5}
+                        for m in ("shared", "independent")],
         "scaling": [{"runs": n, "wall_s": 1.0 + 0.01 * n, "exec_s": 0.01 * n, "steps": 3}
                     for n in (8, 64, 512)],
         "rss": {"peak_rss_mb": 700.0, "wall_s": 5.0, "runs": 100, "steps": 2, "ok": True,
@@ -76,6 +110,8 @@ def fake_report(torch_s=2.0):
                    "set_first_cell_s": 5.0, "set_cell_s_after_first": 3.0, "points_cell_s": 20.0,
                    "points_cell_compiled_s": 8.0, "points": 384, "negatives": 16},
     }
+    if not layer:
+        del raw["layer"]
     if torch_s:
         raw["torch"] = {"by_threads": {1: torch_s, 2: 3.0}, "run_s": torch_s, "threads": 1,
                         "default_threads": 2, "version": "x"}
@@ -91,6 +127,8 @@ def test_summary_keys_and_figures():
     gflops = bench.step_flops(tiny()) * 3 / 0.1 / 1e9
     assert s["gflops"] == pytest.approx(gflops)
     assert s["peak_fraction"] == pytest.approx(gflops / 100.0)
+    assert s["layer_gflops"] == 50.0
+    assert s["engine_share_of_layer"] == pytest.approx(gflops / 50.0)
     assert s["r2_scaling"] == pytest.approx(1.0)
     json.dumps(report.details(), default=str)
     assert report.targets()["speedup_vs_torch"]["met"] is True
@@ -98,36 +136,65 @@ def test_summary_keys_and_figures():
     assert s["oracle_set_grid_s"] == 40.0 and s["oracle_points_cell_s"] == 20.0
     assert report.targets()["oracle_set_grid_s"]["met"] is True
     assert "target" in report.table() and "oracle   set level: 12 cells × 10 caps" in report.table()
+    assert "layer    4×4 hidden layer over 12 points" in report.table()
+    assert "1 dev 40.0, 2 dev 50.0 GFLOP/s -> 50.0" in report.table()
+    assert "twin     PyTorch loss against JAX" in report.table()
     assert fake_report(torch_s=None).summary()["speedup_vs_torch"] is None
+    no_layer = fake_report(layer=False)
+    assert tuple(no_layer.summary()) == bench.SUMMARY_KEYS
+    assert no_layer.summary()["layer_gflops"] is None
+    assert no_layer.summary()["engine_share_of_layer"] is None
+    assert "layer    " not in no_layer.table()
+
+
+def twin_config(head="ball", mode="shared"):
+    return build_config(data={"points_per_set": 8},
+                        model={"kind": "lipschitz_mlp", "width": 16, "depth": 3, "head": head,
+                               "lipschitz": 3.0},
+                        train={"batch_size": 32, "negatives": 8, "negative_mode": mode,
+                               "temperature": 0.3})
 
 
 @pytest.mark.parametrize("head", ["ball", "sphere"])
 @pytest.mark.parametrize("mode", ["shared", "independent"])
 def test_torch_baseline_computes_the_same_loss(head, mode):
-    torch = pytest.importorskip("torch")
-    cfg = build_config(data={"points_per_set": 8},
-                       model={"kind": "lipschitz_mlp", "width": 16, "depth": 3, "head": head,
-                              "lipschitz": 3.0},
-                       train={"batch_size": 32, "negatives": 8, "negative_mode": mode,
-                              "temperature": 0.3})
-    model = make_model(cfg.model, cfg.data.input_dim)
-    params = model.init(jax.random.PRNGKey(1), {"lipschitz": 3.0, "bandwidth": 1.0})
-    points = materialize(cfg.data, jax.random.PRNGKey(2)).points
-    batch = sample_batch(jax.random.PRNGKey(3), points, 32, 8, mode)
-    expected = float(batch_loss(model, params, batch, 0.3))
+    pytest.importorskip("torch")
+    jax_loss, torch_loss = bench.check_torch_twin(twin_config(head, mode))
+    assert np.isfinite(jax_loss) and torch_loss == pytest.approx(jax_loss, rel=1e-5)
 
-    net = bench.torch_model(cfg, params)
-    t = lambda a: torch.from_numpy(np.array(a, np.float32))  # noqa: E731
-    embed = lambda a: bench.torch_head(net(t(a).reshape(-1, 2)), head).reshape(  # noqa: E731
-        *a.shape[:-1], -1)
-    with torch.no_grad():
-        got = bench.torch_infonce(embed(batch.anchor), embed(batch.positive),
-                                  embed(batch.negatives), 0.3)
-    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+def test_a_wrong_twin_fails_the_check(monkeypatch):
+    pytest.importorskip("torch")
+    from sims.bench import torch_twin
+
+    right = torch_twin.torch_infonce
+    monkeypatch.setattr(torch_twin, "torch_infonce",
+                        lambda a, p, n, temperature: right(a, p, n, 2 * temperature))
+    with pytest.raises(RuntimeError, match=r"JAX [0-9.]+, PyTorch [0-9.]+") as failure:
+        bench.check_torch_twin(twin_config())
+    assert "\n" not in str(failure.value)
+    monkeypatch.undo()
+    bench.check_torch_twin(twin_config())
+
+
+def test_the_bench_stops_before_timing_a_wrong_twin(monkeypatch):
+    pytest.importorskip("torch")
+    from sims.bench import report, torch_twin
+
+    def timed(*args, **kwargs):
+        raise AssertionError("timed something before the twin was checked")
+
+    for name in ("time_engine", "time_loop", "time_torch", "matmul_peak", "layer_rate"):
+        monkeypatch.setattr(report, name, timed)
+    right = torch_twin.torch_infonce
+    monkeypatch.setattr(torch_twin, "torch_infonce",
+                        lambda a, p, n, temperature: right(a, p, n, 2 * temperature))
+    with pytest.raises(RuntimeError, match="PyTorch twin disagrees"):
+        bench.run_bench(bench.QUICK)
 
 
 def test_torch_baseline_trains_inside_the_class():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     cfg = tiny(steps=20)
     points = np.asarray(materialize(cfg.data, jax.random.PRNGKey(0)).points)
     out = bench.torch_train(cfg, points, seed=0)
@@ -142,7 +209,6 @@ def test_torch_baseline_trains_inside_the_class():
         bench.torch_model(build_config(model={"kind": "rff"}))
 
 
-@pytest.mark.slow
 def test_quick_bench_end_to_end(capsys):
     from sims.cli import main
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sims.config import MixtureSpec
-from sims.data import design_certificate, materialize, sample_batch
+from sims.data import design_certificate, embedded_points, materialize, sample_batch
 
 
 def brute_force_certificate(points, cluster_ids):
@@ -87,18 +87,19 @@ def test_imbalanced_clusters_have_their_own_counts():
     assert between == pytest.approx(spec.cluster_separation, rel=1e-4)
 
 
-def test_materialize_vmaps_over_gap_and_separation():
+def test_swept_values_vmap_as_explicit_inputs():
     spec = MixtureSpec(points_per_set=6)
     gaps = np.array([0.05, 0.2, 0.5], np.float32)
     seps = np.array([1.0, 2.0, 3.0], np.float32)
+    key = jax.random.PRNGKey(1)
 
-    def pts(g, s):
-        return materialize(MixtureSpec(**{**spec.__dict__, "gap": g, "cluster_separation": s}),
-                           jax.random.PRNGKey(1)).points
+    def pts(g, s):  # the swept values are arguments, never fields of a config object
+        return embedded_points(spec, key, g, s, spec.set_extent)
 
     batched = jax.jit(jax.vmap(pts))(gaps, seps)
     for i in range(3):
-        np.testing.assert_allclose(batched[i], pts(float(gaps[i]), float(seps[i])), atol=1e-5)
+        one = MixtureSpec(**{**spec.__dict__, "gap": float(gaps[i]), "cluster_separation": float(seps[i])})
+        np.testing.assert_allclose(batched[i], materialize(one, key).points, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["shared", "independent"])

@@ -131,7 +131,6 @@ def oracle_sweeps(tmp_path_factory):
     return outs
 
 
-@pytest.mark.slow
 def test_oracle_columns_do_not_depend_on_the_chunk_plan(oracle_sweeps):
     a, b = read_results(oracle_sweeps[2]), read_results(oracle_sweeps[5])
     exact = [c for c in ORACLE_COLUMNS if c != "oracle_gap"]  # the gap holds the trained loss
@@ -140,7 +139,6 @@ def test_oracle_columns_do_not_depend_on_the_chunk_plan(oracle_sweeps):
         assert float(ra["oracle_gap"]) == pytest.approx(float(rb["oracle_gap"]), abs=1e-5)
 
 
-@pytest.mark.slow
 def test_oracle_columns_equal_the_class_minimum_of_each_cap(oracle_sweeps):
     rows = read_results(oracle_sweeps[2])
     assert rows and all(c in rows[0] for c in ORACLE_COLUMNS)
@@ -159,7 +157,6 @@ def test_oracle_columns_equal_the_class_minimum_of_each_cap(oracle_sweeps):
     assert "cap_utilization" in plain[0]
 
 
-@pytest.mark.slow
 def test_summarize_shows_the_class_minimum_beside_training(oracle_sweeps, capsys):
     assert main(["summarize", str(oracle_sweeps[2])]) == 0
     out = capsys.readouterr().out

@@ -44,14 +44,12 @@ negatives = 4
 eval_batch = 64
 curve_points = 5
 temperature = [0.5, 1.0]
-learning_rate = [0.01, 1e30]
+learning_rate = [0.01, 1e20]
 
 [sweep]
 name = "tiny"
 seeds = 2
 """
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +147,7 @@ def test_divergence_is_marked_and_isolated(work, reference):
             assert row["regime"] in ("collapsed", "preserved", "split")
             assert math.isfinite(float(row["loss_final"]))
     # the healthy runs are exactly those of a sweep that never had the huge learning rate
-    (work / "healthy.toml").write_text(SWEEP.replace("[0.01, 1e30]", "0.01"))
+    (work / "healthy.toml").write_text(SWEEP.replace("[0.01, 1e20]", "0.01"))
     proc = _sweep(work, "healthy", "--chunk-size", 3, sweep="healthy.toml")
     assert proc.returncode == 0, proc.stderr
     ok = [{**r, "run": "-"} for r in reference if r["status"] == "ok"]

@@ -44,7 +44,7 @@ def fake_finalize(config, device):
             "loss_final": device["loss_final"], "between_distance": b}
 
 
-BACKEND = Backend(fake_make_train, fake_finalize, COLUMNS)
+BACKEND = Backend(lambda static: jax.jit(jax.vmap(fake_make_train(static))), fake_finalize, COLUMNS)
 
 TEXT = """
 [data]

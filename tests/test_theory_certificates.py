@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import theory
-from theory.certificates import _shortest_paths
+from theory.certificates import _cross_distance, _mst_longest_edge, _shortest_paths
 
 # --------------------------------------------------------------------------- brute force
 
@@ -314,6 +314,253 @@ def test_float32_tie_tolerance_merges_rounding_ties():
     assert cert.chain_diameter == pytest.approx(0.15, rel=1e-6)
 
 
+# --------------------------------------------------------------------------- scipy against plain references
+#
+# The set-graph summaries and Δ come from scipy (csgraph, cKDTree). These references share
+# nothing with it: all-pairs point distances in numpy, Kruskal with union-find, and a plain
+# Floyd–Warshall on (length, hops) pairs.
+
+
+def reference_set_distances(points, set_ids):
+    """Set distances from the full point-distance matrix (also returns that matrix)."""
+    x = np.asarray(points, dtype=np.float64)
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    labels = np.unique(set_ids)
+    members = [np.flatnonzero(set_ids == s) for s in labels]
+    g = np.array([[d[np.ix_(a, b)].min() for b in members] for a in members])
+    return g, d
+
+
+def kruskal_longest_edge(g):
+    """Longest edge of a minimum spanning tree: Kruskal with union-find (path halving)."""
+    k = len(g)
+    parent = list(range(k))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    longest, joined = 0.0, 0
+    for w, a, b in sorted((float(g[a][b]), a, b) for a in range(k) for b in range(a + 1, k)):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+            longest, joined = w, joined + 1
+    assert joined == k - 1
+    return longest
+
+
+def floyd_warshall_fewest_hops(g, tol):
+    """Plain Floyd–Warshall on (length, hops): shorter by more than ``tol`` wins, else fewer hops.
+
+    Exact when path lengths either tie (up to rounding) or differ by more than ``tol``.
+    """
+    k = len(g)
+    length = [[0.0 if a == b else float(g[a][b]) for b in range(k)] for a in range(k)]
+    hops = [[0 if a == b else 1 for b in range(k)] for a in range(k)]
+    for m in range(k):
+        for a in range(k):
+            for b in range(k):
+                cand, cand_h = length[a][m] + length[m][b], hops[a][m] + hops[m][b]
+                if cand < length[a][b] - tol or (cand <= length[a][b] + tol and cand_h < hops[a][b]):
+                    length[a][b], hops[a][b] = cand, cand_h
+    return np.array(length), np.array(hops)
+
+
+def reference_certificate(points, set_ids, cluster_ids):
+    """``({cluster: record}, Δ)`` from the references above; ``ambiguous`` as in brute force."""
+    set_ids, cluster_ids = np.asarray(set_ids), np.asarray(cluster_ids)
+    g, d = reference_set_distances(points, set_ids)
+    labels = np.unique(set_ids)
+    set_cluster = np.array([cluster_ids[set_ids == s][0] for s in labels])
+    records = {}
+    for c in np.unique(cluster_ids):
+        idx = np.flatnonzero(set_cluster == c)
+        w = g[np.ix_(idx, idx)]
+        k = len(idx)
+        if k == 1:
+            records[c.item()] = dict(n_sets=1, min_gap=math.inf, bottleneck=0.0, chain_diameter=0.0, hops=0, max_hops=0)
+            continue
+        scale = float(w.max())
+        length, hops = floyd_warshall_fewest_hops(w, 1e-12 * scale)
+        _, loose = floyd_warshall_fewest_hops(w, 1e-7 * scale)
+        diameter = float(length.max())
+        records[c.item()] = dict(
+            n_sets=k,
+            min_gap=float(w[~np.eye(k, dtype=bool)].min()),
+            bottleneck=kruskal_longest_edge(w),
+            chain_diameter=diameter,
+            hops=int(hops[length >= diameter - 1e-12 * scale].max()),
+            max_hops=int(hops.max()),
+            ambiguous=bool((hops != loose).any()),
+        )
+    return records, float(d[cluster_ids[:, None] != cluster_ids[None, :]].min())
+
+
+@st.composite
+def overlapping_point_sets(draw):
+    """Integer-grid mixtures, up to 7 sets a cluster, with points copied into other sets.
+
+    Copies inside a cluster make overlapping sets (``g = 0``, zero-length edges); copies
+    across clusters make ``Δ = 0``. On a 1-D grid every distance is an integer, so path
+    lengths tie exactly whenever they are equal.
+    """
+    dim = draw(st.integers(1, 3))
+    n_clusters = draw(st.integers(2, 3))
+    shift = draw(st.sampled_from([0, 7, 30]))  # clusters apart along the first axis, or mixed
+    coord = st.integers(0, 12)
+    points, sets, clusters = [], [], []
+    set_id = 0
+    for c in range(n_clusters):
+        for _ in range(draw(st.integers(1, 7))):
+            for _ in range(draw(st.integers(1, 3))):
+                points.append([draw(coord) + (shift * c if i == 0 else 0) for i in range(dim)])
+                sets.append(set_id)
+                clusters.append(c)
+            set_id += 1
+    sets, clusters = np.array(sets), np.array(clusters)
+    for _ in range(draw(st.integers(0, 4))):  # shared points
+        src = draw(st.integers(0, len(points) - 1))
+        same_cluster = draw(st.sampled_from([True, True, True, False]))
+        pool = np.unique(sets[(clusters == clusters[src]) == same_cluster])
+        if pool.size:
+            target = int(draw(st.sampled_from(list(pool))))
+            points.append(list(points[src]))
+            clusters = np.append(clusters, clusters[sets == target][0])
+            sets = np.append(sets, target)
+    return np.array(points, dtype=np.float64), sets, clusters
+
+
+def assert_matches_reference(cert, points, sets, clusters):
+    expected, delta = reference_certificate(points, sets, clusters)
+    assert cert.cluster_distance == pytest.approx(delta, rel=1e-12, abs=0.0)
+    for rec in cert.clusters:
+        ref = expected[rec.cluster]
+        assert rec.n_sets == ref["n_sets"]
+        for field in ("min_gap", "bottleneck", "chain_diameter"):
+            assert getattr(rec, field) == pytest.approx(ref[field], rel=1e-12, abs=1e-12), field
+        if not ref.get("ambiguous", False):
+            assert (rec.hops, rec.max_hops) == (ref["hops"], ref["max_hops"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=overlapping_point_sets(), block=st.sampled_from([2, 5, 2048]))
+def test_certificate_matches_plain_references_with_overlaps_and_ties(data, block):
+    points, sets, clusters = data
+    assert_matches_reference(theory.certificate(points, sets, clusters, block_size=block), points, sets, clusters)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), dim=st.integers(1, 12), n_clusters=st.integers(2, 6))
+def test_certificate_matches_plain_references_on_gaussian_data(seed, dim, n_clusters):
+    points, sets, clusters = gaussian_point_sets(seed, n_clusters=n_clusters, max_sets=6, max_points=5, dim=dim)
+    assert_matches_reference(theory.certificate(points, sets, clusters), points, sets, clusters)
+
+
+@st.composite
+def integer_weight_graphs(draw):
+    """Symmetric set-distance-like matrices with small integer weights, zeros included."""
+    k = draw(st.integers(1, 8))
+    w = np.zeros((k, k))
+    for a in range(k):
+        for b in range(a + 1, k):
+            w[a, b] = w[b, a] = draw(st.integers(0, 6))
+    return w * draw(st.sampled_from([1.0, 0.25, 3.0]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(w=integer_weight_graphs())
+def test_set_graph_summaries_match_kruskal_and_floyd_warshall(w):
+    # Equal path lengths tie exactly here (sums of small multiples of a power of two, or
+    # of 3): the fewest hops must win, and the length must be that of the shortest path.
+    k = len(w)
+    length, hops = _shortest_paths(w, 1e-10)
+    ref_length, ref_hops = floyd_warshall_fewest_hops(w, 0.0)
+    np.testing.assert_array_equal(length, ref_length)
+    np.testing.assert_array_equal(hops, ref_hops)
+    assert _mst_longest_edge(w) == (kruskal_longest_edge(w) if k > 1 else 0.0)
+    # Without the tie rule, zero-length edges give a node and its predecessor the same key:
+    # lengths stay exact, and hops count the edges of some shortest path.
+    length0, hops0 = _shortest_paths(w, 0.0)
+    np.testing.assert_array_equal(length0, ref_length)
+    assert np.all(hops0 >= ref_hops) and np.all(hops0 <= max(k - 1, 0))
+    assert np.all((hops0 == 0) == np.eye(k, dtype=bool))
+
+
+def test_shared_point_is_a_zero_length_edge_of_the_set_graph():
+    # Sets A = {0}, B = {0, 5}, C = {6} on a line: g(A,B) = 0, g(B,C) = 1, g(A,C) = 6. A
+    # dense matrix handed to scipy would read g(A,B) = 0 as "no edge": the tree A-C-B with
+    # longest edge 6, and A to C directly in one hop of 6.
+    points = np.array([[0.0], [0.0], [5.0], [6.0], [50.0]])
+    cert = theory.certificate(points, [0, 1, 1, 2, 3], [0, 0, 0, 0, 1])
+    rec = cert.clusters[0]
+    assert (rec.min_gap, rec.bottleneck, rec.chain_diameter, rec.hops, rec.max_hops) == (0.0, 1.0, 1.0, 2, 2)
+    w = np.array([[0.0, 0.0, 6.0], [0.0, 0.0, 1.0], [6.0, 1.0, 0.0]])
+    assert _mst_longest_edge(w) == 1.0
+    assert _mst_longest_edge(np.zeros((3, 3))) == 0.0  # every set overlaps every other
+    length, hops = _shortest_paths(np.zeros((3, 3)), 1e-10)
+    assert not length.any() and np.array_equal(hops, 1 - np.eye(3, dtype=int))
+
+
+def test_shortest_paths_fall_back_to_dijkstra_when_predecessors_are_not_trees(monkeypatch):
+    import theory.certificates as certificates
+
+    calls = []
+    real = certificates.shortest_path
+
+    def looping_floyd_warshall(graph, method, return_predecessors):
+        calls.append(method)
+        dist, pred = real(graph, method=method, return_predecessors=return_predecessors)
+        if method == "FW":
+            pred = pred.copy()
+            pred[0, 1], pred[0, 2] = 2, 1  # a cycle: 1 <- 2 <- 1
+        return dist, pred
+
+    monkeypatch.setattr(certificates, "shortest_path", looping_floyd_warshall)
+    w = np.array([[0.0, 1.0, 2.0, 5.0], [1.0, 0.0, 1.0, 9.0], [2.0, 1.0, 0.0, 1.0], [5.0, 9.0, 1.0, 0.0]])
+    length, hops = _shortest_paths(w, 1e-10)
+    assert calls == ["FW", "D"]
+    ref_length, ref_hops = floyd_warshall_fewest_hops(w, 0.0)
+    np.testing.assert_array_equal(length, ref_length)
+    np.testing.assert_array_equal(hops, ref_hops)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    dim=st.integers(1, 12),
+    n_groups=st.integers(2, 7),
+    spread=st.sampled_from([0.0, 1.0, 4.0, 30.0]),
+)
+def test_cross_distance_matches_brute_force(seed, dim, n_groups, spread):
+    # From intertwined groups (spread 0) to well-separated ones, where the search prunes
+    # whole groups and most points by their balls; the result is an actual pair's distance.
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 60, size=n_groups)
+    group = np.repeat(rng.permutation(n_groups) * 7, sizes)  # labels need not be contiguous
+    centres = spread * rng.normal(size=(n_groups, dim))
+    x = centres[np.repeat(np.arange(n_groups), sizes)] + rng.normal(size=(group.size, dim))
+    x = x[rng.permutation(group.size)]
+    diff = x[:, None, :] - x[None, :, :]
+    d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    other = group[:, None] != group[None, :]
+    found = _cross_distance(x, group)
+    assert found == pytest.approx(d[other].min(), rel=1e-12)
+    assert np.isclose(d[other], found, rtol=4e-16, atol=0.0).any()
+
+
+def test_cross_distance_is_zero_for_a_point_in_two_groups_and_exact_far_out():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 10)) + 1e5
+    group = np.repeat([0, 1, 2, 3], 50)
+    x[120] = x[7]  # a point of group 0 again in group 2
+    assert _cross_distance(x, group) == 0.0
+    x[120, 3] += 1e-9  # far below the rounding of |x|² ~ 1e11 in an expanded form
+    assert _cross_distance(x, group) == pytest.approx(np.linalg.norm(x[120] - x[7]), rel=1e-12)
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -325,14 +572,14 @@ GOOD = (np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), np.array([0, 1, 2]), np.
     [
         (np.array([[0.0, np.nan], [0.0, 1.0], [3.0, 0.0]]), GOOD[1], GOOD[2], "NaN or infinite coordinates"),
         (np.array([[0.0, np.inf], [0.0, 1.0], [3.0, 0.0]]), GOOD[1], GOOD[2], "NaN or infinite coordinates"),
-        (GOOD[0], np.array([0, 1]), GOOD[2], "set_ids has 2 entries but points has 3 rows"),
-        (GOOD[0], GOOD[1], np.array([0, 0, 1, 1]), "cluster_ids has 4 entries but points has 3 rows"),
+        (GOOD[0], np.array([0, 1]), GOOD[2], "set_ids: has 2 entries but points has 3 rows"),
+        (GOOD[0], GOOD[1], np.array([0, 0, 1, 1]), "cluster_ids: has 4 entries but points has 3 rows"),
         (GOOD[0], np.array([0, 1, 1]), GOOD[2], "set_ids: set 1 has points in clusters 0 and 1"),
         (GOOD[0], GOOD[1], np.array([4, 4, 4]), r"a single cluster \(4\)"),
-        (np.zeros((0, 2)), np.zeros(0, int), np.zeros(0, int), "points is empty"),
-        (np.array([0.0, 1.0, 2.0]), GOOD[1], GOOD[2], r"points must have shape \(n, D\)"),
-        (np.array([["a", "b"]] * 3), GOOD[1], GOOD[2], "points must be a numeric array"),
-        (GOOD[0], np.array([0.5, 1.0, 2.0]), GOOD[2], "set_ids must hold integers or strings"),
+        (np.zeros((0, 2)), np.zeros(0, int), np.zeros(0, int), "points: empty"),
+        (np.array([0.0, 1.0, 2.0]), GOOD[1], GOOD[2], r"points: must have shape \(n, D\)"),
+        (np.array([["a", "b"]] * 3), GOOD[1], GOOD[2], "points: must be a numeric array"),
+        (GOOD[0], np.array([0.5, 1.0, 2.0]), GOOD[2], "set_ids: must hold integers or strings"),
     ],
 )
 def test_certificate_rejects_bad_input_with_one_line(points, sets, clusters, message):

@@ -98,12 +98,12 @@ def bad_files(tmp_path):
 
 EXPECTED = {
     "missing": "missing array 'cluster_ids'",
-    "lengths": "set_ids has 29 entries but points has 30 rows",
+    "lengths": "set_ids: has 29 entries but points has 30 rows",
     "nan": "NaN or infinite coordinates",
     "inf": "NaN or infinite coordinates",
     "two_clusters": "set 0 has points in clusters 0 and 1",
     "single": "a single cluster",
-    "empty": "points is empty",
+    "empty": "points: empty",
     "pickled": "pickles are refused",
     "text": "not an .npz archive",
     "absent": "no such file",
@@ -123,7 +123,7 @@ def test_certify_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
 
 def test_floor_bad_input_is_one_line_and_status_2(capsys):
     status, _, err = run(["floor", "--clusters", 1], capsys)
-    assert status == 2 and err.count("\n") == 1 and "num_atoms must be at least 2" in err
+    assert status == 2 and err.count("\n") == 1 and "num_atoms: must be at least 2" in err
 
 
 def test_module_entry_point_runs_floor():

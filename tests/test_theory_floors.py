@@ -102,11 +102,11 @@ def test_simplex_floor_strictly_decreasing_in_m(m, k, tau):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((1, 16, 0.5), "num_atoms must be at least 2"),
-        ((3, 0, 0.5), "num_negatives must be at least 1"),
-        ((3, 16, 0.0), "temperature must be a positive finite number"),
+        ((1, 16, 0.5), "num_atoms: must be at least 2"),
+        ((3, 0, 0.5), "num_negatives: must be at least 1"),
+        ((3, 16, 0.0), "temperature: must be finite and > 0"),
         ((3, 16, float("nan")), "temperature"),
-        ((2.5, 16, 0.5), "num_atoms must be an integer"),
+        ((2.5, 16, 0.5), "num_atoms: must be an integer"),
         (([2, 3], [1, 2, 3], 0.5), "must broadcast together"),
     ],
 )
@@ -238,12 +238,12 @@ def test_mc_is_reproducible_and_shrinks_with_samples():
         ({"vectors": [[1.0, 0.0], [0.5, 0.0]]}, "unit vectors, row 1 has norm 0.5"),
         ({"vectors": [[1.0, 0.0], [np.nan, 0.0]]}, "NaN or infinite"),
         ({"vectors": [1.0, 0.0]}, r"shape \(M, d\)"),
-        ({"weights": [0.5, 0.5, 0.0]}, r"weights must have shape \(2,\)"),
-        ({"weights": [0.7, 0.7]}, "weights must sum to 1, got sum 1.4"),
+        ({"weights": [0.5, 0.5, 0.0]}, r"weights: must have shape \(2,\)"),
+        ({"weights": [0.7, 0.7]}, "weights: must sum to 1, got sum 1.4"),
         ({"weights": [1.5, -0.5]}, "non-negative"),
-        ({"num_negatives": 0}, "num_negatives must be at least 1"),
+        ({"num_negatives": 0}, "num_negatives: must be at least 1"),
         ({"temperature": -1.0}, "temperature"),
-        ({"method": "sampling"}, "method must be one of"),
+        ({"method": "sampling"}, "method: must be one of"),
     ],
 )
 def test_atom_loss_rejects_bad_input(kwargs, message):
@@ -300,7 +300,7 @@ def test_optimal_atoms_with_imbalanced_weights_improve_on_the_simplex():
 
 
 def test_optimal_atoms_rejects_bad_input():
-    with pytest.raises(ValueError, match="dim must be at least 1"):
+    with pytest.raises(ValueError, match="dim: must be at least 1"):
         theory.optimal_atoms(3, 0, 16, 0.5)
-    with pytest.raises(ValueError, match=r"weights must have shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"weights: must have shape \(3,\)"):
         theory.optimal_atoms(3, 2, 16, 0.5, weights=[0.5, 0.5])

@@ -215,7 +215,6 @@ def test_point_level_is_no_worse_than_set_level():
         assert np.allclose(p.embedding, s.embedding[sets], atol=1e-12)
 
 
-@pytest.mark.slow
 def test_chain_regimes_in_order_and_below_the_reference_values():
     """SPEC 3.F's reference run: each reference value is a feasible loss, so an upper bound."""
     x, sets, clusters = chain_reference()

@@ -106,7 +106,7 @@ def test_chain_bound_values_and_broadcasting():
 @pytest.mark.parametrize(
     "lipschitz, spread, message",
     [
-        (-1.0, 0.0, "lipschitz must be finite and non-negative"),
+        (-1.0, 0.0, "lipschitz: must be finite and >= 0"),
         (1.0, np.nan, "spread"),
         ([1, 2], [1, 2, 3], "broadcast"),
     ],
@@ -115,7 +115,7 @@ def test_chain_bound_rejects_bad_input(lipschitz, spread, message):
     cert = theory.certificate([[0.0], [1.0], [5.0]], [0, 1, 2], [0, 0, 1])
     with pytest.raises(ValueError, match=message):
         theory.chain_bound(lipschitz, cert, spread)
-    with pytest.raises(ValueError, match="certificate must be a theory.Certificate"):
+    with pytest.raises(ValueError, match="certificate: must be a theory.Certificate"):
         theory.chain_bound(1.0, {"chain_diameter": 1.0}, 0.0)
 
 
@@ -171,7 +171,7 @@ def test_phase_lines_and_classify():
     # D_c >= Δ: the preserved band is empty; collapse comes first.
     regimes = theory.classify_regime([1.0, 1.5, 2.0, 3.0], 1.0, 2.0, 2)
     assert regimes.tolist() == ["collapsed", "collapsed", "split", "split"]
-    with pytest.raises(ValueError, match="num_clusters must be at least 2"):
+    with pytest.raises(ValueError, match="num_clusters: must be at least 2"):
         theory.phase_lines(1.0, 0.1, 1)
     with pytest.raises(ValueError, match="lipschitz"):
         theory.classify_regime(-2.0, 1.0, 0.1, 3)

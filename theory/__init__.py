@@ -30,6 +30,7 @@ from theory.regimes import (
     classify_embedding,
     classify_regime,
     cluster_geometry,
+    majority_regime,
     phase_lines,
     predict_regime,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "classify_regime",
     "cluster_geometry",
     "lipschitz_minimum",
+    "majority_regime",
     "optimal_atoms",
     "phase_lines",
     "predict_regime",

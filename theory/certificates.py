@@ -13,9 +13,20 @@ The certificate of a cluster summarises how intertwined its sets are:
 
 ``cluster_distance`` ``Δ`` is the smallest distance between points of different clusters.
 
-Computed exactly on point clouds, in ``O(n² D)`` time and ``O(B² + S²)`` memory for ``n``
-points, ``S`` sets and blocks of ``B`` points: distances are never held as an ``n × n``
-matrix.
+Computed exactly on point clouds of ``n`` points in ``D`` dimensions, ``S`` sets (``S_c`` in
+cluster ``c``), in blocks of ``B`` points; distances are never held as an ``n × n`` matrix:
+
+* set distances ``g``: ``O(Σ_c n_c² D) <= O(n² D)`` time (``n_c`` points in cluster ``c``),
+  blocked matrix products with an exact recomputation, ``O(B² + S_c²)`` memory;
+* the set graphs (scipy.sparse.csgraph): all-pairs shortest paths by Floyd–Warshall in
+  ``O(S_c³)`` time, the minimum spanning tree in ``O(S_c² log S_c)``, ``O(S_c²)`` memory;
+* ``Δ`` (scipy.spatial.cKDTree, exact nearest neighbours): one k-d tree per cluster,
+  ``O(n log n)`` time and ``O(n D)`` memory; lower bounds that discard the points too far
+  from a cluster, ``O(C n D)`` for ``C`` clusters; queries of the rest, pruned by the best
+  distance so far: cheap for well-separated clusters, up to ``O(n² D)`` (without BLAS)
+  for intertwined ones.
+
+Overall ``O(n² D + Σ_c S_c³)`` time and ``O(n D + B² + S²)`` memory.
 
 Reference: Parulekar et al., COLT 2023 (intertwined augmentation sets); SPEC sections 1, 3.D.
 """
@@ -28,6 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.sparse.csgraph import csgraph_from_dense, minimum_spanning_tree, shortest_path
+from scipy.spatial import cKDTree
 
 _BLOCK = 2048
 #: all-pairs shortest paths cost O(S³) per cluster; beyond this many sets it is refused.
@@ -130,34 +143,34 @@ def _check_points(points) -> np.ndarray:
     try:
         x = np.asarray(points)
     except (TypeError, ValueError):
-        raise ValueError(f"points must be a numeric array of shape (n, D), got {type(points).__name__}") from None
+        raise ValueError(f"points: must be a numeric array of shape (n, D), got {type(points).__name__}") from None
     if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise ValueError(f"points must be a numeric array of shape (n, D), got dtype {x.dtype}")
+        raise ValueError(f"points: must be a numeric array of shape (n, D), got dtype {x.dtype}")
     if x.ndim != 2:
-        raise ValueError(f"points must have shape (n, D), got shape {x.shape}")
+        raise ValueError(f"points: must have shape (n, D), got shape {x.shape}")
     if x.shape[0] == 0:
-        raise ValueError("points is empty: no points, so every set is empty")
+        raise ValueError("points: empty, so every set is empty")
     if x.shape[1] == 0:
-        raise ValueError(f"points must have at least one coordinate, got shape {x.shape}")
+        raise ValueError(f"points: must have at least one coordinate, got shape {x.shape}")
     x = x.astype(np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
         row = int(np.argwhere(bad)[0, 0])
-        raise ValueError(f"points contain NaN or infinite coordinates (first at row {row})")
+        raise ValueError(f"points: contain NaN or infinite coordinates (first at row {row})")
     return x
 
 
 def _check_ids(name: str, ids, n: int) -> np.ndarray:
     a = np.asarray(ids)
     if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array with one id per point, got shape {a.shape}")
+        raise ValueError(f"{name}: must be a 1-D array with one id per point, got shape {a.shape}")
     if a.shape[0] != n:
-        raise ValueError(f"{name} has {a.shape[0]} entries but points has {n} rows")
+        raise ValueError(f"{name}: has {a.shape[0]} entries but points has {n} rows")
     if a.dtype == object:
-        raise ValueError(f"{name} must hold integers or strings, got dtype object")
+        raise ValueError(f"{name}: must hold integers or strings, got dtype object")
     if np.issubdtype(a.dtype, np.floating):
         if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-            raise ValueError(f"{name} must hold integers or strings, found non-integer values")
+            raise ValueError(f"{name}: must hold integers or strings, found non-integer values")
         a = a.astype(np.int64)
     return a
 
@@ -295,117 +308,149 @@ def _set_distances(x: np.ndarray, point_set: np.ndarray, n_sets: int, block: int
     return np.sqrt(g2)
 
 
-def _kd_leaves(x: np.ndarray, index: np.ndarray, leaf: int) -> list[np.ndarray]:
-    """Split ``index`` at medians of the widest coordinate until parts have ``<= leaf``."""
-    out, stack = [], [index]
-    while stack:
-        idx = stack.pop()
-        if idx.size <= leaf:
-            out.append(idx)
-            continue
-        pts = x[idx]
-        axis = int(np.argmax(pts.max(axis=0) - pts.min(axis=0)))
-        half = idx.size // 2
-        part = np.argpartition(pts[:, axis], half)
-        stack.append(idx[part[half:]])
-        stack.append(idx[part[:half]])
-    return out
+def _pair_distances(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``sqrt(Σ (p − q)²)`` row by row, in float64."""
+    d = p - q
+    return np.sqrt(np.einsum("ij,ij->i", d, d))
 
 
-def _cross_distance(x: np.ndarray, group: np.ndarray, block: int) -> float:
-    """Exact smallest distance between points of different groups.
+def _cross_distance(x: np.ndarray, group: np.ndarray) -> float:
+    """Exact smallest distance between points of different groups (scipy k-d trees).
 
-    Branch and bound: each group's points are cut into spatially compact blocks (a k-d
-    split); block pairs of different groups are visited in increasing order of the distance
-    between their bounding boxes, and the search stops once that lower bound reaches the
-    best distance found. Separated clusters cost little more than their nearest blocks;
-    intertwined ones cost up to all pairs. Candidates within the expanded form's rounding
-    of a block minimum are recomputed exactly.
+    Groups are visited one by one, those with the closest neighbour first. Each group's
+    points are put in a :class:`scipy.spatial.cKDTree`, and the points of the groups not
+    yet visited are queried against it for their exact nearest neighbour (``eps=0``)
+    within the best distance so far (``distance_upper_bound``): lowest lower bound first,
+    and only while that bound is below the best distance. The bound of a point ``p`` to a
+    group with centroid ``c`` is the larger of the ball bound ``|p − c| − R`` (``R``, the
+    group's largest distance to ``c``) and the slab bound ``⟨p − c, u⟩ − max_q ⟨q − c, u⟩``
+    over the group's points ``q``, ``u`` the unit vector from ``c`` to the centroid of
+    ``p``'s group. In ten or more dimensions, where k-d boxes prune poorly, these bounds
+    keep separated groups cheap. Each pair found is measured again as ``sqrt(Σ (x − y)²)``,
+    so the result is the distance of an actual pair of points.
     """
-    dim = x.shape[1]
-    leaves = []
-    for gval in np.unique(group):
-        leaves.extend(_kd_leaves(x, np.flatnonzero(group == gval), block))
-    order = np.concatenate(leaves)
-    xs = x[order]
-    sizes = np.array([leaf.size for leaf in leaves])
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    ends = starts + sizes
-    lo = np.minimum.reduceat(xs, starts, axis=0)
-    hi = np.maximum.reduceat(xs, starts, axis=0)
-    centred = xs - xs.mean(axis=0)  # smaller rounding in the expanded form
-    norm = np.maximum.reduceat(np.sqrt(np.einsum("ij,ij->i", centred, centred)), starts)
-    block_group = group[order][starts]
-    i, j = np.triu_indices(starts.size, k=1)
-    keep = block_group[i] != block_group[j]
-    i, j = i[keep], j[keep]
-    gap = np.maximum(0.0, np.maximum(lo[j] - hi[i], lo[i] - hi[j]))
-    lower2 = np.einsum("pd,pd->p", gap, gap)
-    visit = np.argsort(lower2, kind="stable")
-    left, right = _augmented(centred)
-    buffer = np.empty(int(sizes.max()) ** 2)
-    eps = np.finfo(np.float64).eps
-    best2 = np.inf
-    for p in visit:
-        if lower2[p] >= best2:
-            break
-        a, b = i[p], j[p]
-        d2 = _squared_block(left, right, starts[a], ends[a], starts[b], ends[b], buffer)
-        slack = 8.0 * (dim + 2) * eps * (norm[a] + norm[b]) ** 2
-        low = float(d2.min())
-        if low - slack >= best2:
+    labels, member = np.unique(group, return_inverse=True)
+    n_groups = labels.size
+    order = np.argsort(member, kind="stable")
+    xs, point_group = x[order], member[order]
+    bounds = np.searchsorted(point_group, np.arange(n_groups + 1))
+    parts = [xs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    centres = np.array([part.mean(axis=0) for part in parts])
+    radius = np.array([float(_pair_distances(part, c).max()) for part, c in zip(parts, centres)])
+    slack = (x.shape[1] + 4) * np.finfo(np.float64).eps  # relative rounding of a bound
+
+    def ball_gaps(a: int, others: np.ndarray) -> np.ndarray:
+        """Lower bounds on the distances between group ``a`` and each of ``others``."""
+        reach = _pair_distances(centres[others], centres[a])
+        radii = radius[others] + radius[a]
+        return reach - radii - slack * (reach + radii)
+
+    everyone = np.arange(n_groups)
+    visit = np.argsort([ball_gaps(a, np.delete(everyone, a)).min() for a in everyone], kind="stable")
+    slot = np.empty(n_groups, dtype=np.intp)
+    best = math.inf
+    for t, a in enumerate(visit[:-1]):
+        later = visit[t + 1 :]
+        later = later[ball_gaps(a, later) < best]
+        if later.size == 0:
             continue
-        rr, cc = np.nonzero(d2 <= low + slack)
-        diff = xs[starts[a] + rr] - xs[starts[b] + cc]
-        best2 = min(best2, float(np.einsum("pd,pd->p", diff, diff).min()))
-    return math.sqrt(best2)
+        # Slab bounds along the axes from a's centroid to the later groups' centroids.
+        axes = centres[later] - centres[a]
+        length = np.sqrt(np.einsum("ij,ij->i", axes, axes))[:, None]
+        axes = np.divide(axes, length, out=np.zeros_like(axes), where=length > 0)
+        own = parts[a] - centres[a]
+        top = np.empty(later.size)
+        step = max(1, _REFINE_ELEMENTS // own.shape[0])
+        for i in range(0, later.size, step):
+            top[i : i + step] = (own @ axes[i : i + step].T).max(axis=0)
+        slot.fill(-1)
+        slot[later] = np.arange(later.size)
+        which = slot[point_group]
+        points = xs[which >= 0]
+        which = which[which >= 0]
+        offset = points - centres[a]
+        reach = np.sqrt(np.einsum("ij,ij->i", offset, offset))
+        slab = np.einsum("ij,ij->i", offset, axes[which]) - top[which]
+        low = np.maximum(reach - radius[a], slab) - slack * (reach + radius[a])
+        keep = np.flatnonzero(low < best)
+        keep = keep[np.argsort(low[keep], kind="stable")]
+        points, low = points[keep], low[keep]
+        tree = cKDTree(parts[a])
+        done, chunk = 0, 64
+        while done < low.size:
+            stop = min(low.size, done + chunk, int(np.searchsorted(low, best)))
+            if stop <= done:
+                break
+            query = points[done:stop]
+            dist, hit = tree.query(query, k=1, eps=0, distance_upper_bound=best * (1 + 1e-12))
+            hits = np.isfinite(dist)
+            if hits.any():
+                best = min(best, float(_pair_distances(query[hits], parts[a][hit[hits]]).min()))
+            done, chunk = stop, 2 * chunk
+        if best == 0.0:
+            break
+    return best
 
 
 # --------------------------------------------------------------------------- graph summaries
 
 
+def _complete_graph(w: np.ndarray):
+    """Sparse form of the complete graph ``w`` in which zero-length edges stay edges.
+
+    scipy's graph routines read a 0 in a dense matrix as a missing edge, but two sets that
+    share a point are at distance 0: ``csgraph_from_dense(null_value=inf)`` stores those
+    as explicit zeros, which the routines treat as edges of length 0.
+    """
+    return csgraph_from_dense(np.where(np.eye(w.shape[0], dtype=bool), np.inf, w), null_value=np.inf)
+
+
 def _mst_longest_edge(w: np.ndarray) -> float:
-    """Longest edge of a minimum spanning tree of the complete graph ``w`` (Prim)."""
-    k = w.shape[0]
-    if k == 1:
-        return 0.0
-    in_tree = np.zeros(k, dtype=bool)
-    in_tree[0] = True
-    best = w[0].copy()
-    longest = 0.0
-    for _ in range(k - 1):
-        j = int(np.argmin(np.where(in_tree, np.inf, best)))
-        longest = max(longest, float(best[j]))
-        in_tree[j] = True
-        np.minimum(best, w[j], out=best)
-    return longest
+    """Longest edge of a minimum spanning tree of the complete graph ``w`` (scipy, Kruskal).
+
+    The tree's entries are copies of entries of ``w``, so the result is exact. scipy leaves
+    zero-length edges out of the tree it returns, hence ``0`` when none is positive.
+    """
+    tree = minimum_spanning_tree(_complete_graph(w))
+    return float(np.max(tree.data, initial=0.0))
 
 
 def _shortest_paths(w: np.ndarray, tie_rtol: float) -> tuple[np.ndarray, np.ndarray]:
-    """All-pairs shortest path lengths and their fewest hops (Floyd–Warshall).
+    """All-pairs shortest path lengths and their fewest hops (scipy's Floyd–Warshall).
 
     Paths are ranked by the key ``length + η·hops`` with ``η = tie_rtol · max(w) / k``: a
     path shorter by more than ``tie_rtol · max(w)`` always wins, and among paths of equal
     length (ties from symmetric layouts such as a straight chain) the one with the fewest
     hops wins, which gives the tighter chain bound. Each reported length is that of an
     actual path, at most ``tie_rtol · max(w)`` longer than the shortest.
+
+    scipy ranks the paths on the weights ``w + η`` and returns, for each source, a tree of
+    key-shortest paths (``pred``). Hops and lengths (in ``w``) are summed along it by
+    pointer jumping: after ``r`` rounds every node points ``2^r`` edges up its path (or at
+    the source) and carries the hops and length of the path up to there, so ``⌈log₂ k⌉``
+    vectorised rounds suffice, whatever the keys (filling targets in increasing order of
+    their key would fail where a node and its predecessor have equal keys: a zero-length
+    edge with ``tie_rtol = 0``). Floyd–Warshall is scipy's fastest method on these dense
+    graphs; should its predecessors ever not form trees (a path that never reaches its
+    source), Dijkstra's, trees by construction, are used instead.
     """
     k = w.shape[0]
     eta = tie_rtol * float(w.max()) / k
-    key = w + eta
-    hops = np.ones((k, k), dtype=np.int32)
-    np.fill_diagonal(key, 0.0)
-    np.fill_diagonal(hops, 0)
-    cand = np.empty_like(key)
-    cand_h = np.empty_like(hops)
-    better = np.empty((k, k), dtype=bool)
-    for m in range(k):
-        np.add(key[:, m, None], key[None, m, :], out=cand)
-        np.less(cand, key, out=better)
-        np.copyto(key, cand, where=better)
-        np.add(hops[:, m, None], hops[None, m, :], out=cand_h)
-        np.copyto(hops, cand_h, where=better)
-    return key - eta * hops, hops
+    graph = _complete_graph(w + eta)
+    source = np.arange(k)[:, None]
+    for method in ("FW", "D"):
+        _, pred = shortest_path(graph, method=method, return_predecessors=True)
+        root = pred < 0  # only the source itself: the complete graph leaves no node unreached
+        up = np.where(root, source, pred).astype(np.intp)
+        hops = (~root).astype(np.int64)
+        length = np.where(root, 0.0, w[up, source.T])
+        for _ in range(max(1, (k - 1).bit_length())):
+            hops += np.take_along_axis(hops, up, axis=1)
+            length += np.take_along_axis(length, up, axis=1)
+            up = np.take_along_axis(up, up, axis=1)
+        if np.all(up == source):  # every path reached its source: the predecessors are trees
+            break
+    return length, hops
 
 
 def _cluster_record(label, w: np.ndarray, tie_rtol: float) -> ClusterCertificate:
@@ -439,10 +484,13 @@ def certificate(
     the set graph (edge weights ``g(s,s') = min ‖a − a'‖``), ``hops`` of that path; and
     ``cluster_distance Δ`` = smallest distance between points of different clusters.
 
-    Exact: every distance is that of an actual pair of points computed as ``sqrt(Σ(x−y)²)``.
-    Overlapping sets are not an error: a point shared by two sets gives ``min_gap = 0``
-    (for point clouds, overlap shows as a gap of 0). Time ``O(n² D)``, memory
-    ``O(block_size² + S²)``; 100,000 points in 1,000 sets take well under a minute.
+    Exact: every distance is that of an actual pair of points computed as ``sqrt(Σ(x−y)²)``
+    in float64, and the smallest one up to float64 rounding: a closer pair can be missed
+    only when two candidates tie to within that rounding. Overlapping sets are not an
+    error: a point shared by two sets gives ``min_gap = 0`` (for point clouds, overlap shows
+    as a gap of 0), and an edge of length 0 in the set graph. Time ``O(n² D + Σ_c S_c³)``
+    with ``S_c`` sets in cluster ``c``, memory ``O(n D + block_size² + S²)``; 100,000
+    points in 1,000 sets take a few seconds.
 
     Args:
       points: shape ``(n, D)``, finite coordinates.
@@ -475,13 +523,13 @@ def certificate(
     n = x.shape[0]
     block = int(block_size) if isinstance(block_size, (int, np.integer)) else 0
     if block < 1:
-        raise ValueError(f"block_size must be at least 1, got {block_size!r}")
+        raise ValueError(f"block_size: must be at least 1, got {block_size!r}")
     try:
         tie = float(tie_rtol)
     except (TypeError, ValueError):
-        raise ValueError(f"tie_rtol must be a number in [0, 0.01), got {tie_rtol!r}") from None
+        raise ValueError(f"tie_rtol: must be a number in [0, 0.01), got {tie_rtol!r}") from None
     if not (0.0 <= tie < 1e-2):
-        raise ValueError(f"tie_rtol must be in [0, 0.01), got {tie_rtol!r}")
+        raise ValueError(f"tie_rtol: must be in [0, 0.01), got {tie_rtol!r}")
 
     n_sets = set_labels.size
     per_cluster = np.bincount(set_cluster, minlength=cluster_labels.size)
@@ -507,5 +555,5 @@ def certificate(
     for a, b, pa, pb in zip(set_bounds[:-1], set_bounds[1:], point_bounds[:-1], point_bounds[1:]):
         g = _set_distances(x[pa:pb], point_set[pa:pb] - a, int(b - a), block)
         records.append(_cluster_record(_label(cluster_labels[cluster_of[a]]), g, tie))
-    delta = _cross_distance(x, cluster_of[point_set], max(1, block // 4))
+    delta = _cross_distance(x, cluster_of[point_set])
     return Certificate(clusters=tuple(records), cluster_distance=delta, n_points=n)

@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from theory import validate
+
 #: ``atom_infonce(method="exact")`` refuses to enumerate more count vectors than this.
 MAX_COUNT_VECTORS = 2_000_000
 METHODS = ("exact", "quadrature", "mc")
@@ -41,42 +43,19 @@ _CHUNK_ELEMENTS = 4_000_000  # bound on temporary arrays (float64 elements)
 
 
 def _integer_array(name: str, value, minimum: int) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{name} must be an integer (or array of integers), got {value!r}")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"{name} must be an integer (or array of integers), got {value!r}")
-    arr = arr.astype(np.int64)
-    if np.any(arr < minimum):
-        bad = arr[arr < minimum].flat[0]
-        raise ValueError(f"{name} must be at least {minimum}, got {bad}")
-    return arr
+    return validate.integer_array(name, value, minimum)
 
 
 def _positive_array(name: str, value) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        bad = arr[~(np.isfinite(arr) & (arr > 0))].flat[0]
-        raise ValueError(f"{name} must be a positive finite number, got {bad}")
-    return arr
+    return validate.real_array(name, value, positive=True)
 
 
 def _scalar_int(name: str, value, minimum: int) -> int:
-    arr = _integer_array(name, value, minimum)
-    if arr.ndim != 0:
-        raise ValueError(f"{name} must be a single integer, got shape {arr.shape}")
-    return int(arr)
+    return validate.integer(name, value, minimum=minimum)
 
 
 def _scalar_positive(name: str, value) -> float:
-    arr = _positive_array(name, value)
-    if arr.ndim != 0:
-        raise ValueError(f"{name} must be a single number, got shape {arr.shape}")
-    return float(arr)
+    return validate.real(name, value, positive=True)
 
 
 def _atom_vectors(vectors, ball: bool = False) -> np.ndarray:
@@ -84,20 +63,20 @@ def _atom_vectors(vectors, ball: bool = False) -> np.ndarray:
     try:
         u = np.asarray(vectors, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"vectors must be a numeric array of shape (M, d), got {type(vectors).__name__}") from None
+        raise ValueError(f"vectors: must be a numeric array of shape (M, d), got {type(vectors).__name__}") from None
     if u.ndim != 2 or u.shape[0] < 1 or u.shape[1] < 1:
-        raise ValueError(f"vectors must have shape (M, d) with M, d >= 1, got shape {u.shape}")
+        raise ValueError(f"vectors: must have shape (M, d) with M, d >= 1, got shape {u.shape}")
     if not np.all(np.isfinite(u)):
-        raise ValueError("vectors contain NaN or infinite entries")
+        raise ValueError("vectors: contain NaN or infinite entries")
     norms = np.linalg.norm(u, axis=1)
     if ball:
         worst = int(np.argmax(norms))
         if norms[worst] > 1.0 + 1e-9:
-            raise ValueError(f"vectors must lie in the unit ball, row {worst} has norm {norms[worst]:.6g}")
+            raise ValueError(f"vectors: must lie in the unit ball, row {worst} has norm {norms[worst]:.6g}")
         return u
     worst = int(np.argmax(np.abs(norms - 1.0)))
     if abs(norms[worst] - 1.0) > 1e-6:
-        raise ValueError(f"vectors must be unit vectors, row {worst} has norm {norms[worst]:.6g}")
+        raise ValueError(f"vectors: must be unit vectors, row {worst} has norm {norms[worst]:.6g}")
     return u / norms[:, None]
 
 
@@ -107,14 +86,14 @@ def _atom_weights(weights, num_atoms: int) -> np.ndarray:
     try:
         w = np.asarray(weights, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"weights must be a numeric array of shape ({num_atoms},), got {weights!r}") from None
+        raise ValueError(f"weights: must be a numeric array of shape ({num_atoms},), got {weights!r}") from None
     if w.shape != (num_atoms,):
-        raise ValueError(f"weights must have shape ({num_atoms},) to match vectors, got shape {w.shape}")
+        raise ValueError(f"weights: must have shape ({num_atoms},) to match vectors, got shape {w.shape}")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"weights must be finite and non-negative, got {w.tolist()}")
+        raise ValueError(f"weights: must be finite and non-negative, got {w.tolist()}")
     total = float(w.sum())
     if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"weights must sum to 1, got sum {total:.9g}")
+        raise ValueError(f"weights: must sum to 1, got sum {total:.9g}")
     return w / total
 
 
@@ -238,7 +217,7 @@ def simplex_vectors(num_atoms: int, dim: int | None = None) -> np.ndarray:
     m = _scalar_int("num_atoms", num_atoms, 2)
     d = m - 1 if dim is None else _scalar_int("dim", dim, 1)
     if d < m - 1:
-        raise ValueError(f"dim must be at least num_atoms - 1 = {m - 1} for a regular simplex, got {d}")
+        raise ValueError(f"dim: must be at least num_atoms - 1 = {m - 1} for a regular simplex, got {d}")
     centred = np.eye(m) - 1.0 / m
     # Orthonormal basis of the span (the first M−1 left singular vectors).
     basis = np.linalg.svd(centred)[0][:, : m - 1]
@@ -425,7 +404,7 @@ def atom_infonce(
     k = _scalar_int("num_negatives", num_negatives, 1)
     tau = _scalar_positive("temperature", temperature)
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
     kernel = _similarity_kernel(u, tau)
     if method == "exact":
         limit = _scalar_int("max_count_vectors", max_count_vectors, 1)
@@ -507,7 +486,7 @@ def _make_optimiser(num_atoms: int, dim: int, k: int, steps: int):
             grads = jax.grad(loss)(v, w, tau)
             updates, state = optimiser.update(grads, state, v)
             v = optax.apply_updates(v, updates)
-            v = v / jnp.linalg.norm(v, axis=1, keepdims=True)  # back onto the sphere
+            v = jax.vmap(optax.projections.projection_l2_sphere)(v)  # back onto the sphere
             return (v, state), None
 
         (v, _), _ = jax.lax.scan(step, (v0, optimiser.init(v0)), None, length=steps)

@@ -159,14 +159,14 @@ def _lipschitz_values(value) -> tuple[np.ndarray, bool]:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"lipschitz must be a positive number or a 1-D array of them, got {value!r}") from None
+        raise ValueError(f"lipschitz: must be a positive number or a 1-D array of them, got {value!r}") from None
     if isinstance(value, bool) or arr.dtype == object:
-        raise ValueError(f"lipschitz must be a positive number or a 1-D array of them, got {value!r}")
+        raise ValueError(f"lipschitz: must be a positive number or a 1-D array of them, got {value!r}")
     if arr.ndim > 1 or arr.size == 0:
-        raise ValueError(f"lipschitz must be a number or a non-empty 1-D array, got shape {arr.shape}")
+        raise ValueError(f"lipschitz: must be a number or a non-empty 1-D array, got shape {arr.shape}")
     bad = ~(np.isfinite(arr) & (arr > 0))
     if bad.any():
-        raise ValueError(f"lipschitz must be positive and finite, got {arr[bad].flat[0]}")
+        raise ValueError(f"lipschitz: must be positive and finite, got {arr[bad].flat[0]}")
     return np.atleast_1d(arr), arr.ndim == 0
 
 
@@ -357,9 +357,11 @@ def _pairwise_distances(z):
 
 
 def _ball(z):
-    import jax.numpy as jnp
+    """Each row projected onto the unit ball (optax's projection)."""
+    import jax
+    import optax
 
-    return z / jnp.maximum(1.0, jnp.sqrt(jnp.sum(z * z, -1, keepdims=True)))
+    return jax.vmap(optax.projections.projection_l2_ball)(z)
 
 
 def _feasible_start(z0, distance, lip, rounds):
@@ -810,7 +812,7 @@ def lipschitz_minimum(
     Reference: Parulekar et al., COLT 2023; SPEC 3.F. Kirszbraun, Fund. Math. 22, 1934.
     """
     if level not in LEVELS:
-        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+        raise ValueError(f"level: must be one of {', '.join(LEVELS)}, got {level!r}")
     lips, scalar = _lipschitz_values(lipschitz)
     prob = _problem(points, set_ids, cluster_ids, dim, num_negatives, temperature)
     seed = _scalar_int("seed", seed, 0)

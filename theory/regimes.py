@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory import validate
 from theory.certificates import Certificate
 from theory.floors import simplex_edge
 
@@ -37,19 +38,12 @@ SPLIT_RATIO = 0.5
 
 
 def _nonnegative(name: str, value) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a non-negative number or array, got {value!r}") from None
-    bad = ~(np.isfinite(arr) & (arr >= 0))
-    if bad.any():
-        raise ValueError(f"{name} must be finite and non-negative, got {arr[bad].flat[0]}")
-    return arr
+    return validate.real_array(name, value, nonnegative=True)
 
 
 def _check_certificate(certificate) -> Certificate:
     if not isinstance(certificate, Certificate):
-        raise ValueError(f"certificate must be a theory.Certificate, got {type(certificate).__name__}")
+        raise ValueError(f"certificate: must be a theory.Certificate, got {type(certificate).__name__}")
     return certificate
 
 
@@ -293,7 +287,7 @@ def cluster_geometry(set_means, set_clusters) -> tuple[float, float]:
     z = np.asarray(set_means, dtype=np.float64)
     labels, index = np.unique(np.asarray(set_clusters), return_inverse=True)
     if z.ndim != 2 or index.shape != (z.shape[0],):
-        raise ValueError(f"set_means must be (S, d) with one cluster per row, got shapes {z.shape} and {index.shape}")
+        raise ValueError(f"set_means: must be (S, d) with one cluster per row, got shapes {z.shape} and {index.shape}")
     if labels.size < 2:
         raise ValueError("set_clusters: a single cluster; W and B need at least 2")
     dist = np.sqrt(np.maximum(np.sum((z[:, None] - z[None]) ** 2, -1), 0.0))
@@ -303,3 +297,26 @@ def cluster_geometry(set_means, set_clusters) -> tuple[float, float]:
     cdist = np.sqrt(np.maximum(np.sum((centres[:, None] - centres[None]) ** 2, -1), 0.0))
     between = float(np.min(cdist[~np.eye(labels.size, dtype=bool)]))
     return within, between
+
+
+def majority_regime(labels) -> str:
+    """The most frequent regime among ``labels`` (one per seed), with one tie rule everywhere.
+
+    A tie goes to the regime reached at the larger ``L``, in the order of :data:`REGIMES`
+    (split over preserved over collapsed): one seed that got there shows the class can.
+    Empty labels (runs without a regime, e.g. diverged) are not counted; with none left the
+    result is ``""``.
+
+    Example:
+      >>> majority_regime(["preserved", "split"]), majority_regime(["collapsed"] * 2 + ["split"])
+      ('split', 'collapsed')
+    """
+    counts = {r: 0 for r in REGIMES}
+    for label in labels:
+        if label:
+            if label not in counts:
+                raise ValueError(f"labels: unknown regime {label!r}; valid: {', '.join(REGIMES)}")
+            counts[label] += 1
+    if not any(counts.values()):
+        return ""
+    return max(REGIMES, key=lambda r: (counts[r], REGIMES.index(r)))

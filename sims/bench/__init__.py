@@ -1,4 +1,5 @@
-"""The performance bench: sweep throughput against a Python loop, PyTorch and the matmul peak.
+"""The performance bench: sweep throughput against a Python loop, PyTorch, the matmul peak and
+the workload's own layer ceiling.
 
 A sweep is the unit of work, so the bench times whole grids. Everything is measured in one
 process run (``infonce-lab bench``), on one fixed workload: the static configuration and the
@@ -10,17 +11,28 @@ ball head into ``d = 3``, batch 256, K = 16 shared negatives, 3 clusters × 4 ch
   chunk, default chunking, chunks sharded over ``jax.local_devices()``, one CPU device per
   core as ``infonce-lab sweep`` has them), total wall time and the execution time the
   engine records (compilation excluded), hence runs × steps per second;
-* **loop**: the same training code, ``jax.jit(make_train(config))``, called one run at a
-  time from a Python loop (compiled once; a few runs, the best one kept);
+* **loop**: the program the engine runs, :func:`sims.train.grid_program` of the static
+  configuration, called with one run per call (inputs from :func:`sims.train.grid_inputs`)
+  from a Python loop (compiled once before timing; a few runs, the best one kept);
 * **torch**: a straightforward PyTorch version of the same estimator (same model, head,
   batch, K, negative mode, steps, Adam and per-layer spectral cap, the cap done the plain
-  way: ``torch.linalg.matrix_norm(W, ord=2)`` after every step), one run at a time, with
-  PyTorch's default thread count and with one thread; the faster of the two is the
-  baseline. PyTorch is the optional ``bench`` extra, never a requirement;
+  way: ``torch.linalg.matrix_norm(W, ord=2)`` after every step), one run at a time on that
+  run's points (:func:`sims.train.run_keys`), with PyTorch's default thread count and with
+  one thread; the faster of the two is the baseline. Before anything is timed, the twin's
+  loss is checked against the JAX loss on a fixed batch for both negative modes
+  (:func:`check_torch_twin`; the values are kept in the raw measurements, and a
+  disagreement stops the bench). PyTorch is the optional ``bench`` extra, never a
+  requirement;
 * **peak**: this machine's dense float32 matrix-multiply rate in GFLOP/s, the best of
   ``jnp.matmul`` and ``numpy.matmul`` on square matrices of a few sizes, in this process;
+* **layer**: the workload's own ceiling (:func:`layer_rate`): the rate in GFLOP/s of its
+  largest product shape alone, one width × width hidden layer (64 × 64) over the ``2B + K``
+  points one step embeds, forward and backward (weight and input gradients,
+  :func:`layer_flops`), jitted, in the model's feature-major layout, best of a few calls
+  after warm-up, on one device and on every device at once (the best counts);
 * **model FLOPs** of the workload, counted analytically (:func:`step_flops`), hence the
-  achieved GFLOP/s of the engine and its fraction of the peak;
+  achieved GFLOP/s of the engine, its fraction of the peak and its share of the layer
+  ceiling (``engine_share_of_layer``);
 * **scaling**: the wall time of sweeps of 8, 64 and 512 runs (same model, a grid over the
   Lipschitz bound, :attr:`BenchPlan.scaling_steps` steps each to keep the bench short), and
   the R² of a straight-line fit of wall time (compilation included) against runs;
@@ -37,15 +49,15 @@ R² ≥ 0.99 for time against runs, ≤ 2 GB peak memory for 10,000 runs.
 Example:
   >>> report = run_bench(QUICK)          # doctest: +SKIP
   >>> sorted(report.summary())[:3]       # doctest: +SKIP
-  ['device', 'gflops', 'matmul_peak_gflops']
+  ['device', 'engine_share_of_layer', 'gflops']
 """
 
 from __future__ import annotations
 
-
 from sims.bench.measure import (
     computed_runs,
     device_description,
+    layer_rate,
     linear_r2,
     matmul_peak,
     peak_rss,
@@ -55,6 +67,7 @@ from sims.bench.measure import (
 )
 from sims.bench.report import BenchReport, run_bench
 from sims.bench.torch_twin import (
+    check_torch_twin,
     time_torch,
     torch_available,
     torch_head,
@@ -69,6 +82,7 @@ from sims.bench.workload import (
     TARGETS,
     BenchPlan,
     engine_grid,
+    layer_flops,
     lipschitz_grid,
     points_per_step,
     step_flops,
@@ -77,8 +91,9 @@ from sims.bench.workload import (
 )
 
 __all__ = [
-    "FULL", "QUICK", "SUMMARY_KEYS", "TARGETS", "BenchPlan", "BenchReport", "computed_runs",
-    "device_description", "engine_grid", "linear_r2", "lipschitz_grid", "matmul_peak", "peak_rss",
+    "FULL", "QUICK", "SUMMARY_KEYS", "TARGETS", "BenchPlan", "BenchReport", "check_torch_twin",
+    "computed_runs", "device_description", "engine_grid", "layer_flops", "layer_rate",
+    "linear_r2", "lipschitz_grid", "matmul_peak", "peak_rss",
     "points_per_step", "run_bench", "step_flops", "sweep_text", "time_engine", "time_loop",
     "time_oracle", "time_torch", "torch_available", "torch_head", "torch_infonce", "torch_model",
     "torch_train", "workload",

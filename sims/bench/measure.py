@@ -1,5 +1,6 @@
-"""The bench's measurements, each one function: the matmul peak, the engine, a Python loop,
-the class minimum, scaling and memory, and what machine it ran on."""
+"""The bench's measurements, each one function: the matmul peak, the workload's layer
+ceiling, the engine, a Python loop, the class minimum, scaling and memory, and what machine
+it ran on."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from sims.bench.workload import BenchPlan, lipschitz_grid
+from sims.bench.workload import BenchPlan, layer_flops, lipschitz_grid, points_per_step
 from sims.config import ExperimentConfig
 
 # --------------------------------------------------------------------------- peak
@@ -46,6 +47,59 @@ def matmul_peak(sizes: Sequence[int] = (512, 1024, 2048), repeats: int = 5) -> d
         best = min(_timed(lambda: a @ b) for _ in range(repeats))
         by_size[f"numpy {n}"] = flops / best / 1e9
     return {"peak_gflops": max(by_size.values()), "by_size": by_size}
+
+
+def layer_rate(config: ExperimentConfig, steps: int = 100, repeats: int = 5) -> dict:
+    """Rate of the workload's largest product shape alone, in GFLOP/s: its ceiling.
+
+    One ``width × width`` hidden layer applied to the ``P`` points one step embeds
+    (:func:`~sims.bench.workload.points_per_step`), in the model's feature-major layout
+    (``h = Wᵀ @ h`` with ``h`` of shape ``[width, P]``, as :mod:`sims.models`), forward and
+    backward: the loss ``½‖Wᵀh‖²`` pulled back to the weight and input gradients (three
+    products of ``2·P·w²`` FLOPs, :func:`~sims.bench.workload.layer_flops`, nothing else but
+    a ``w × w`` sum). ``steps`` such passes run per call in one ``lax.scan``, as the training
+    loop runs its steps, each on the previous pass's input gradient (``W`` is orthogonal, so
+    that gradient is ``h`` again, and no pass can be hoisted out of the loop). Jitted,
+    compiled and run once before timing, then the fastest of ``repeats`` calls counts.
+
+    Measured on one device, and, with several local devices (one per CPU core, as the
+    engine shards its chunks), on every device at once, one layer each; the best total
+    rate is the ceiling. Returns ``{"layer_gflops", "by_devices": {devices: GFLOP/s},
+    "width", "points", "steps", "flops_per_pass"}``.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    width, points = config.model.width, points_per_step(config)
+    flops = layer_flops(config)
+    if not flops:
+        raise ValueError(f"model: a {config.model.kind} of depth {config.model.depth} has no "
+                         "width × width hidden layer")
+
+    def passes(w, h):
+        def one(carry, _):
+            h, acc = carry
+            y, pullback = jax.vjp(lambda w, h: w.T @ h, w, h)
+            dw, dh = pullback(y)  # dw = h yᵀ, dh = W y
+            return (dh, acc + dw), None
+
+        return jax.lax.scan(one, (h, jnp.zeros_like(w)), None, length=steps)[0]
+
+    rng = np.random.default_rng(0)
+    w = np.linalg.qr(rng.standard_normal((width, width)))[0].astype(np.float32)
+    h = rng.standard_normal((width, points), dtype=np.float32)
+    devices = jax.local_devices()
+    by_devices = {}
+    for n in sorted({1, len(devices)}):
+        sharding = NamedSharding(Mesh(np.array(devices[:n]), ("copies",)), PartitionSpec("copies"))
+        args = [jax.device_put(np.stack([a] * n), sharding) for a in (w, h)]
+        compiled = jax.jit(jax.vmap(passes)).lower(*args).compile()
+        jax.block_until_ready(compiled(*args))
+        best = min(_timed(lambda: jax.block_until_ready(compiled(*args))) for _ in range(repeats))
+        by_devices[n] = n * steps * flops / best / 1e9
+    return {"layer_gflops": max(by_devices.values()), "by_devices": by_devices, "width": width,
+            "points": points, "steps": steps, "flops_per_pass": flops}
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -105,30 +159,31 @@ def computed_runs(sweep) -> int:
 
 
 def time_loop(base: ExperimentConfig, runs: int) -> dict:
-    """The same training code one run at a time: ``jit(make_train(base))`` in a Python loop.
+    """The engine's own program one run at a time, from a Python loop.
 
-    Runs ``runs`` configurations (Lipschitz bounds of :func:`lipschitz_grid`, seeds
-    ``0..runs−1``). Returns ``{"compile_s", "run_s"}`` with the fastest run's seconds.
+    The program is :func:`sims.train.grid_program` of ``base``'s static configuration (the
+    ``jit(vmap(train))`` the engine runs), called with one run per call (inputs from
+    :func:`sims.train.grid_inputs`) and compiled once for that shape before anything is
+    timed. Runs ``runs`` configurations (Lipschitz bounds of :func:`lipschitz_grid`, seeds
+    ``0..runs−1``). Returns ``{"compile_s", "run_s", "entry"}`` with the fastest run's seconds.
     """
     import jax
 
-    from sims.train import make_train, swept_inputs
+    from sims.train import grid_inputs, grid_program
 
-    train = jax.jit(make_train(base))
-    key0 = jax.random.PRNGKey(0)
+    program = grid_program(base.static_part())
     t0 = time.perf_counter()
-    compiled = train.lower(key0, swept_inputs(base)).compile()
+    compiled = program.lower(*grid_inputs([base], [0])).compile()
     compile_s = time.perf_counter() - t0
     times = []
-    for i, lip in enumerate(np.geomspace(0.25, 32.0, runs)):
+    for seed, lip in enumerate(np.geomspace(0.25, 32.0, runs)):
         cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, lipschitz=float(lip)))
-        key, swept = jax.random.PRNGKey(i), swept_inputs(cfg)
+        keys, swept = grid_inputs([cfg], [seed])
         t0 = time.perf_counter()
-        out = compiled(key, swept)
-        jax.block_until_ready(out)
-        float(out["metrics"]["loss_final"])  # the row reaches the host, as in a sweep
+        out = jax.block_until_ready(compiled(keys, swept))
+        float(out["metrics"]["loss_final"][0])  # the row reaches the host, as in a sweep
         times.append(time.perf_counter() - t0)
-    return {"compile_s": compile_s, "run_s": min(times)}
+    return {"compile_s": compile_s, "run_s": min(times), "entry": "sims.train.grid_program"}
 
 
 # --------------------------------------------------------------------------- scaling, memory
@@ -171,17 +226,19 @@ def time_oracle(base: ExperimentConfig, plan: BenchPlan) -> dict:
 def linear_r2(x: Sequence[float], y: Sequence[float]) -> float:
     """R² of the least-squares line ``y ≈ a + b x``.
 
+    That is the squared correlation of ``x`` and ``y``; a constant ``y`` is fitted exactly
+    (1), a constant ``x`` explains nothing (0).
+
     Example:
       >>> round(linear_r2([1, 2, 3], [2, 4, 6.1]), 4)
-      0.9999
+      0.9998
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.size < 2:
         raise ValueError(f"need at least two points for a fit, found {x.size}")
-    slope, intercept = np.polyfit(x, y, 1)
-    resid = y - (intercept + slope * x)
-    total = np.sum((y - y.mean()) ** 2)
-    return float(1.0 - np.sum(resid**2) / total) if total > 0 else 1.0
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float(np.ptp(y) == 0)
+    return float(np.corrcoef(x, y)[0, 1] ** 2)
 
 
 def peak_rss(base: ExperimentConfig, runs: int, steps: int, workdir: Path,

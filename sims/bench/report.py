@@ -13,6 +13,7 @@ from typing import Callable
 
 from sims.bench.measure import (
     device_description,
+    layer_rate,
     linear_r2,
     matmul_peak,
     peak_rss,
@@ -20,9 +21,19 @@ from sims.bench.measure import (
     time_loop,
     time_oracle,
 )
-from sims.bench.torch_twin import time_torch, torch_available
-from sims.bench.workload import FULL, TARGETS, BenchPlan, engine_grid, lipschitz_grid, step_flops
+from sims.bench.torch_twin import check_torch_twin, time_torch, torch_available
+from sims.bench.workload import (
+    FULL,
+    TARGETS,
+    BenchPlan,
+    engine_grid,
+    layer_flops,
+    lipschitz_grid,
+    step_flops,
+    workload,
+)
 from sims.config import ExperimentConfig
+
 
 @dataclass
 class BenchReport:
@@ -44,6 +55,7 @@ class BenchReport:
         gflops = flops / engine_run_s / 1e9
         peak = r["peak"]["peak_gflops"]
         torch_s = r.get("torch", {}).get("run_s")
+        layer = r.get("layer", {}).get("layer_gflops")
         scaling = r.get("scaling", [])
         return {
             "speedup_vs_torch": torch_s / engine_run_s if torch_s else None,
@@ -51,6 +63,8 @@ class BenchReport:
             "gflops": gflops,
             "matmul_peak_gflops": peak,
             "peak_fraction": gflops / peak,
+            "layer_gflops": layer,
+            "engine_share_of_layer": gflops / layer if layer else None,
             "r2_scaling": linear_r2([s["runs"] for s in scaling], [s["wall_s"] for s in scaling])
             if len(scaling) >= 2 else None,
             "peak_rss_mb": r["rss"]["peak_rss_mb"] if r.get("rss", {}).get("ok") else None,
@@ -105,7 +119,7 @@ class BenchReport:
             lines.append(f"{label:46s}{secs:10.3f}{steps / secs:14.0f}{gf:10.1f}{secs / run_s:9.1f}x")
 
         row(f"engine ({e['runs']} runs, {e['entry']}, {r['jax_devices']} dev)", run_s)
-        row("JAX, one run at a time", r["loop"]["run_s"])
+        row("JAX grid_program, one run per call", r["loop"]["run_s"])
         if r.get("torch"):
             t = r["torch"]
             for n, secs in sorted(t["by_threads"].items()):
@@ -125,6 +139,20 @@ class BenchReport:
             "matmul peak " + ", ".join(f"{k}: {v:.0f}" for k, v in r["peak"]["by_size"].items())
             + f" GFLOP/s -> {s['matmul_peak_gflops']:.1f}",
         ]
+        if r.get("layer"):
+            x = r["layer"]
+            lines.append(
+                f"layer    {x['width']}×{x['width']} hidden layer over {x['points']} points, forward "
+                f"and backward ({x['flops_per_pass'] / 1e6:.2f} MFLOP, {x['steps']} per call): "
+                + ", ".join(f"{n} dev {v:.1f}" for n, v in sorted(x["by_devices"].items()))
+                + f" GFLOP/s -> {s['layer_gflops']:.1f}; engine at "
+                f"{100 * s['engine_share_of_layer']:.0f} % of it")
+        if r.get("torch_check"):
+            c = r["torch_check"]
+            lines.append(
+                f"twin     PyTorch loss against JAX on a fixed batch, L = {c[0]['lipschitz']:g}: "
+                + "; ".join(f"{x['negative_mode']} {x['jax_loss']:.6f} (relative difference "
+                            f"{abs(x['torch_loss'] / x['jax_loss'] - 1):.0e})" for x in c))
         if r.get("scaling"):
             lines.append(f"scaling  ({r['scaling'][0]['steps']} steps per run) " + "; ".join(
                 f"{x['runs']} runs {x['wall_s']:.1f} s (exec {x['exec_s']:.1f} s)" for x in r["scaling"])
@@ -160,6 +188,20 @@ def run_bench(plan: BenchPlan = FULL, log: Callable[[str], None] | None = None) 
     r["device"] = device_description()
     r["versions"] = {"jax": jax.__version__, "python": platform.python_version()}
     r["jax_devices"] = len(jax.local_devices())
+    if plan.torch_runs and torch_available():
+        # The twin is checked before anything is timed, on the workload's static configuration
+        # at its largest Lipschitz bound (the largest embeddings of the grid, where the loss is
+        # furthest from log(K + 1)), for both negative modes; a RuntimeError stops the bench.
+        say("torch: checking the twin's loss against JAX")
+        lipschitz = max(workload(plan)[1].get(("model", "lipschitz"), [base.model.lipschitz]))
+        r["torch_check"] = []
+        for mode in ("shared", "independent"):
+            cfg = dataclasses.replace(
+                base, model=dataclasses.replace(base.model, lipschitz=lipschitz),
+                train=dataclasses.replace(base.train, negative_mode=mode))
+            jax_loss, torch_loss = check_torch_twin(cfg)
+            r["torch_check"].append({"negative_mode": mode, "lipschitz": lipschitz,
+                                     "jax_loss": jax_loss, "torch_loss": torch_loss})
     with tempfile.TemporaryDirectory(prefix="infonce-bench-") as tmp:
         workdir = Path(tmp)
         say(f"engine: {runs} runs × {plan.engine_repeats}")
@@ -176,6 +218,9 @@ def run_bench(plan: BenchPlan = FULL, log: Callable[[str], None] | None = None) 
             r["torch"] = time_torch(base, plan.torch_runs, plan.torch_threads)
         say("matmul peak")
         r["peak"] = matmul_peak(plan.peak_sizes, plan.peak_repeats)
+        if layer_flops(base):  # a model without a width × width layer has no such ceiling
+            say("layer ceiling: the workload's hidden layer alone")
+            r["layer"] = layer_rate(base, plan.layer_steps, plan.layer_repeats)
         r["scaling"] = []
         scaled = base if plan.scaling_steps is None else dataclasses.replace(
             base, train=dataclasses.replace(base.train, steps=plan.scaling_steps))

@@ -84,6 +84,59 @@ def torch_infonce(anchor, positive, negatives, temperature: float):
     return torch.nn.functional.cross_entropy(logits, labels)
 
 
+def _torch_loss(net, head: str, anchor, positive, negatives, temperature: float):
+    """One step's loss in PyTorch: every point embedded in one forward pass, then InfoNCE.
+
+    ``anchor``, ``positive``: ``[B, D]``; ``negatives``: ``[K, D]`` or ``[B, K, D]``. The one
+    embedding path of :func:`torch_train` and :func:`check_torch_twin`.
+    """
+    import torch
+
+    b, dim = anchor.shape
+    z = torch_head(net(torch.cat([anchor, positive, negatives.reshape(-1, dim)])), head)
+    zn = z[2 * b:].reshape(*negatives.shape[:-1], -1)
+    return torch_infonce(z[:b], z[b:2 * b], zn, temperature)
+
+
+def check_torch_twin(config: ExperimentConfig, tolerance: float = 1e-5) -> tuple[float, float]:
+    """Check the PyTorch twin against the JAX loss on one fixed batch; ``(jax, torch)`` losses.
+
+    Fixed JAX parameters (``make_model(config.model, D).init`` with :func:`sims.train.run_keys`
+    of seed 0), that run's points (:func:`sims.data.materialize` with its data key) and one
+    batch of them (:func:`sims.data.sample_batch` with its training key, ``config``'s batch
+    size, K and negative mode). The JAX loss is :func:`sims.train.batch_loss`; the PyTorch
+    loss is the twin's, with the same parameters copied in (:func:`torch_model`), through
+    the embedding path :func:`torch_train` times (:func:`torch_head`, :func:`torch_infonce`).
+
+    Raises:
+      RuntimeError: the two differ by more than ``tolerance`` relative to the JAX loss.
+    """
+    import torch
+
+    from sims.data import materialize, sample_batch
+    from sims.models import make_model
+    from sims.train import batch_loss, run_keys
+
+    d, t = config.data, config.train
+    keys = run_keys(0)
+    model = make_model(config.model, d.input_dim)
+    params = model.init(keys.init, config.swept_values())
+    points = materialize(d, keys.data).points
+    batch = sample_batch(keys.train, points, t.batch_size, t.negatives, t.negative_mode)
+    expected = float(batch_loss(model, params, batch, t.temperature))
+    tensor = lambda a: torch.from_numpy(np.array(a, np.float32))  # noqa: E731
+    with torch.no_grad():
+        got = float(_torch_loss(torch_model(config, params), config.model.head,
+                                tensor(batch.anchor), tensor(batch.positive),
+                                tensor(batch.negatives), t.temperature))
+    if not abs(got - expected) <= tolerance * abs(expected):
+        raise RuntimeError(
+            f"PyTorch twin disagrees with the JAX loss ({config.model.kind}, {t.negative_mode} "
+            f"negatives): JAX {expected!r}, PyTorch {got!r} (relative difference "
+            f"{abs(got - expected) / abs(expected):.2e} > {tolerance:g})")
+    return expected, got
+
+
 def torch_train(config: ExperimentConfig, points: np.ndarray, seed: int = 0,
                 steps: int | None = None) -> dict:
     """Train ``config`` in PyTorch the straightforward way; returns ``{"seconds", "loss", "model"}``.
@@ -126,9 +179,7 @@ def torch_train(config: ExperimentConfig, points: np.ndarray, seed: int = 0,
         anchor = pts[s, torch.randint(p, (b,))]
         positive = pts[s, torch.randint(p, (b,))]
         negatives = flat[torch.randint(n_sets * p, neg_shape)]
-        z = torch_head(net(torch.cat([anchor, positive, negatives.reshape(-1, dim)])), m.head)
-        za, zp, zn = z[:b], z[b:2 * b], z[2 * b:].reshape(*neg_shape, -1)
-        loss = torch_infonce(za, zp, zn, t.temperature)
+        loss = _torch_loss(net, m.head, anchor, positive, negatives, t.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -142,29 +193,29 @@ def torch_train(config: ExperimentConfig, points: np.ndarray, seed: int = 0,
 def time_torch(base: ExperimentConfig, runs: int, threads: Sequence[int]) -> dict:
     """Time :func:`torch_train` for each thread setting (0 = PyTorch's default).
 
+    Run ``seed`` (``0..runs−1``) trains on that run's points, as the engine draws them
+    (:func:`sims.data.materialize` with the data key of :func:`sims.train.run_keys`).
     Returns ``{"by_threads": {n: best seconds per run}, "run_s": best over settings,
     "threads": that setting}``, or ``{}`` when PyTorch is not installed.
     """
     if not torch_available():
         return {}
-    import jax
     import torch
 
     from sims.data import materialize
+    from sims.train import run_keys
 
+    points = [np.asarray(materialize(base.data, run_keys(seed).data).points)
+              for seed in range(max(runs, 1))]
     default = torch.get_num_threads()
     by_threads = {}
     try:
         for n in threads:
             torch.set_num_threads(default if n == 0 else n)
-            k_data = jax.random.split(jax.random.PRNGKey(0), 4)[0]
-            torch_train(base, np.asarray(materialize(base.data, k_data).points), 0,
-                        steps=min(20, base.train.steps))  # warm-up, untimed
+            torch_train(base, points[0], 0, steps=min(20, base.train.steps))  # warm-up, untimed
             best = math.inf
             for seed in range(runs):
-                k_data = jax.random.split(jax.random.PRNGKey(seed), 4)[0]
-                points = np.asarray(materialize(base.data, k_data).points)
-                best = min(best, torch_train(base, points, seed)["seconds"])
+                best = min(best, torch_train(base, points[seed], seed)["seconds"])
             by_threads[torch.get_num_threads()] = best
     finally:
         torch.set_num_threads(default)

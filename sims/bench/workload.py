@@ -15,7 +15,8 @@ from sims.config import SWEEPABLE, ExperimentConfig
 #: the keys of ``infonce-lab bench --json``, in order.
 SUMMARY_KEYS = (
     "speedup_vs_torch", "speedup_vs_loop", "gflops", "matmul_peak_gflops", "peak_fraction",
-    "r2_scaling", "peak_rss_mb", "oracle_set_grid_s", "oracle_points_cell_s", "device",
+    "layer_gflops", "engine_share_of_layer", "r2_scaling", "peak_rss_mb", "oracle_set_grid_s",
+    "oracle_points_cell_s", "device",
 )
 
 #: the targets: (summary key, comparison, threshold).
@@ -49,6 +50,9 @@ class BenchPlan:
       rss_timeout_s: the memory sweep is killed (and reported so) after this long.
       peak_sizes: square matrix sizes of the matmul peak.
       peak_repeats: timed repetitions per size.
+      layer_steps: forward and backward passes of the workload's hidden layer per timed call
+        of the layer ceiling (one ``lax.scan``, as the training loop runs its steps).
+      layer_repeats: timed calls of the layer ceiling per device setting (the fastest counts).
       torch_threads: PyTorch thread settings tried (0 = PyTorch's default).
       oracle_geometries, oracle_gaps, oracle_caps: the class-minimum grid timed at the set
         level (the phase sweeps' grid: every geometry, gap and cap on the workload's data).
@@ -68,6 +72,8 @@ class BenchPlan:
     rss_timeout_s: float = 900.0
     peak_sizes: tuple[int, ...] = (512, 1024, 2048)
     peak_repeats: int = 5
+    layer_steps: int = 100
+    layer_repeats: int = 5
     torch_threads: tuple[int, ...] = (0, 1)
     oracle_geometries: tuple[str, ...] = ("chain", "interleaved", "lattice")
     oracle_gaps: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)
@@ -79,9 +85,10 @@ class BenchPlan:
 #: the default plan (``make bench``).
 FULL = BenchPlan()
 #: a plan that exercises every part in well under a minute (``--quick``, the smoke test).
-QUICK = BenchPlan(steps=5, engine_runs=4, engine_repeats=1, loop_runs=2, torch_runs=1,
+QUICK = BenchPlan(sweep="quick_phase_chain", steps=5, engine_runs=4, engine_repeats=1, loop_runs=2, torch_runs=1,
                   scaling=(2, 4, 8), scaling_steps=None, rss_runs=16, rss_steps=2,
-                  peak_sizes=(256,), peak_repeats=2, oracle_geometries=("chain",),
+                  peak_sizes=(256,), peak_repeats=2, layer_steps=20, layer_repeats=2,
+                  oracle_geometries=("chain",),
                   oracle_gaps=(0.1,), oracle_caps=(0.5, 8.0))
 
 
@@ -195,10 +202,16 @@ def step_flops(config: ExperimentConfig) -> int:
     Biases, activations, the head, softmax, Adam and the spectral constraint are not
     counted (they are not matmuls; the constraint's matmuls are overhead, not model work).
 
-    Example:
+    Example (the workload's shapes: ``P = 2·256 + 16 = 528``, layers ``2 → 64 → 64 → 3``, so a
+    forward pass is ``2·528·(2·64 + 64·64 + 64·3) = 4,663,296``; three times that, less the
+    first layer's input gradient ``2·528·2·64 = 135,168``, plus ``3·(2·256·16·3 + 2·256·3) =
+    78,336`` for the similarities ≈ 13.9 MFLOP):
+
       >>> from sims.config import build_config
-      >>> step_flops(build_config())   # the bundled workload: 2·528·4416·… ≈ 13.9 MFLOP
-      13929984
+      >>> step_flops(build_config())
+      13933056
+      >>> 3 * 4_663_296 - 135_168 + 78_336
+      13933056
     """
     d, m, t = config.data, config.model, config.train
     p = points_per_step(config)
@@ -211,3 +224,22 @@ def step_flops(config: ExperimentConfig) -> int:
         model = sum(layers) + sum(layers) + sum(layers[1:])
     sims = 2 * t.batch_size * t.negatives * m.out_dim + 2 * t.batch_size * m.out_dim
     return int(model + 3 * sims)
+
+
+def layer_flops(config: ExperimentConfig) -> int:
+    """FLOPs of the workload's largest product shape, forward and backward: ``3 · 2·P·w²``.
+
+    One ``width × width`` hidden layer applied to the ``P`` points one step embeds
+    (:func:`points_per_step`): the forward product ``Wᵀh``, the weight gradient and the
+    input gradient, each ``2·P·w²`` (the product :func:`sims.bench.layer_rate` times). Only
+    the MLP kinds of depth ≥ 3 have such a layer; 0 for the others.
+
+    Example:
+      >>> from sims.config import build_config
+      >>> layer_flops(build_config())   # P = 528, width 64: 3·2·528·64·64
+      12976128
+    """
+    m = config.model
+    if m.kind not in ("mlp", "lipschitz_mlp") or m.depth < 3:
+        return 0
+    return 3 * 2 * points_per_step(config) * m.width * m.width

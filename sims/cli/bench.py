@@ -18,8 +18,10 @@ def register(subparsers) -> None:
         "measure scaling in runs and the peak memory of a 10,000-run sweep.",
     )
     p.add_argument("--json", action="store_true",
-                   help="print one JSON object (speedup_vs_torch, speedup_vs_loop, gflops, "
-                        "matmul_peak_gflops, peak_fraction, r2_scaling, peak_rss_mb, device)")
+                   help="print one JSON object (the keys of sims.bench.SUMMARY_KEYS: speedup_vs_torch, "
+                        "speedup_vs_loop, gflops, matmul_peak_gflops, peak_fraction, layer_gflops, "
+                        "engine_share_of_layer, r2_scaling, peak_rss_mb, oracle_set_grid_s, "
+                        "oracle_points_cell_s, device)")
     p.add_argument("--details", action="store_true",
                    help="with --json: add the raw measurements, the workload and the targets")
     p.add_argument("--quick", action="store_true",

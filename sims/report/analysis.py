@@ -13,11 +13,13 @@ import csv
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-REGIME_ORDER = ("collapsed", "preserved", "split")
+import theory
+from theory.regimes import REGIMES, majority_regime
+
 #: a cap "binds" when the trained network's certified bound uses at least this share of it.
 BINDING_SHARE = 0.9
 #: anchor pairs of the point-level estimates of :func:`points_level_subset`.
@@ -55,27 +57,44 @@ def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
-def majority(regimes: Iterable[str]) -> str:
-    """Most frequent regime; ties go to the later regime in collapsed < preserved < split."""
-    counts = defaultdict(int)
-    for r in regimes:
-        counts[r] += 1
-    return max(REGIME_ORDER, key=lambda r: (counts[r], REGIME_ORDER.index(r)))
-
-
 def binds(row: dict) -> bool:
     """Whether a run's configured cap binds (``cap_utilization >= BINDING_SHARE``).
 
     Rows without a cap (``mlp``) or from older results count as binding."""
     share = row.get("cap_utilization", math.nan)
-    return not (isinstance(share, float) and share == share) or share >= BINDING_SHARE
+    try:
+        share = float(share)
+    except (TypeError, ValueError):
+        return True
+    return not math.isfinite(share) or share >= BINDING_SHARE
+
+
+def middle(values) -> Any:
+    """The middle value of a grid axis (the lower middle for an even count)."""
+    ordered = sorted(set(values))
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def theory_lines(rows: Sequence[dict]) -> tuple[float, float]:
+    """``(e_m/Δ, e_m/D_c)`` of some runs from their measured certificate columns.
+
+    ``Δ`` is the smallest recorded ``cluster_distance``, ``D_c`` the largest recorded
+    ``chain_diameter`` and ``m`` the runs' ``data.n_clusters`` (:func:`theory.phase_lines`).
+    """
+    m = {int(r["data.n_clusters"]) for r in rows}
+    if len(m) != 1:
+        raise ValueError(f"rows: theory lines need one number of clusters, found {sorted(m)}")
+    return theory.phase_lines(min(r["cluster_distance"] for r in rows),
+                              max(r["chain_diameter"] for r in rows), m.pop())
 
 
 def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
     """Aggregate runs over seeds: one record per (x, y) cell.
 
-    With class-minimum columns (an ``[oracle]`` section), a cell also carries the oracle's
-    regime, loss and the mean ``oracle_gap`` (the class minimum is the same for every seed).
+    A cell carries the theory lines of its runs' measured certificates
+    (:func:`theory_lines`), and with class-minimum columns (an ``[oracle]`` section) the
+    oracle's regime, loss and the mean ``oracle_gap`` (the class minimum is the same for
+    every seed).
     """
     cells = defaultdict(list)
     for r in rows:
@@ -83,8 +102,8 @@ def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
     out = []
     for (xv, yv), rs in sorted(cells.items()):
         cell = {
-            x: xv, y: yv, "runs": len(rs), "regime": majority(r["regime"] for r in rs),
-            **{f"n_{g}": sum(r["regime"] == g for r in rs) for g in REGIME_ORDER},
+            x: xv, y: yv, "runs": len(rs), "regime": majority_regime(r["regime"] for r in rs),
+            **{f"n_{g}": sum(r["regime"] == g for r in rs) for g in REGIMES},
             "preservation_ratio": float(np.median([r["preservation_ratio"] for r in rs])),
             "loss_final": float(np.mean([r["loss_final"] for r in rs])),
             "loss_gap": float(np.mean([r["loss_gap"] for r in rs])),
@@ -92,10 +111,11 @@ def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
             "within_diameter": float(np.mean([r["within_diameter"] for r in rs])),
             "cap_utilization": float(np.median([r.get("cap_utilization", math.nan) for r in rs])),
             "cap_binds": sum(binds(r) for r in rs) * 2 > len(rs),
+            **dict(zip(("collapse_line", "split_line"), theory_lines(rs))),
         }
         if "oracle_regime" in rs[0]:
             cell.update({
-                "oracle_regime": majority(r["oracle_regime"] for r in rs),
+                "oracle_regime": majority_regime(r["oracle_regime"] for r in rs),
                 "oracle_loss": float(np.mean([r["oracle_loss"] for r in rs])),
                 "oracle_gap": float(np.mean([r["oracle_gap"] for r in rs])),
             })
@@ -109,7 +129,8 @@ def boundaries(cells: Sequence[dict], x: str, y: str, regime: str = "regime") ->
     For each ``x`` the collapse boundary is the geometric mean of the largest ``y`` whose
     majority regime (the column ``regime``) is collapsed and the next ``y``; the split
     boundary likewise between the largest non-split ``y`` and the smallest split ``y``
-    above it. ``nan`` when the grid does not bracket the boundary.
+    above it. ``nan`` when the grid does not bracket the boundary. Each record also holds
+    the column's theory lines (from :func:`cell_table`) and the boundaries' ratios to them.
     """
     out = []
     for xv in sorted({c[x] for c in cells}):
@@ -126,7 +147,10 @@ def boundaries(cells: Sequence[dict], x: str, y: str, regime: str = "regime") ->
             non = [i for i in range(first) if reg[i] != "split"]
             if non:
                 split = math.sqrt(ys[non[-1]] * ys[first])
-        out.append({x: xv, "collapse_boundary": collapse, "split_boundary": split})
+        lines = {k: col[0][k] for k in ("collapse_line", "split_line")}
+        out.append({x: xv, "collapse_boundary": collapse, "split_boundary": split, **lines,
+                    "collapse_ratio": collapse / lines["collapse_line"],
+                    "split_ratio": split / lines["split_line"]})
     return out
 
 
@@ -142,8 +166,7 @@ def points_level_subset(rows: Sequence[dict], cells: Sequence[dict]) -> list[dic
     from sims.oracle import class_minimum
     from sims.sweep.store import config_from_cells
 
-    gaps = sorted({c["data.gap"] for c in cells})
-    gap = gaps[(len(gaps) - 1) // 2]
+    gap = middle(c["data.gap"] for c in cells)
     col = sorted((c for c in cells if c["data.gap"] == gap), key=lambda c: c["model.lipschitz"])
     regimes = [c["oracle_regime"] for c in col]
     first = next((i for i, r in enumerate(regimes) if r == "split"), None)

@@ -10,9 +10,9 @@ trains its three runs as one compiled program.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,19 +23,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import theory  # noqa: E402
-from sims.data import diameter_in_gaps  # noqa: E402
+from theory.regimes import REGIMES  # noqa: E402
+from sims.config import GEOMETRIES  # noqa: E402
 from sims.report.analysis import (  # noqa: E402
     BINDING_SHARE,
-    REGIME_ORDER,
     binds,
     boundaries,
     cell_table,
+    middle,
     points_level_subset,
     write_table,
 )
 
 REGIME_COLOURS = {"collapsed": "#9e9e9e", "preserved": "#2e7d32", "split": "#c62828"}
-GEOMETRIES = ("chain", "interleaved", "lattice")
+
 #: axis labels that say which L a figure shows (the configured cap or a certified bound).
 CAP_LABEL = "configured cap L (model.lipschitz)"
 NOT_BINDING = f"cap does not bind: certified bound of the trained network < {BINDING_SHARE:.0%} of L"
@@ -56,50 +57,52 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 def _regime_legend(fig, y: float) -> None:
     """One legend of the three regime colours, centred under the figure."""
-    handles = [plt.Rectangle((0, 0), 1, 1, color=REGIME_COLOURS[r]) for r in REGIME_ORDER]
-    fig.legend(handles, REGIME_ORDER, loc="lower center", ncol=3, fontsize=9,
+    handles = [plt.Rectangle((0, 0), 1, 1, color=REGIME_COLOURS[r]) for r in REGIMES]
+    fig.legend(handles, REGIMES, loc="lower center", ncol=3, fontsize=9,
                bbox_to_anchor=(0.5, y))
 
 
 # --------------------------------------------------------------------------- F1 geometry
 
 
-def fig_geometry(out: Path, gap: float = 0.1, sets: int = 4, seed: int = 0) -> dict:
-    """F1: the three geometries' augmentation sets with their measured certificates."""
-    import jax
+def fig_geometry(rows: Sequence[dict], out: Path) -> dict:
+    """F1: the three geometries' augmentation sets with their measured certificates.
 
-    from sims.config import MixtureSpec
-    from sims.data import materialize
+    The data of the phase sweep ``rows`` (its clusters, sets, points and separation) at its
+    middle gap, laid out in each geometry (:func:`sims.data.design_points`: every seed's data
+    up to a rigid motion), and the certificate measured from those points.
+    """
+    from sims.data import design_points
+    from sims.sweep.store import config_from_cells
 
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), gridspec_kw={"height_ratios": [1, 1.3]})
+    gap = middle(r["data.gap"] for r in rows)
+    base = config_from_cells(next(r for r in rows if r["data.gap"] == gap)).data
+    fig, axes = plt.subplots(2, len(GEOMETRIES), figsize=(13, 7.5), gridspec_kw={"height_ratios": [1, 1.3]})
     markers = ["o", "s", "^", "D", "v", "P"]
     cmap = plt.get_cmap("tab10")
     table = []
     for j, geometry in enumerate(GEOMETRIES):
-        spec = MixtureSpec(geometry=geometry, n_clusters=3, sets_per_cluster=sets,
-                           points_per_set=16, input_dim=2, gap=gap, cluster_separation=1.0)
-        mix = materialize(spec, jax.random.PRNGKey(seed))
-        pts = np.asarray(mix.points, np.float64)
-        cid = np.asarray(mix.cluster_ids)
-        cert = theory.certificate(pts.reshape(-1, 2), np.repeat(np.arange(spec.n_sets), 16),
-                                  np.repeat(cid, 16), tie_rtol=1e-6)
+        spec = dataclasses.replace(base, geometry=geometry)
+        pts, set_ids, cluster_ids = design_points(spec)
+        cert = theory.certificate(pts, set_ids, cluster_ids)
         c0 = cert.clusters[0]
-        table.append({"geometry": geometry, "gap": gap, "sets_per_cluster": sets,
+        table.append({"geometry": geometry, "gap": gap, "sets_per_cluster": c0.n_sets,
                       "min_gap": c0.min_gap, "bottleneck": c0.bottleneck,
-                      "chain_diameter": c0.chain_diameter, "hops": c0.hops,
+                      "chain_diameter": c0.chain_diameter, "hops": c0.hops, "max_hops": c0.max_hops,
                       "cluster_distance": cert.cluster_distance})
         for row, zoom in ((0, False), (1, True)):
             ax = axes[row, j]
-            for s in range(spec.n_sets):
-                if zoom and cid[s] != 0:
+            for s in np.unique(set_ids):
+                sel = set_ids == s
+                c = int(cluster_ids[sel][0])
+                if zoom and c != 0:
                     continue
-                ax.scatter(pts[s, :, 0], pts[s, :, 1], s=14 if zoom else 5,
-                           color=cmap(s % sets), marker=markers[cid[s] % len(markers)],
-                           label=f"set {s}" if zoom else None)
+                ax.scatter(pts[sel, 0], pts[sel, 1], s=14 if zoom else 5, color=cmap(s % 10),
+                           marker=markers[c % len(markers)], label=f"set {s}" if zoom else None)
             ax.set_aspect("equal", adjustable="datalim")
             ax.tick_params(labelsize=7)
             if zoom:
-                ax.set_title(f"cluster 0 up close: {sets} disjoint sets", fontsize=9)
+                ax.set_title(f"cluster 0 up close: {c0.n_sets} disjoint sets", fontsize=9)
                 ax.text(0.02, 0.98,
                         f"measured: min gap {c0.min_gap:.3g}\nbottleneck β {c0.bottleneck:.3g}\n"
                         f"chain diameter D_c {c0.chain_diameter:.3g} ({c0.hops} hops)",
@@ -107,10 +110,10 @@ def fig_geometry(out: Path, gap: float = 0.1, sets: int = 4, seed: int = 0) -> d
                         bbox=dict(facecolor="white", alpha=0.85, edgecolor="none"))
                 ax.legend(fontsize=7, loc="lower right", markerscale=1.2)
             else:
-                ax.set_title(f"{geometry}: 3 clusters (markers), Δ = {cert.cluster_distance:.3g}",
-                             fontsize=10)
-    fig.suptitle(f"F1. Disjoint but intertwined augmentation sets at gap δ = {gap}: "
-                 "the generator's certificates, measured from the points", fontsize=11)
+                ax.set_title(f"{geometry}: {cert.n_clusters} clusters (markers), "
+                             f"Δ = {cert.cluster_distance:.3g}", fontsize=10)
+    fig.suptitle(f"F1. Disjoint but intertwined augmentation sets at gap δ = {gap:g}: "
+                 "the certificates measured from the points", fontsize=11)
     _save(fig, out, "F1_geometry")
     write_table(out / "F1_geometry.csv", table)
     return {"certificates": table}
@@ -119,23 +122,28 @@ def fig_geometry(out: Path, gap: float = 0.1, sets: int = 4, seed: int = 0) -> d
 # --------------------------------------------------------------------------- F2 phase
 
 
-def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
-    """F2: regime over gap × Lipschitz bound for each geometry, with SPEC E's lines.
+def _cell_axes(cells: Sequence[dict], x: str, y: str) -> tuple[list, list]:
+    return sorted({c[x] for c in cells}), sorted({c[y] for c in cells})
 
-    ``results`` maps geometry name to its phase sweep's rows.
+
+def _sets_label(rows: Sequence[dict]) -> str:
+    values = sorted({str(r["data.sets_per_cluster"]).replace(".0", "") for r in rows})
+    return values[0] if len(values) == 1 else "/".join(values)
+
+
+def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
+    """F2: regime of trained networks over gap × configured cap for each geometry.
+
+    ``results`` maps geometry name to its phase sweep's rows. The lines are SPEC 3.E's
+    sufficient-condition lines from the runs' measured certificates (:func:`theory_lines`).
     """
-    geoms = [g for g in GEOMETRIES if results.get(g)]
+    geoms = [g for g in results if results[g]]
     fig, axes = plt.subplots(1, len(geoms), figsize=(5.2 * len(geoms), 4.6), squeeze=False)
     summary, table = {}, []
     for ax, geometry in zip(axes[0], geoms):
         rows = results[geometry]
         cells = cell_table(rows, "data.gap", "model.lipschitz")
-        gaps = sorted({c["data.gap"] for c in cells})
-        lips = sorted({c["model.lipschitz"] for c in cells})
-        m = int(rows[0]["data.n_clusters"])
-        n = int(rows[0]["data.sets_per_cluster"])
-        sep = float(rows[0]["data.cluster_separation"])
-        e_m = theory.simplex_edge(m)
+        gaps, lips = _cell_axes(cells, "data.gap", "model.lipschitz")
         for c in cells:
             i, j = gaps.index(c["data.gap"]), lips.index(c["model.lipschitz"])
             ratio = min(c["preservation_ratio"], 1.0)
@@ -147,35 +155,22 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
                 ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///",
                                            edgecolor="0.25", lw=0))
             table.append({"geometry": geometry, **c})
-        # theory lines in index coordinates (log-log interpolation)
-        lg, ll = np.log(gaps), np.log(lips)
-
-        xs = np.linspace(lg[0], lg[-1], 200)
-        collapse = e_m / sep
-        split = e_m / (diameter_in_gaps(geometry, n) * np.exp(xs))
-        xi = np.interp(xs, lg, np.arange(len(gaps)))
-        yc = np.interp(np.log(collapse), ll, np.arange(len(lips)))
-        ax.axhline(yc, color="k", ls="--", lw=1.2, label=f"L = e_m/Δ = {collapse:.2f}")
-        ys = np.interp(np.log(split), ll, np.arange(len(lips)), left=-0.5, right=len(lips) - 0.5)
-        ax.plot(xi, ys, color="k", lw=1.6, label="L = e_m/D_c(δ)")
-        ax.set_xlim(-0.5, len(gaps) - 0.5)
-        ax.set_ylim(-0.5, len(lips) - 0.5)
-        ax.set_xticks(range(len(gaps)), [f"{g:g}" for g in gaps])
-        ax.set_yticks(range(len(lips)), [f"{v:g}" for v in lips])
-        ax.set_xlabel("gap δ between neighbouring sets")
-        ax.set_ylabel(CAP_LABEL)
-        ax.set_title(f"{geometry} (m={m}, n={n}, Δ={sep:g})", fontsize=10)
+        bnd = boundaries(cells, "data.gap", "model.lipschitz")
+        xi = np.arange(len(gaps))
+        edge = [-0.5, len(lips) - 0.5]
+        collapse = [b["collapse_line"] for b in bnd]
+        ax.plot(xi, _log_index(collapse, lips, left=edge[0], right=edge[1]), "k--", lw=1.2,
+                label="L = e_m/Δ" + (f" = {collapse[0]:.2f}" if len(set(collapse)) == 1 else ""))
+        ax.plot(xi, _log_index([b["split_line"] for b in bnd], lips, left=edge[0], right=edge[1]),
+                "k-", lw=1.6, label="L = e_m/D_c(δ)")
+        _grid_axes(ax, gaps, lips)
+        delta = min(r["cluster_distance"] for r in rows)
+        ax.set_title(f"{geometry} (m={int(rows[0]['data.n_clusters'])}, n={_sets_label(rows)}, "
+                     f"Δ={delta:.3g})", fontsize=10)
         if not all(c["cap_binds"] for c in cells):
             ax.add_patch(plt.Rectangle((0, 0), 0, 0, fill=False, hatch="///", edgecolor="0.25",
                                        lw=0, label="cap does not bind"))
         ax.legend(fontsize=7, loc="upper left")
-        bnd = boundaries(cells, "data.gap", "model.lipschitz")
-        for b in bnd:
-            d_c = diameter_in_gaps(geometry, n) * b["data.gap"]
-            b["split_theory"] = e_m / d_c
-            b["collapse_theory"] = collapse
-            b["split_ratio"] = b["split_boundary"] / b["split_theory"]
-            b["collapse_ratio"] = b["collapse_boundary"] / collapse
         summary[geometry] = bnd
     _regime_legend(fig, -0.04)
     fig.suptitle("F2. Phase diagram of trained networks: clusters collapse, are preserved, or split "
@@ -189,13 +184,23 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
     return {"boundaries": summary}
 
 
+def _grid_axes(ax, gaps: Sequence[float], lips: Sequence[float], fontsize: int = 10) -> None:
+    """Index-coordinate axes of a gap × cap grid, labelled with the grid's values."""
+    ax.set_xlim(-0.5, len(gaps) - 0.5)
+    ax.set_ylim(-0.5, len(lips) - 0.5)
+    ax.set_xticks(range(len(gaps)), [f"{g:g}" for g in gaps])
+    ax.set_yticks(range(len(lips)), [f"{v:g}" for v in lips])
+    ax.set_xlabel("gap δ between neighbouring sets", fontsize=fontsize)
+    ax.set_ylabel(CAP_LABEL, fontsize=fontsize)
+
+
 # --------------------------------------------------------------------------- F3 floor
 
 
-def fig_loss_floor(rows: Sequence[dict], out: Path, gap: float | None = None) -> dict:
-    """F3: trained loss against L at fixed gap, with ``ℓ*_m`` (clusters) and ``ℓ*_N`` (sets)."""
-    gaps = sorted({r["data.gap"] for r in rows})
-    gap = min(gaps, key=lambda g: abs(g - (gap if gap is not None else 0.05)))
+def fig_loss_floor(rows: Sequence[dict], out: Path) -> dict:
+    """F3: trained loss against the cap at the sweep's middle gap, with ``ℓ*_m`` and ``ℓ*_N``,
+    and the class minimum of each cap where the sweep has it."""
+    gap = middle(r["data.gap"] for r in rows)
     sel = sorted((r for r in rows if r["data.gap"] == gap), key=lambda r: r["model.lipschitz"])
     floor_m, floor_n = sel[0]["loss_floor"], sel[0]["loss_floor_sets"]
     fig, ax = plt.subplots(figsize=(7, 4.6))
@@ -208,7 +213,7 @@ def fig_loss_floor(rows: Sequence[dict], out: Path, gap: float | None = None) ->
     ax.axhline(floor_n, color="k", ls=":", lw=1.4,
                label=f"ℓ*_N, every set its own atom = {floor_n:.4f}")
     bound = np.array([binds(r) for r in sel])
-    for regime in REGIME_ORDER:
+    for regime in REGIMES:
         for binding in (True, False):
             k = np.array([r["regime"] == regime for r in sel]) & (bound == binding)
             if k.any():
@@ -218,8 +223,7 @@ def fig_loss_floor(rows: Sequence[dict], out: Path, gap: float | None = None) ->
     if "oracle_loss" in sel[0]:
         caps = sorted({r["model.lipschitz"] for r in sel})
         best = [min(r["oracle_loss"] for r in sel if r["model.lipschitz"] == c) for c in caps]
-        ax.plot(caps, best, "k-", marker="D", ms=4, lw=1.2, mfc="white",
-                label=SET_LEVEL)
+        ax.plot(caps, best, "k-", marker="D", ms=4, lw=1.2, mfc="white", label=SET_LEVEL)
     ax.text(0.98, 0.04, "below ℓ*_m: clusters must have been split", transform=ax.transAxes,
             ha="right", fontsize=8, color=REGIME_COLOURS["split"])
     ax.set_xscale("log")
@@ -228,8 +232,8 @@ def fig_loss_floor(rows: Sequence[dict], out: Path, gap: float | None = None) ->
     ax.set_ylim(floor_n - 0.05, max(loss.max() + 0.05, floor_m + 0.3))
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title(f"F3. Trained networks reach the cluster floor ℓ*_m when preserved and go below it "
-                 f"only by splitting;\nthe class minimum of each cap, beside them (chain, gap δ = {gap:g})",
-                 fontsize=10)
+                 f"only by splitting;\nthe class minimum of each cap beside them "
+                 f"({sel[0]['data.geometry']}, gap δ = {gap:g})", fontsize=10)
     _save(fig, out, "F3_loss_floor")
     keep = ("model.lipschitz", "seed", "regime", "loss_final", "loss_final_se", "loss_floor",
             "loss_floor_sets", "loss_gap", "lipschitz_bound", "cap_utilization", "oracle_loss",
@@ -246,57 +250,74 @@ def fig_loss_floor(rows: Sequence[dict], out: Path, gap: float | None = None) ->
 # --------------------------------------------------------------------------- F4 embeddings
 
 
-def fig_embeddings(out: Path, lipschitz=(0.125, 1.73, 30.0), steps: int = 1500,
-                   seed: int = 0) -> dict:
-    """F4: learned representations of a collapsed, a preserved and a split run (d = 3)."""
-    import jax
-    import jax.numpy as jnp
+def embedding_picks(rows: Sequence[dict]) -> list[dict]:
+    """One run of each regime from a phase sweep, for F4: at its middle gap and first seed,
+    the smallest collapsed cap, the preserved cap with the smallest W/B, the largest split
+    cap (majority regime of the cell)."""
+    gap = middle(r["data.gap"] for r in rows)
+    seed = min(r["seed"] for r in rows)
+    cells = [c for c in cell_table(rows, "data.gap", "model.lipschitz") if c["data.gap"] == gap]
+    choose = {
+        "collapsed": lambda cs: min(cs, key=lambda c: c["model.lipschitz"]),
+        "preserved": lambda cs: min(cs, key=lambda c: c["preservation_ratio"]),
+        "split": lambda cs: max(cs, key=lambda c: c["model.lipschitz"]),
+    }
+    picks = []
+    for regime in REGIMES:
+        mine = [c for c in cells if c["regime"] == regime]
+        if mine:
+            cap = choose[regime](mine)["model.lipschitz"]
+            picks.append(next(r for r in rows if r["data.gap"] == gap and r["seed"] == seed
+                              and r["model.lipschitz"] == cap))
+    return picks
 
-    from sims.config import build_config
-    from sims.data import materialize
-    from sims.metrics import finalize
-    from sims.models import make_model
-    from sims.train import make_train, swept_inputs
 
-    cfg = build_config(data={"geometry": "chain", "gap": 0.05, "cluster_separation": 3.0},
-                       model={"out_dim": 3}, train={"steps": steps})
-    base = {k: float(v) for k, v in swept_inputs(cfg).items()}
-    swept = {k: jnp.asarray([{**base, "lipschitz": L}[k] for L in lipschitz], jnp.float32)
-             for k in base}
-    keys = jnp.stack([jax.random.PRNGKey(seed)] * len(lipschitz))
-    res = jax.jit(jax.vmap(make_train(cfg)))(keys, swept)
-    model = make_model(cfg.model, cfg.data.input_dim)
-    points = materialize(cfg.data, jax.random.split(jax.random.PRNGKey(seed), 4)[0]).points
-    n_sets, p = points.shape[:2]
-    cid = np.repeat(np.arange(cfg.data.n_clusters), cfg.data.set_counts)
-    fig = plt.figure(figsize=(14, 4.8))
+def fig_embeddings(rows: Sequence[dict], out: Path) -> dict:
+    """F4: learned representations of a collapsed, a preserved and a split run.
+
+    The runs are the phase sweep's own (:func:`embedding_picks`): their configurations and
+    seeds are trained again (:func:`sims.train.fit_grid`, the engine's program) to recover
+    their parameters, and their points embedded. The first three output coordinates are drawn.
+    """
+    from sims.sweep.store import config_from_cells
+    from sims.train import fit_grid
+
+    picks = embedding_picks(rows)
+    fits = fit_grid([config_from_cells(r) for r in picks], [int(r["seed"]) for r in picks])
+    fig = plt.figure(figsize=(4.7 * len(fits), 4.8))
     cmaps = [plt.get_cmap(c) for c in ("Blues", "Oranges", "Greens", "Purples", "Reds")]
     table = []
-    for i, L in enumerate(lipschitz):
-        params = jax.tree_util.tree_map(lambda a: a[i], res["params"])
-        emb = np.asarray(model.apply(params, points))
-        row = finalize(cfg.with_swept(lipschitz=L), {k: float(v[i]) for k, v in res["metrics"].items()})
-        table.append({"lipschitz": L, **row})
-        ax = fig.add_subplot(1, len(lipschitz), i + 1, projection="3d")
+    for i, (row, fit) in enumerate(zip(picks, fits)):
+        cfg, metrics = fit.config, fit.metrics
+        emb = fit.embed(fit.points())
+        table.append({"model.lipschitz": cfg.model.lipschitz, "data.gap": cfg.data.gap,
+                      "seed": fit.seed, "sweep_regime": row["regime"],
+                      "sweep_loss_final": row["loss_final"], **metrics})
+        cid = np.repeat(np.arange(cfg.data.n_clusters), cfg.data.set_counts)
+        ax = fig.add_subplot(1, len(fits), i + 1, projection="3d")
         u, v = np.mgrid[0:2 * np.pi:30j, 0:np.pi:15j]
         ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v),
                           color="0.85", lw=0.3)
-        for s in range(n_sets):
+        for s in range(emb.shape[0]):
             c = cid[s]
             k = list(np.flatnonzero(cid == c)).index(s)
             shade = 0.45 + 0.5 * k / max(1, cfg.data.set_counts[c] - 1)
-            ax.scatter(*emb[s].T, s=6, color=cmaps[c % len(cmaps)](shade), depthshade=False)
-        ax.set_title(f"cap L = {L:g} (certified {row['lipschitz_bound']:.3g}): {row['regime']}\n"
-                     f"W = {row['within_diameter']:.2f}, "
-                     f"B = {row['between_distance']:.2f}, loss {row['loss_final']:.3f}",
+            xyz = np.pad(emb[s], ((0, 0), (0, max(0, 3 - emb.shape[-1]))))[:, :3]
+            ax.scatter(*xyz.T, s=6, color=cmaps[c % len(cmaps)](shade), depthshade=False)
+        ax.set_title(f"cap L = {cfg.model.lipschitz:g} (certified {metrics['lipschitz_bound']:.3g}): "
+                     f"{metrics['regime']}\nW = {metrics['within_diameter']:.2f}, "
+                     f"B = {metrics['between_distance']:.2f}, loss {metrics['loss_final']:.3f}",
                      fontsize=9)
         ax.set_xlim(-1, 1), ax.set_ylim(-1, 1), ax.set_zlim(-1, 1)
         ax.tick_params(labelsize=6)
-    fig.suptitle("F4. Learned representations f(x) in the unit ball (colour = cluster, shade = "
-                 "set): collapsed, preserved, split as the configured cap L grows", fontsize=11)
+    gap = picks[0]["data.gap"]
+    fig.suptitle(f"F4. Learned representations f(x) in the unit ball ({picks[0]['data.geometry']}, "
+                 f"gap δ = {gap:g}, seed {fits[0].seed}; colour = cluster, shade = set) as the "
+                 "configured cap L grows", fontsize=11)
     _save(fig, out, "F4_embeddings")
     write_table(out / "F4_embeddings.csv", table)
-    return {"regimes": [t["regime"] for t in table], "lipschitz": list(lipschitz)}
+    return {"regimes": [t["regime"] for t in table], "lipschitz": [t["model.lipschitz"] for t in table],
+            "sweep_regimes": [t["sweep_regime"] for t in table]}
 
 
 # --------------------------------------------------------------------------- F5 K and τ
@@ -304,7 +325,7 @@ def fig_embeddings(out: Path, lipschitz=(0.125, 1.73, 30.0), steps: int = 1500,
 
 def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict],
                               out: Path) -> dict:
-    """F5: where the preserved/split boundary sits as K runs from 1 to 256, and as τ varies."""
+    """F5: where the trained preserved/split boundary sits as K varies, and as τ varies."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     summary = {}
     for ax, rows, axis, label in ((axes[0], neg_rows, "train.negatives", "number of negatives K"),
@@ -325,22 +346,20 @@ def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict
                 label="measured preserved→split boundary")
         ax.plot(xs, [b["collapse_boundary"] for b in bnd], "k--", ms=4,
                 label="measured collapsed→preserved boundary")
-        m = int(rows[0]["data.n_clusters"])
-        geometry = rows[0]["data.geometry"]
-        n = int(rows[0]["data.sets_per_cluster"])
-        gap = rows[0]["data.gap"]
-        split_theory = theory.simplex_edge(m) / (diameter_in_gaps(geometry, n) * gap)
-        ax.axhline(split_theory, color="k", lw=0.8, ls=":",
-                   label=f"e_m/D_c = {split_theory:.1f}")
+        split_lines = sorted({round(b["split_line"], 9) for b in bnd})
+        ax.plot(xs, [b["split_line"] for b in bnd], color="k", lw=0.8, ls=":",
+                label="e_m/D_c" + (f" = {split_lines[0]:.1f}" if len(split_lines) == 1 else ""))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xlabel(label)
         ax.set_ylabel(CAP_LABEL)
         ax.legend(fontsize=7, loc="upper left")
         summary[axis] = bnd
+    sources = [r for r in (*neg_rows, *temp_rows)]
+    where = ", ".join(sorted({f"{r['data.geometry']}, gap δ = {r['data.gap']:g}" for r in sources}))
     _regime_legend(fig, -0.05)
     fig.suptitle("F5. Finite negatives and temperature: where preservation gives way to "
-                 "splitting in trained networks (chain, majority over seeds;\nhollow: "
+                 f"splitting in trained networks ({where}, majority over seeds;\nhollow: "
                  f"{NOT_BINDING})", fontsize=10)
     fig.tight_layout()
     _save(fig, out, "F5_negatives_temperature")
@@ -355,14 +374,17 @@ def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict
 
 def fig_uniformity(preserved_sources: dict[str, Sequence[dict]], many_rows: Sequence[dict],
                    out: Path) -> dict:
-    """F6: simplex error of preserved runs; for ``m > d + 1``, learned loss vs optimal atoms."""
+    """F6: simplex error of preserved runs; for ``m > d + 1``, learned loss vs optimal atoms.
+
+    The optimal ``m`` atoms in ``R^d`` are the runs' ``loss_floor_attainable`` column.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     ax = axes[0]
     table, errs = [], {}
     markers = "osD^vP<>"
     for i, (name, rows) in enumerate(preserved_sources.items()):
-        pts = [(r["model.lipschitz"] * r["data.cluster_separation"]
-                / theory.simplex_edge(int(r["data.n_clusters"])), r["simplex_error"])
+        pts = [(r["model.lipschitz"] * r["cluster_distance"] / theory.simplex_edge(int(r["data.n_clusters"])),
+                r["simplex_error"])
                for r in rows
                if r["regime"] == "preserved" and not math.isnan(r["simplex_error"])]
         if pts:
@@ -376,38 +398,33 @@ def fig_uniformity(preserved_sources: dict[str, Sequence[dict]], many_rows: Sequ
     ax.set_xlabel("L·Δ / e_m, L the configured cap (how far the class can spread the clusters)")
     ax.set_ylabel("‖G − G_simplex‖_F of cluster means")
     ax.legend(fontsize=7)
-    ax.set_title("preserved runs (m ≤ d + 1): distance of the cluster means to the simplex",
+    ax.set_title("preserved trained runs (m ≤ d + 1): distance of the cluster means to the simplex",
                  fontsize=9)
     ax = axes[1]
     atoms = []
-    if many_rows:
-        groups = defaultdict(list)
-        for r in many_rows:
-            groups[(int(r["data.n_clusters"]), int(r["model.out_dim"]), int(r["train.negatives"]),
-                    r["train.temperature"])].append(r)
-        for (m, d, k, t), rs in sorted(groups.items()):
-            opt = theory.optimal_atoms(m, d, k, t)
-            simplex = float(theory.simplex_infonce(m, k, t))
-            for r in rs:
-                colour = REGIME_COLOURS.get(r["regime"], "k")
-                ax.scatter(opt.loss, r["loss_final"], color=colour, s=18)
-                atoms.append({"n_clusters": m, "out_dim": d, "negatives": k, "temperature": t,
-                              "lipschitz": r["model.lipschitz"], "regime": r["regime"],
-                              "loss_final": r["loss_final"], "optimal_atoms": opt.loss,
-                              "simplex_floor": simplex})
+    for r in many_rows:
+        colour = REGIME_COLOURS.get(r["regime"], "k")
+        ax.scatter(r["loss_floor_attainable"], r["loss_final"], color=colour, s=18)
+        atoms.append({"n_clusters": int(r["data.n_clusters"]), "out_dim": int(r["model.out_dim"]),
+                      "negatives": int(r["train.negatives"]), "temperature": r["train.temperature"],
+                      "lipschitz": r["model.lipschitz"], "regime": r["regime"],
+                      "loss_final": r["loss_final"], "optimal_atoms": r["loss_floor_attainable"],
+                      "simplex_floor": r["loss_floor"]})
+    if atoms:
         lo = min(min(a["loss_final"] for a in atoms), min(a["optimal_atoms"] for a in atoms))
         hi = max(max(a["loss_final"] for a in atoms), max(a["optimal_atoms"] for a in atoms))
         ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="learned = optimal m atoms in R^d")
         ax.legend(fontsize=8)
-        ax.set_xlabel("loss of the optimal m-atom configuration in R^d (theory.optimal_atoms)")
+        ax.set_xlabel("optimal m atoms in R^d (loss_floor_attainable, theory.optimal_atoms)")
         ax.set_ylabel("learned loss")
         ax.set_title(f"m = {sorted({a['n_clusters'] for a in atoms})} clusters in "
                      f"d = {sorted({a['out_dim'] for a in atoms})} (a simplex fits only for m ≤ d + 1)",
                      fontsize=9)
     else:
         ax.set_visible(False)
-    fig.suptitle("F6. Uniformity: preserved clusters reach the regular simplex once L·Δ ≳ 2e_m; with more clusters "
-                 "than d + 1 the learned loss meets the optimal atom configuration", fontsize=11)
+    fig.suptitle("F6. Uniformity of trained networks: preserved cluster means against the regular "
+                 "simplex; with more clusters than d + 1, the learned loss against the optimal atom "
+                 "configuration", fontsize=11)
     fig.tight_layout()
     _save(fig, out, "F6_uniformity")
     write_table(out / "F6_uniformity.csv", table)
@@ -424,43 +441,52 @@ def fig_uniformity(preserved_sources: dict[str, Sequence[dict]], many_rows: Sequ
 
 
 def fig_certificate(sources: dict[str, Sequence[dict]], out: Path) -> dict:
-    """F7: measured within-cluster diameter against the chain bound of SPEC D (ball head)."""
+    """F7: measured within-cluster diameter against the chain bounds of SPEC 3.D (ball head).
+
+    Each run against its tight bound ``L̂·D_c + 2·h·r`` (``h`` the measured ``max_hops``); the
+    loose bound ``L̂·D_c + 2(n − 1)·r`` is checked as well. ``L̂`` is the certified bound of the
+    trained network.
+    """
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     table = []
     for name, rows in sources.items():
         for r in rows:
             if r.get("model.head") != "ball":
                 continue
-            bound = r["certificate_slack"] + r["within_diameter"]
-            table.append({"source": name, "run": r["run"], "bound": bound,
-                          "within_diameter": r["within_diameter"], "regime": r["regime"],
-                          "slack": r["certificate_slack"], "cap_binds": binds(r)})
-    for regime in REGIME_ORDER:
+            w = r["within_diameter"]
+            table.append({"source": name, "run": r["run"], "within_diameter": w, "regime": r["regime"],
+                          "tight_bound": r["certificate_slack_tight"] + w,
+                          "loose_bound": r["certificate_slack"] + w,
+                          "slack": r["certificate_slack"], "tight_slack": r["certificate_slack_tight"],
+                          "cap_binds": binds(r)})
+    for regime in REGIMES:
         for binding in (True, False):
-            pts = [(t["bound"], t["within_diameter"]) for t in table
+            pts = [(t["tight_bound"], t["within_diameter"]) for t in table
                    if t["regime"] == regime and t["cap_binds"] == binding]
             if pts:
                 b, w = np.array(pts).T
                 colour = REGIME_COLOURS[regime]
                 ax.scatter(b, w, s=10, alpha=0.6, color=colour if binding else "none",
                            edgecolors=colour, label=regime + ("" if binding else ", cap does not bind"))
-    violations = [t for t in table if t["slack"] < -1e-5]
+    violations = [t for t in table if t["tight_slack"] < -1e-5]
+    loose_violations = [t for t in table if t["slack"] < -1e-5]
     if table:
-        hi = max(max(t["bound"] for t in table), max(t["within_diameter"] for t in table))
+        hi = max(max(t["tight_bound"] for t in table), max(t["within_diameter"] for t in table))
         lo = max(1e-4, min(min(t["within_diameter"] for t in table if t["within_diameter"] > 0),
-                           min(t["bound"] for t in table)))
+                           min(t["tight_bound"] for t in table)))
         ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="W = bound")
         ax.set_xscale("log")
         ax.set_yscale("log")
-    ax.set_xlabel("chain bound L̂·D_c + 2(n−1)·r, L̂ the certified bound of the trained network")
+    ax.set_xlabel("tight chain bound L̂·D_c + 2·h·r, L̂ the certified bound of the trained network")
     ax.set_ylabel("measured within-cluster diameter W")
     ax.legend(fontsize=7)
     ax.set_title(f"F7. The Lipschitz chain certificate holds: {len(table)} ball-head trained runs, "
                  f"{len(violations)} above the diagonal", fontsize=10)
     _save(fig, out, "F7_certificate")
     write_table(out / "F7_certificate.csv", table)
-    return {"runs": len(table), "violations": len(violations),
-            "min_slack": min((t["slack"] for t in table), default=math.nan)}
+    return {"runs": len(table), "violations": len(violations), "loose_violations": len(loose_violations),
+            "min_slack": min((t["slack"] for t in table), default=math.nan),
+            "min_tight_slack": min((t["tight_slack"] for t in table), default=math.nan)}
 
 
 # --------------------------------------------------------------------------- F8 the class minimum
@@ -490,7 +516,7 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
     columns) and the measured split boundaries of both. Bottom: ``oracle_gap``, how far
     every trained run stays above the class minimum of its cap.
     """
-    geoms = [g for g in GEOMETRIES if results.get(g) and "oracle_regime" in results[g][0]]
+    geoms = [g for g in results if results[g] and "oracle_regime" in results[g][0]]
     if not geoms:
         return {}
     fig = plt.figure(figsize=(5.0 * len(geoms), 11.5))
@@ -500,13 +526,9 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
     for col_index, geometry in enumerate(geoms):
         rows = results[geometry]
         cells = cell_table(rows, "data.gap", "model.lipschitz")
-        gaps = sorted({c["data.gap"] for c in cells})
-        lips = sorted({c["model.lipschitz"] for c in cells})
-        m = int(rows[0]["data.n_clusters"])
-        diameter = {g: next(r["chain_diameter"] for r in rows if r["data.gap"] == g) for g in gaps}
-        delta = min(r["cluster_distance"] for r in rows)
-        split_line = {g: theory.phase_lines(delta, diameter[g], m)[1] for g in gaps}
+        gaps, lips = _cell_axes(cells, "data.gap", "model.lipschitz")
         trained = {b["data.gap"]: b for b in boundaries(cells, "data.gap", "model.lipschitz")}
+        split_line = {g: trained[g]["split_line"] for g in gaps}
         oracle = {b["data.gap"]: b for b in boundaries(cells, "data.gap", "model.lipschitz", "oracle_regime")}
         subset = points_level_subset(rows, cells) if points_level else []
         for row_index, key, who in ((0, "regime", "trained networks (majority over seeds)"),
@@ -527,12 +549,7 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
                     i, j = gaps.index(p["data.gap"]), lips.index(p["model.lipschitz"])
                     ax.text(i, j, f"p:{p['points_regime'][0].upper()}", ha="center", va="center",
                             fontsize=7, color="white", fontweight="bold")
-            ax.set_xlim(-0.5, len(gaps) - 0.5)
-            ax.set_ylim(-0.5, len(lips) - 0.5)
-            ax.set_xticks(range(len(gaps)), [f"{g:g}" for g in gaps])
-            ax.set_yticks(range(len(lips)), [f"{v:g}" for v in lips])
-            ax.set_xlabel("gap δ between neighbouring sets", fontsize=8)
-            ax.set_ylabel(CAP_LABEL, fontsize=8)
+            _grid_axes(ax, gaps, lips, fontsize=8)
             ax.set_title(f"{geometry}: {who}", fontsize=9)
             ax.legend(fontsize=6, loc="upper left")
         disagree = [c for c in cells if c["regime"] != c["oracle_regime"]]

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from sims.config import GEOMETRIES
 from sims.report import figures
 from sims.report.analysis import load_results
 
@@ -33,9 +34,6 @@ QUICK = {
     "imbalanced": None,
     "many_clusters": "quick_many_clusters",
 }
-#: training steps of the three F4 runs.
-EMBEDDING_STEPS = {"full": 1500, "quick": 400}
-
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -66,14 +64,14 @@ def make_figures(folders: dict[str, Path], out: Path, quick: bool,
     rows = {role: load_results(folder) for role, folder in folders.items()}
     summary: dict = {"mode": "quick" if quick else "full"}
     log("F1 geometry")
-    summary["F1"] = figures.fig_geometry(out)
+    summary["F1"] = figures.fig_geometry(rows["phase_chain"], out)
     log("F2 phase diagram")
-    phase = {g: rows.get(f"phase_{g}", []) for g in figures.GEOMETRIES}
+    phase = {g: rows[f"phase_{g}"] for g in GEOMETRIES if rows.get(f"phase_{g}")}
     summary["F2"] = figures.fig_phase(phase, out)
     log("F3 loss against the floor")
     summary["F3"] = figures.fig_loss_floor(rows["phase_chain"], out)
     log("F4 embeddings")
-    summary["F4"] = figures.fig_embeddings(out, steps=EMBEDDING_STEPS["quick" if quick else "full"])
+    summary["F4"] = figures.fig_embeddings(rows["phase_chain"], out)
     log("F5 negatives and temperature")
     summary["F5"] = figures.fig_negatives_temperature(rows.get("negatives", []),
                                                       rows.get("temperature", []), out)

@@ -4,8 +4,9 @@ How a sweep runs (:func:`run_sweep`):
 
 1. **Groups.** Runs whose configurations have equal static parts
    (:meth:`ExperimentConfig.static_part`: everything that fixes an array shape) share one
-   ``train = make_train(config)``; the swept values (gap, Lipschitz bound, τ, ...) and the
-   seed are inputs. Groups are numbered in order of their first run.
+   compiled program, :func:`sims.train.grid_program`; the swept values (gap, Lipschitz
+   bound, τ, ...) and the seed are its array inputs. Groups are numbered in order of their
+   first run (:mod:`sims.sweep.plan`).
 2. **Chunks.** A group's runs, in run-id order, are cut into chunks of ``chunk_size``
    runs. A chunk is one call of ``jit(vmap(train))(keys, swept)``; the last chunk of a
    group is padded (by repeating its last run) to the group's fixed chunk shape, which is
@@ -22,31 +23,21 @@ How a sweep runs (:func:`run_sweep`):
    for the others (the command line sets a long timeout); if one process dies, the
    coordination service ends the others, and the same command resumes the sweep.
 4. **Chunk size.** Unless given (``--chunk-size``, ``[sweep] chunk_size``), it is
-   ``budget // run_bytes(config)`` runs per device (capped at :data:`MAX_RUNS_PER_DEVICE`)
-   with a budget of :data:`DEFAULT_MEMORY_BUDGET` bytes per device (see :func:`run_bytes`),
-   then evened out over the group so that its chunks are equal (:func:`balanced_chunk_size`).
-   The chunk size is recorded in the manifest; a resumed sweep keeps it.
-5. **Compilation** happens once per group and process (its time is in the manifest's
+   ``budget // run_bytes(config)`` runs per device (capped at ``MAX_RUNS_PER_DEVICE``)
+   with a budget of ``DEFAULT_MEMORY_BUDGET`` bytes per device (see
+   :func:`sims.sweep.plan.run_bytes`), then evened out over the group so that its chunks are
+   equal. The chunk size is recorded in the manifest; a resumed sweep keeps it.
+5. **Host and device in parallel.** While the devices train chunk ``i + 1``, a writer
+   thread finishes chunk ``i`` on the host: its metrics rows (and the class minimum of an
+   ``[oracle]`` section), its chunk file (written to a temporary name, then renamed), its
+   rows appended to ``results.csv`` and the manifest, under the folder lock
+   (:mod:`sims.sweep.store`). When the last chunk is in, ``results.csv`` is rewritten in
+   run order and ``curves.npz`` written. Running the same sweep file (same sha256) into the
+   same folder resumes: finished chunks are skipped and ``results.csv`` is rebuilt from the
+   chunk files. A different sweep file is refused without touching the folder.
+6. **Compilation** happens once per group and process (its time is in the manifest's
    ``sessions``); set ``JAX_COMPILATION_CACHE_DIR`` to reuse compiled programs across
    resumes and repeated sweeps.
-
-The output folder::
-
-    manifest.json      the sweep file's text and sha256, chunk sizes, versions, devices, git
-                       commit, dates, runs done, complete (true once every chunk is written)
-    chunks/g000-c0000.npz  one finished chunk (written to a temporary name, then renamed):
-                       sweep_sha256, run, seed, status, seconds, curve, columns (metric
-                       column order), device.<name> (raw device metrics, float64) and
-                       cell.<column> (the formatted results.csv cells); no pickles
-    results.csv        one row per finished run, in run-id order (see RESULTS_LAYOUT)
-    curves.npz         run (int64[n]), curve (float32[n, P], NaN-padded), length (int64[n])
-    .lock              serialises manifest updates and result assembly between processes
-
-``results.csv`` and ``curves.npz`` are rebuilt from the chunk files (atomically) after every
-chunk and at the end, by whichever process finished a chunk, under the folder lock, so the
-last process to finish always writes the complete union. Running the same sweep file (same
-sha256) into the same folder resumes: finished chunks are skipped. A different sweep file
-is refused without touching the folder.
 
 Divergence: a run whose ``loss_final`` or any point of its loss curve is NaN or infinite
 has ``status = diverged`` and empty metric cells; runs are independent lanes of the vmapped
@@ -55,8 +46,9 @@ program, so its chunk-mates are unaffected.
 
 from __future__ import annotations
 
-import functools
+import queue
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,63 +87,48 @@ class Backend:
     """What the engine trains and measures with (replaceable in tests).
 
     Attributes:
-      make_train: ``config -> train(key, swept) -> {"curve", "metrics", "params"}``.
+      program: ``static config -> fn(keys [n, 2], swept {name: [n]}) -> {"curve", "metrics"}``,
+        the jitted, vmapped training program of a group (:func:`sims.train.grid_program`).
       finalize: ``(config, device_metrics) -> {column: value}`` on the host.
       columns: the metric columns, in order.
     """
 
-    make_train: Callable[[ExperimentConfig], Callable]
+    program: Callable[[ExperimentConfig], Callable]
     finalize: Callable[[ExperimentConfig, Mapping[str, float]], Mapping[str, Any]]
     columns: tuple[str, ...]
 
 
 def default_backend() -> Backend:
-    """The real thing: :func:`sims.train.make_train` and :mod:`sims.metrics`."""
+    """The real thing: :func:`sims.train.grid_program` and :mod:`sims.metrics`."""
     from sims import metrics, train
 
-    return Backend(train.make_train, metrics.finalize, tuple(metrics.COLUMNS))
-
-
-@functools.lru_cache(maxsize=65536)
-def run_key_array(seed: int) -> np.ndarray:
-    """``jax.random.PRNGKey(seed)`` on the host: a run's key depends on its seed alone."""
-    import jax
-
-    return np.asarray(jax.random.PRNGKey(seed))
-
-
-def swept_arrays(runs: Sequence[Run]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Keys ``[n, 2]`` and every swept value as float32 ``[n]``, in run order."""
-    keys = np.stack([run_key_array(r.seed) for r in runs])
-    values = [r.config.swept_values() for r in runs]
-    swept = {n: np.array([v[n] for v in values], dtype=np.float32) for n in values[0]}
-    return keys, swept
+    return Backend(train.grid_program, metrics.finalize, tuple(metrics.COLUMNS))
 
 
 class GroupProgram:
-    """One group's ``jit(vmap(train))``, compiled once for its padded chunk shape."""
+    """One group's ``jit(vmap(train))``, compiled once for its padded chunk shape and sharded
+    over every local device."""
 
     def __init__(self, backend: Backend, static: ExperimentConfig, size: int, mesh) -> None:
-        import jax
         from jax.sharding import NamedSharding, PartitionSpec
-
-        train = backend.make_train(static)
-
-        def curve_and_metrics(key, swept):
-            out = train(key, swept)  # params are dropped: XLA never materialises them
-            return out["curve"], out["metrics"]
 
         self.size = size
         self.sharding = NamedSharding(mesh, PartitionSpec("runs"))
-        self._jitted = jax.jit(jax.vmap(curve_and_metrics))
+        self._jitted = backend.program(static)
         self._compiled = None
         self.compile_seconds = 0.0
 
     def __call__(self, runs: Sequence[Run]) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
+        """Train ``runs`` (padded to the chunk shape); returns curves, metrics, seconds.
+
+        The seconds are the execution of the compiled call alone (compilation excluded).
+        """
         import jax
 
+        from sims.train import grid_inputs
+
         padded = list(runs) + [runs[-1]] * (self.size - len(runs))
-        keys, swept = swept_arrays(padded)
+        keys, swept = grid_inputs([r.config for r in padded], [r.seed for r in padded])
         keys = jax.device_put(keys, self.sharding)
         swept = {k: jax.device_put(v, self.sharding) for k, v in swept.items()}
         if self._compiled is None:
@@ -159,9 +136,9 @@ class GroupProgram:
             self._compiled = self._jitted.lower(keys, swept).compile()
             self.compile_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        curves, metrics = self._compiled(keys, swept)
-        curves = np.asarray(jax.block_until_ready(curves), dtype=np.float32)
-        metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
+        out = self._compiled(keys, swept)
+        curves = np.asarray(jax.block_until_ready(out["curve"]), dtype=np.float32)
+        metrics = {k: np.asarray(v, dtype=np.float64) for k, v in out["metrics"].items()}
         seconds = time.perf_counter() - t0
         n = len(runs)
         return curves[:n], {k: v[:n] for k, v in metrics.items()}, seconds
@@ -308,6 +285,10 @@ def run_sweep(
         from sims.oracle import OracleTable
 
         oracle = OracleTable((r.config for r in sweep.runs), sweep.oracle, log=say)
+    if finished:
+        with locked(out):  # a resumed folder: results.csv rebuilt from the chunk files
+            assembler.write(curves=False)
+    writer = _HostWriter(out, sweep, backend, oracle, assembler, len(chunks), bar)
     runs_run = 0
     compile_seconds: dict[str, float] = {}
     programs: dict[int, GroupProgram] = {}
@@ -321,23 +302,70 @@ def run_sweep(
             program = programs[chunk.group]
             curves, device, seconds = program(chunk.runs)
             compile_seconds.setdefault(str(chunk.group), round(program.compile_seconds, 3))
-            result = finish_chunk(backend, chunk, curves, device, seconds, oracle)
-            write_chunk(out, chunk, result, sweep.sha256)
-            assembler.add(chunk, result)
+            writer.submit(chunk, curves, device, seconds)  # the host finishes it meanwhile
             runs_run += len(chunk.runs)
-            with locked(out):
-                done, diverged = assembler.write()
-                update_manifest(out, done, diverged, len(assembler.finished()) == len(chunks))
-            bar.update(len(chunk.runs))
     finally:
+        writer.close()  # the chunks already trained are written, even on an interrupt
         bar.close()
     with locked(out):
-        done, diverged = assembler.write()
         complete = len(assembler.finished()) == len(chunks)
+        done, diverged = assembler.write(curves=complete) if complete else assembler.counts()
         session = {"process": pid, "processes": nproc, "started": started, "finished": now(),
                    "runs_run": runs_run, "compile_seconds": compile_seconds, **environment()}
         update_manifest(out, done, diverged, complete, session)
     return SweepOutcome(out, sweep.n_runs, done, diverged, runs_run, complete)
+
+
+class _HostWriter:
+    """Finishes trained chunks on the host while the devices train the next one.
+
+    One background thread takes each chunk's raw results in order: metrics rows
+    (:func:`finish_chunk`, with the class minimum where asked), the chunk file, the appended
+    results rows and the manifest, under the folder lock. :meth:`submit` waits only while a
+    previous chunk is still queued; :meth:`close` drains the queue and re-raises the first
+    error of the thread.
+    """
+
+    def __init__(self, out: Path, sweep: Sweep, backend: Backend, oracle, assembler: Assembler,
+                 n_chunks: int, bar: Progress) -> None:
+        self.out, self.sweep, self.backend, self.oracle = out, sweep, backend, oracle
+        self.assembler, self.n_chunks, self.bar = assembler, n_chunks, bar
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="sweep-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # after a failure, drain without writing
+            chunk, curves, device, seconds = item
+            try:
+                result = finish_chunk(self.backend, chunk, curves, device, seconds, self.oracle)
+                write_chunk(self.out, chunk, result, self.sweep.sha256)
+                with locked(self.out):
+                    self.assembler.append(chunk, result)
+                    complete = len(self.assembler.finished()) == self.n_chunks
+                    update_manifest(self.out, *self.assembler.counts(), complete)
+                self.bar.update(len(chunk.runs))
+            except BaseException as exc:  # re-raised in the main thread
+                self._error = exc
+
+    def submit(self, chunk: Chunk, curves, device, seconds: float) -> None:
+        if self._error is not None:
+            self.close()
+        self._queue.put((chunk, curves, device, seconds))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def assemble(out: str | Path) -> SweepOutcome:

@@ -12,7 +12,12 @@ from typing import TextIO
 
 
 def format_duration(seconds: float) -> str:
-    """``h:mm:ss`` (or ``m:ss`` under an hour); ``--`` when unknown."""
+    """``h:mm:ss`` (or ``m:ss`` under an hour); ``--`` when unknown.
+
+    Example:
+      >>> format_duration(75), format_duration(3725), format_duration(float("nan"))
+      ('1:15', '1:02:05', '--')
+    """
     if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
         return "--"
     s = int(round(seconds))

@@ -8,8 +8,10 @@ The layout::
                        sweep_sha256, run, seed, status, seconds, curve, columns (metric
                        column order), device.<name> (raw device metrics, float64) and
                        cell.<column> (the formatted results.csv cells); no pickles
-    results.csv        one row per finished run, in run-id order (see RESULTS_LAYOUT)
-    curves.npz         run (int64[n]), curve (float32[n, P], NaN-padded), length (int64[n])
+    results.csv        one row per finished run (see RESULTS_LAYOUT): appended chunk by
+                       chunk while the sweep runs, in run-id order once it is complete
+    curves.npz         run (int64[n]), curve (float32[n, P], NaN-padded), length (int64[n]);
+                       written when the sweep completes (and by ``assemble``)
     .lock              serialises manifest updates and result assembly between processes
 
 The chunk files are the source of truth: ``results.csv`` and ``curves.npz`` are rebuilt from
@@ -299,7 +301,15 @@ def write_chunk(out: Path, chunk: Chunk, result: ChunkResult, sha256: str) -> Pa
 
 
 class Assembler:
-    """Rebuilds results.csv and curves.npz from the chunk files present (cached)."""
+    """Keeps results.csv (and curves.npz) in step with the chunk files present.
+
+    During a sweep every finished chunk's rows are *appended* to results.csv
+    (:meth:`append`, under the folder lock, flushed to disk), so a chunk costs the host no
+    more than its own rows; once every chunk is written, :meth:`write` rewrites results.csv
+    in run-id order and writes curves.npz. The chunk files stay the source of truth: a
+    resumed or reassembled folder is rebuilt from them (:meth:`write`), so a kill at any
+    moment loses or duplicates nothing.
+    """
 
     def __init__(self, out: Path, sweep: Sweep, chunks: Sequence[Chunk]) -> None:
         self.out, self.sweep, self.chunks = out, sweep, list(chunks)
@@ -319,41 +329,86 @@ class Assembler:
                 self.cache[chunk.name] = ChunkResult.load(path, self.sweep.sha256, chunk)
         return set(self.cache)
 
-    def write(self) -> tuple[int, int]:
-        """Write results.csv and curves.npz; returns (runs done, runs diverged)."""
+    def counts(self) -> tuple[int, int]:
+        """(runs done, runs diverged) over the chunks known."""
+        results = self.cache.values()
+        return (sum(len(r.runs) for r in results),
+                sum(int(np.sum(r.status == STATUS_DIVERGED)) for r in results))
+
+    def _header(self, columns: Sequence[str]) -> list[str]:
+        return ["run", *config_columns(), "seed", "status", "seconds", *columns]
+
+    def _rows(self, result: ChunkResult, columns: Sequence[str]) -> list[tuple[int, dict, np.ndarray]]:
+        rows = []
+        for i, run_id in enumerate(result.runs.tolist()):
+            run = self.by_run[run_id]
+            row = {"run": str(run_id), **config_cells(run.config), "seed": str(run.seed),
+                   "status": str(result.status[i]),
+                   "seconds": format_cell(round(float(result.seconds[i]), 6))}
+            for c in columns:
+                row[c] = str(result.cells[c][i]) if c in result.cells else ""
+            rows.append((run_id, row, result.curves[i]))
+        return rows
+
+    @staticmethod
+    def _csv(rows: Sequence[dict], header: Sequence[str] | None) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows and header is None else header,
+                                lineterminator="\n")
+        if header is not None:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+        return buf.getvalue()
+
+    def append(self, chunk: Chunk, result: ChunkResult) -> tuple[int, int]:
+        """Record a finished chunk and append its rows to results.csv; returns :meth:`counts`.
+
+        Call under the folder lock. If results.csv is missing or has another header, it is
+        rebuilt from the chunk files instead (:meth:`write`).
+        """
+        self.add(chunk, result)
+        path = self.out / RESULTS
+        header = self._header(result.columns)
+        first = ""
+        if path.is_file():
+            with open(path, encoding="utf-8", errors="replace") as f:
+                first = f.readline().rstrip("\n")
+        if first != ",".join(header):
+            return self.write(curves=False)
+        text = self._csv([row for _, row, _ in self._rows(result, result.columns)], header=None)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return self.counts()
+
+    def write(self, curves: bool = True) -> tuple[int, int]:
+        """Rewrite results.csv in run order (and curves.npz) from every chunk file present.
+
+        Returns (runs done, runs diverged).
+        """
         self.finished()
         results = [self.cache[c.name] for c in self.chunks if c.name in self.cache]
         columns: list[str] = []
         for r in results:
             columns += [c for c in r.columns if c not in columns]
-        header = ["run", *config_columns(), "seed", "status", "seconds", *columns]
-        rows = []
-        for r in results:
-            for i, run_id in enumerate(r.runs.tolist()):
-                run = self.by_run[run_id]
-                row = {"run": str(run_id), **config_cells(run.config), "seed": str(run.seed),
-                       "status": str(r.status[i]), "seconds": format_cell(round(float(r.seconds[i]), 6))}
-                for c in columns:
-                    row[c] = str(r.cells[c][i]) if c in r.cells else ""
-                rows.append((run_id, row, r.curves[i]))
-        rows.sort(key=lambda t: t[0])
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
-        writer.writeheader()
-        for _, row, _ in rows:
-            writer.writerow(row)
-        atomic_write_bytes(self.out / RESULTS, buf.getvalue().encode("utf-8"))
-        width = max((len(c) for _, _, c in rows), default=0)
-        curve = np.full((len(rows), width), np.nan, dtype=np.float32)
-        for i, (_, _, c) in enumerate(rows):
-            curve[i, : len(c)] = c
-        atomic_write_bytes(self.out / CURVES, npz_bytes({
-            "run": np.array([t[0] for t in rows], dtype=np.int64),
-            "curve": curve,
-            "length": np.array([len(t[2]) for t in rows], dtype=np.int64),
-        }))
-        diverged = sum(row["status"] == STATUS_DIVERGED for _, row, _ in rows)
-        return len(rows), diverged
+        rows = sorted((t for r in results for t in self._rows(r, columns)), key=lambda t: t[0])
+        text = self._csv([row for _, row, _ in rows], header=self._header(columns))
+        atomic_write_bytes(self.out / RESULTS, text.encode("utf-8"))
+        if curves:
+            width = max((len(c) for _, _, c in rows), default=0)
+            curve = np.full((len(rows), width), np.nan, dtype=np.float32)
+            for i, (_, _, c) in enumerate(rows):
+                curve[i, : len(c)] = c
+            atomic_write_bytes(self.out / CURVES, npz_bytes({
+                "run": np.array([t[0] for t in rows], dtype=np.int64),
+                "curve": curve,
+                "length": np.array([len(t[2]) for t in rows], dtype=np.int64),
+            }))
+        return self.counts()
 
 
 def open_folder(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 from sims.sweep.file import Sweep, parse_sweep
+from theory.regimes import REGIMES, majority_regime
 from sims.sweep.store import RESULTS, STATUS_DIVERGED, STATUS_OK, axis_cells, read_manifest, read_results
 
-REGIMES = ("collapsed", "preserved", "split")
 
 
 def summarize(out: str | Path) -> str:
@@ -59,12 +58,13 @@ def summarize(out: str | Path) -> str:
         for column, title in maps:
             lines += ["", f"{title}: rows {a.column}, columns {b.column} "
                           "(C collapsed, P preserved, S split)"]
-            lines += _regime_map(sweep, rows, a, b, column, regimes)
+            lines += _regime_map(sweep, rows, a, b, column)
     return "\n".join(lines)
 
 
-def _regime_map(sweep: Sweep, rows, a, b, column: str, regimes: Sequence[str]) -> list[str]:
-    """The majority of ``column`` over the ok runs of each cell of axes ``a`` × ``b``."""
+def _regime_map(sweep: Sweep, rows, a, b, column: str) -> list[str]:
+    """The majority (:func:`theory.majority_regime`) of ``column`` over the ok runs of each
+    cell of axes ``a`` × ``b``."""
     av, bv = axis_cells(sweep, a), axis_cells(sweep, b)
     w = max(len(v) for v in av + [a.column])
     lines = [" " * w + " " + " ".join(f"{v:>7}" for v in bv)]
@@ -72,9 +72,9 @@ def _regime_map(sweep: Sweep, rows, a, b, column: str, regimes: Sequence[str]) -
         cells = []
         for y in bv:
             sel = [r for r in rows if r[a.column] == x and r[b.column] == y]
-            good = [r[column] for r in sel if r["status"] == STATUS_OK and r[column]]
+            good = [r[column] for r in sel if r["status"] == STATUS_OK and r[column] in REGIMES]
             if good:
-                best = max(regimes, key=lambda g: (good.count(g), -regimes.index(g)))
+                best = majority_regime(good)
                 cell = best[0].upper() + (f"{good.count(best)}/{len(good)}" if len(good) > 1 else "")
             else:
                 cell = "x" if sel else "."
