@@ -1,5 +1,3 @@
-import sys
+from sims.cli import entry
 
-from sims.cli import main
-
-sys.exit(main())
+entry()

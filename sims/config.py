@@ -21,6 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from sims import limits
 from theory import validate
 
 GEOMETRIES = ("chain", "interleaved", "lattice")
@@ -39,8 +40,23 @@ SWEEPABLE: dict[str, tuple[str, ...]] = {
     "model": ("lipschitz", "bandwidth"),
     "train": ("temperature", "learning_rate"),
 }
+#: seeds become ``jax.random.PRNGKey(seed)``: integers in ``[0, MAX_SEED]`` (uint32).
+MAX_SEED = 2**32 - 1
+
 #: flat names of the swept inputs of ``train(key, swept)``; unique across sections.
 SWEPT_NAMES: tuple[str, ...] = tuple(n for names in SWEEPABLE.values() for n in names)
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A run's seed: an integer (Python or numpy, not a boolean) in ``[0, MAX_SEED]``.
+
+    Example:
+      >>> check_seed(-1)
+      Traceback (most recent call last):
+      ...
+      ValueError: seed: must be at least 0, got -1
+    """
+    return validate.integer(name, value, minimum=0, maximum=MAX_SEED)
 
 
 def _fail(section: str, name: str, value: Any, why: str) -> None:
@@ -122,6 +138,7 @@ class MixtureSpec:
                 )
         if self.geometry == "interleaved" and self.points_per_set < 4:
             _fail(s, "points_per_set", self.points_per_set, "interleaved combs need at least 4")
+        limits.check_data(self)
 
     @property
     def set_counts(self) -> tuple[int, ...]:
@@ -218,7 +235,7 @@ class TrainConfig:
         _check_int(self, s, "steps", 1)
         _check_int(self, s, "batch_size", 1)
         _check_int(self, s, "negatives", 1)
-        _check_real(self, s, "temperature", positive=True)
+        _check_real(self, s, "temperature", minimum=limits.MIN_TEMPERATURE)
         _check_real(self, s, "learning_rate", positive=True)
         _check_choice(self, s, "negative_mode", NEGATIVE_MODES)
         _check_choice(self, s, "schedule", SCHEDULES)
@@ -231,18 +248,21 @@ SECTIONS: dict[str, type] = {"data": MixtureSpec, "model": ModelConfig, "train":
 SWEPT_SECTION: dict[str, str] = {n: s for s, names in SWEEPABLE.items() for n in names}
 
 
-def check_swept(swept: Mapping[str, Any]) -> None:
+def check_swept(swept: Mapping[str, Any], config: "ExperimentConfig | None" = None) -> None:
     """Validate the swept inputs of ``train(key, swept)`` on the host (one-line ``ValueError``).
 
     Every name of :data:`SWEPT_NAMES` must be present, and every value (a number or an array
-    of them, one per run) finite and positive, as its configuration field requires.
+    of them, one per run) pass its configuration field's rule: finite, positive,
+    float32-representable, ``temperature >= sims.limits.MIN_TEMPERATURE``. With ``config``
+    (the static part they are trained with), their combinations must also pass the scale
+    limits of :func:`sims.limits.check_scales`.
 
     Example:
       >>> swept = ExperimentConfig().swept_values()
       >>> check_swept({**swept, "temperature": 0.0})
       Traceback (most recent call last):
       ...
-      ValueError: train.temperature: must be finite and > 0, got 0.0
+      ValueError: train.temperature: must be >= 1e-06, got 0.0
     """
     import numpy as np
 
@@ -253,13 +273,13 @@ def check_swept(swept: Mapping[str, Any]) -> None:
     if unknown:
         raise ValueError(f"swept: unknown names {', '.join(unknown)}; valid: {', '.join(SWEPT_NAMES)}")
     for name in SWEPT_NAMES:
-        try:
-            values = np.asarray(swept[name], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"{SWEPT_SECTION[name]}.{name}: must be a real number, got {swept[name]!r}") from None
-        bad = ~(np.isfinite(values) & (values > 0))
-        if bad.any():
-            raise ValueError(f"{SWEPT_SECTION[name]}.{name}: must be finite and > 0, got {float(values[bad].flat[0])!r}")
+        where = f"{SWEPT_SECTION[name]}.{name}"
+        values = validate.real_array(where, swept[name])
+        low = limits.MIN_TEMPERATURE if name == "temperature" else None
+        for v in np.unique(values):  # each distinct value through the field's own rule
+            validate.real(where, v, positive=low is None, minimum=low, float32=True)
+    if config is not None:
+        limits.check_scales(config.data, config.model, swept)
 
 
 def section_keys(section: str) -> tuple[str, ...]:
@@ -274,6 +294,12 @@ class ExperimentConfig:
     data: MixtureSpec = field(default_factory=MixtureSpec)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        for name, kind in SECTIONS.items():
+            if not isinstance(getattr(self, name), kind):
+                validate.fail(name, getattr(self, name), f"must be a {kind.__name__}")
+        limits.check_config(self)
 
     def swept_values(self) -> dict[str, float]:
         """The sweepable values of this configuration, by flat name."""
@@ -319,9 +345,11 @@ def build_section(section: str, values: Mapping[str, Any] | None) -> Any:
     """Build one section's dataclass from a mapping, refusing unknown keys."""
     if section not in SECTIONS:
         raise ValueError(f"unknown section {section!r}; valid sections: {', '.join(SECTIONS)}")
-    values = dict(values or {})
-    if not isinstance(values, dict):
-        raise ValueError(f"{section}: must be a mapping of keys to values, got {values!r}")
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        validate.fail(section, values, "must be a mapping of keys to values (a dict)")
+    values = dict(values)
     valid = section_keys(section)
     for key in values:
         if key not in valid:

@@ -135,6 +135,9 @@ def materialize(spec: MixtureSpec, key: jax.Array) -> Mixture:
       >>> materialize(spec, jax.random.PRNGKey(0)).points.shape
       (6, 32, 2)
     """
+    if not isinstance(spec, MixtureSpec):
+        raise ValueError(f"spec: must be a sims.MixtureSpec (build one with MixtureSpec(**values)), "
+                         f"got {type(spec).__name__}")
     points = embedded_points(spec, key, spec.gap, spec.cluster_separation, spec.set_extent)
     set_ids = jnp.arange(spec.n_sets, dtype=jnp.int32)
     cluster_ids = jnp.asarray(np.repeat(np.arange(spec.n_clusters), spec.set_counts), jnp.int32)

@@ -72,6 +72,24 @@ UNIFORMITY_PAIRS = 65536
 KMEANS_ITERS = 25
 
 
+#: a run's ``status``: trained to a finite loss, or not.
+STATUS_OK = "ok"
+STATUS_DIVERGED = "diverged"
+
+
+def run_status(loss_final: float, loss_final_se: float, curve) -> str:
+    """``diverged`` when the evaluation loss, its standard error or any point of the loss
+    curve is not finite, else ``ok`` (the one rule of ``train``, ``train_one`` and sweeps)."""
+    finite = math.isfinite(float(loss_final)) and math.isfinite(float(loss_final_se)) \
+        and bool(np.all(np.isfinite(np.asarray(curve, np.float64))))
+    return STATUS_OK if finite else STATUS_DIVERGED
+
+
+def blank_row() -> dict:
+    """The metric columns of a diverged run: every number NaN, the regime empty."""
+    return {k: (math.nan if k != "regime" else "") for k in COLUMNS}
+
+
 def classify(within: float, between: float, n_clusters: int) -> str:
     """Regime label from ``W`` and ``B``: :func:`theory.classify_embedding` (SPEC 5)."""
     return theory.classify_embedding(within, between, n_clusters)
@@ -212,13 +230,13 @@ def finalize(config: ExperimentConfig, device_metrics: dict) -> dict:
     the two slacks are the chain bound of SPEC 3.D (:func:`theory.chain_bound`, built from the
     certified bound of the trained network) minus the measured ``W``: ``certificate_slack``
     with ``2(n − 1)·r`` (the loose bound), ``certificate_slack_tight`` with ``2·h·r``, ``h`` the
-    measured ``max_hops``. A run whose evaluation loss is not finite keeps every column
-    empty (NaN, regime "").
+    measured ``max_hops``. A run whose evaluation loss or its standard error is not finite
+    keeps every column empty (NaN, regime "": :func:`blank_row`).
     """
     spec, tr = config.data, config.train
     dm = {k: float(np.asarray(v)) for k, v in device_metrics.items()}
-    if not math.isfinite(dm.get("loss_final", math.nan)):
-        return {k: (math.nan if k != "regime" else "") for k in COLUMNS}
+    if run_status(dm.get("loss_final", math.nan), dm.get("loss_final_se", math.nan), ()) != STATUS_OK:
+        return blank_row()
     cert = measured_certificate(spec)
     w, b = dm["within_diameter"], dm["between_distance"]
     floor, attainable = cluster_floors(spec.n_clusters, spec.cluster_weights, config.model.out_dim,

@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sims.config import SWEPT_NAMES, ExperimentConfig, build_config, check_swept
+from sims.config import SWEPT_NAMES, ExperimentConfig, build_config, check_seed, check_swept
 from sims.data import Batch, embedded_points, materialize, sample_batch
 from sims.loss import infonce
-from sims.metrics import embedding_metrics, finalize
+from sims.metrics import STATUS_OK, blank_row, embedding_metrics, finalize, run_status
 from sims.models import FunctionClass, make_model
 
 
@@ -49,14 +49,17 @@ def run_keys(seed_or_key) -> RunKeys:
     Every place that needs one of a run's keys (training, :meth:`Fit.points`, the figures,
     the bench) takes it from here, so the same seed always means the same data.
     """
-    key = jax.random.PRNGKey(seed_or_key) if isinstance(seed_or_key, (int, np.integer)) else seed_or_key
+    if isinstance(seed_or_key, (jax.Array, np.ndarray)) and np.ndim(seed_or_key) == 1:
+        key = seed_or_key
+    else:
+        key = jax.random.PRNGKey(check_seed(seed_or_key))
     return RunKeys(*jax.random.split(key, 4))
 
 
 @functools.lru_cache(maxsize=65536)
 def seed_key(seed: int) -> np.ndarray:
     """``jax.random.PRNGKey(seed)`` as a host array (a run's key depends on its seed alone)."""
-    return np.asarray(jax.random.PRNGKey(seed))
+    return np.asarray(jax.random.PRNGKey(check_seed(seed)))
 
 
 def swept_inputs(config: ExperimentConfig) -> dict[str, jax.Array]:
@@ -139,7 +142,7 @@ def make_train(config: ExperimentConfig):
 
     def train(key, swept):
         if not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(dict(swept))):
-            check_swept(swept)
+            check_swept(swept, config)
         return core(key, swept)
 
     return train
@@ -197,9 +200,9 @@ def grid_inputs(configs: Sequence[ExperimentConfig], seeds: Sequence[int]) -> tu
         if c.static_part() != static:
             raise ValueError("configs: a grid shares one static configuration (shapes); "
                          "these differ in a field that is not swept")
-    keys = np.stack([seed_key(int(s)) for s in seeds])
+    keys = np.stack([seed_key(check_seed(s)) for s in seeds])
     swept = {n: np.array([c.swept_values()[n] for c in configs], dtype=np.float32) for n in SWEPT_NAMES}
-    check_swept(swept)
+    check_swept(swept, static)
     return keys, swept
 
 
@@ -212,14 +215,21 @@ def train_grid(configs: Sequence[ExperimentConfig], seeds: Sequence[int], *,
 
     Returns:
       ``{"curve": [n, P], "metrics": {name: [n]}}`` as numpy arrays, plus ``"params"`` (a
-      pytree with a leading run axis) with ``keep_params``, and ``"rows"``: each run's full
-      metrics row (:func:`sims.metrics.finalize`).
+      pytree with a leading run axis) with ``keep_params``, and ``"rows"``: each run's
+      ``status`` (:func:`sims.metrics.run_status`: ``ok`` or ``diverged``) and full metrics
+      row (:func:`sims.metrics.finalize`; empty cells when diverged, as in a sweep).
     """
     keys, swept = grid_inputs(configs, seeds)
     out = jax.device_get(grid_program(configs[0].static_part(), keep_params)(keys, swept))
     metrics = {k: np.asarray(v, np.float64) for k, v in out["metrics"].items()}
-    rows = [finalize(c, {k: float(v[i]) for k, v in metrics.items()}) for i, c in enumerate(configs)]
-    result = {"curve": np.asarray(out["curve"]), "metrics": metrics, "rows": rows}
+    curves = np.asarray(out["curve"])
+    rows = []
+    for i, c in enumerate(configs):
+        status = run_status(metrics["loss_final"][i], metrics["loss_final_se"][i], curves[i])
+        row = finalize(c, {k: float(v[i]) for k, v in metrics.items()}) if status == STATUS_OK \
+            else blank_row()
+        rows.append({"status": status, **row})
+    result = {"curve": curves, "metrics": metrics, "rows": rows}
     if keep_params:
         result["params"] = out["params"]
     return result
@@ -259,7 +269,8 @@ def fit(config: ExperimentConfig, seed: int = 0) -> Fit:
 
 def train_one(data: Mapping[str, Any] | None = None, model: Mapping[str, Any] | None = None,
               train: Mapping[str, Any] | None = None, seed: int = 0) -> dict:
-    """Train one configuration given as plain sections and return its metrics row.
+    """Train one configuration given as plain sections and return its row: ``status``
+    (``ok`` or ``diverged``) and the metric columns (empty when diverged).
 
     Keys: ``data`` = :class:`sims.config.MixtureSpec` fields, ``model`` =
     :class:`sims.config.ModelConfig` fields, ``train`` = :class:`sims.config.TrainConfig`

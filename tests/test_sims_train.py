@@ -29,7 +29,7 @@ def test_grid_equals_one_by_one():
         for name, value in one["metrics"].items():
             np.testing.assert_allclose(batched["metrics"][name][i], value, atol=1e-5, rtol=1e-5,
                                        err_msg=name)
-        assert batched["rows"][i] == finalize(config, {k: float(v[i]) for k, v in batched["metrics"].items()})
+        assert batched["rows"][i] == {"status": "ok", **finalize(config, {k: float(v[i]) for k, v in batched["metrics"].items()})}
 
 
 def test_direct_train_call_validates_its_inputs():
@@ -54,7 +54,7 @@ def test_run_keys_are_the_one_key_plan():
 def test_row_has_every_column_and_exact_floor():
     row = train_one(data={"points_per_set": 8}, model={"width": 8},
                     train={"steps": 5, "batch_size": 16, "eval_batch": 64})
-    assert tuple(row) == COLUMNS
+    assert tuple(row) == ("status", *COLUMNS) and row["status"] == "ok"
     assert row["loss_floor"] == pytest.approx(theory.simplex_infonce(3, 16, 0.5), abs=1e-12)
     assert row["loss_gap"] == pytest.approx(row["loss_final"] - row["loss_floor"])
 

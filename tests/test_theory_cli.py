@@ -123,7 +123,7 @@ def test_certify_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
 
 def test_floor_bad_input_is_one_line_and_status_2(capsys):
     status, _, err = run(["floor", "--clusters", 1], capsys)
-    assert status == 2 and err.count("\n") == 1 and "num_atoms: must be at least 2" in err
+    assert status == 2 and err.count("\n") == 1 and "--clusters: must be at least 2" in err
 
 
 def test_module_entry_point_runs_floor():

@@ -171,7 +171,7 @@ def test_phase_lines_and_classify():
     # D_c >= Δ: the preserved band is empty; collapse comes first.
     regimes = theory.classify_regime([1.0, 1.5, 2.0, 3.0], 1.0, 2.0, 2)
     assert regimes.tolist() == ["collapsed", "collapsed", "split", "split"]
-    with pytest.raises(ValueError, match="num_clusters: must be at least 2"):
+    with pytest.raises(ValueError, match="n_clusters: must be at least 2"):
         theory.phase_lines(1.0, 0.1, 1)
     with pytest.raises(ValueError, match="lipschitz"):
         theory.classify_regime(-2.0, 1.0, 0.1, 3)

@@ -42,12 +42,21 @@ import numpy as np
 from scipy.sparse.csgraph import csgraph_from_dense, minimum_spanning_tree, shortest_path
 from scipy.spatial import cKDTree
 
+from theory import validate
+
 _BLOCK = 2048
 #: all-pairs shortest paths cost O(S³) per cluster; beyond this many sets it is refused.
 MAX_SETS_PER_CLUSTER = 4096
 _TIE_RTOL = 1e-10  # path lengths this close (relative to the longest edge) tie; fewer hops wins
 _REFINE_ELEMENTS = 2_000_000
 _GEMM_STRIP = 262_144  # multiply-adds per BLAS call (OpenBLAS's single-thread threshold)
+#: blocks of at most this many points are used, whatever ``block_size`` asks: a block pair
+#: holds ``~3 · 8 · block²`` bytes (400 MB), and the results do not depend on the blocking.
+MAX_BLOCK_SIZE = 4096
+#: squared distances below this (2^-960) have lost relative precision to underflow (or are
+#: 0 for distinct points); those distances are measured again as ``m·sqrt(Σ (d/m)²)``,
+#: ``m = max |d|``.
+_TINY_SQUARE = 2.0**-960
 
 
 @dataclass(frozen=True)
@@ -155,9 +164,38 @@ def _check_points(points) -> np.ndarray:
     x = x.astype(np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
-        row = int(np.argwhere(bad)[0, 0])
-        raise ValueError(f"points: contain NaN or infinite coordinates (first at row {row})")
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"points: contain NaN or infinite coordinates (must be finite), got {x[row, col]!r} "
+                         f"at row {row}, column {col}")
     return x
+
+
+def _scale_exponent(x: np.ndarray) -> int:
+    """``e`` with ``max |x| = f · 2^e``, ``0.5 <= f < 1`` (0 for all-zero points).
+
+    The distances are computed on ``x · 2^−e`` (exact: a power of two) and scaled back by
+    ``2^e``, so that no square over- or underflows whatever the scale of the data: the
+    certificate of ``s · x`` is ``s`` times that of ``x`` for every ``s`` that keeps the
+    results representable, and, for data of ordinary scale, bit for bit what it would be
+    without the scaling.
+    """
+    top = float(np.max(np.abs(x)))
+    return math.frexp(top)[1] if top > 0 else 0
+
+
+def _unscaled(values, exponent: int, what: str):
+    """``values · 2^exponent``, refusing a finite value that over- or underflows float64."""
+    arr = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        out = np.ldexp(arr, exponent)
+    finite = np.isfinite(arr)
+    if np.any(finite & ~np.isfinite(out)):
+        raise ValueError(f"points: {what} exceeds float64's largest number ({np.finfo(np.float64).max:.4g}) "
+                         f"at this scale; rescale the points, got coordinates of magnitude up to 2^{exponent}")
+    if np.any((arr > 0) & (out == 0)):
+        raise ValueError(f"points: {what} is below float64's smallest positive number at this scale; "
+                         f"rescale the points, got coordinates of magnitude up to 2^{exponent}")
+    return float(out) if out.ndim == 0 else out
 
 
 def _check_ids(name: str, ids, n: int) -> np.ndarray:
@@ -227,7 +265,9 @@ def set_distance_matrix(x: np.ndarray, set_index: np.ndarray, n_sets: int, block
     pair of points; 0 on the diagonal and for sets that share a point.
     """
     order = np.argsort(set_index, kind="stable")
-    return _set_distances(x[order], set_index[order], n_sets, block_size)
+    exponent = _scale_exponent(x)
+    g = _set_distances(np.ldexp(x[order], -exponent), set_index[order], n_sets, block_size)
+    return _unscaled(g, exponent, "a set distance")
 
 
 # --------------------------------------------------------------------------- distances
@@ -275,7 +315,7 @@ def _set_distances(x: np.ndarray, point_set: np.ndarray, n_sets: int, block: int
     starts = np.flatnonzero(np.r_[True, point_set[1:] != point_set[:-1]])
     left, right = _augmented(x - x.mean(axis=0))  # centred: smaller rounding in the expanded form
     buffer = np.empty(min(block, n) ** 2)
-    g2 = np.full((n_sets, n_sets), np.inf)
+    g = np.full((n_sets, n_sets), np.inf)
     for r0 in range(0, n, block):
         r1 = min(r0 + block, n)
         rs0, rs1 = point_set[r0], point_set[r1 - 1] + 1
@@ -300,18 +340,35 @@ def _set_distances(x: np.ndarray, point_set: np.ndarray, n_sets: int, block: int
             for i0 in range(0, best_row.shape[0], step):
                 chosen = best_row[i0 : i0 + step][:, c_set_local]  # (row sets, columns)
                 diff = x[r0 + chosen] - xc[None, :, :]
-                exact[i0 : i0 + step] = np.minimum.reduceat(np.einsum("rcd,rcd->rc", diff, diff), c_starts, axis=1)
-            block_view = g2[rs0:rs1, cs0:cs1]
+                d2 = np.einsum("rcd,rcd->rc", diff, diff)
+                exact[i0 : i0 + step] = np.sqrt(np.minimum.reduceat(d2, c_starts, axis=1))
+                tiny = d2 < _TINY_SQUARE
+                if tiny.any():  # underflow: measure those pairs again, scaled
+                    dist = np.sqrt(d2)
+                    dist[tiny] = _scaled_norms(diff[tiny])
+                    exact[i0 : i0 + step] = np.minimum.reduceat(dist, c_starts, axis=1)
+            block_view = g[rs0:rs1, cs0:cs1]
             np.minimum(block_view, exact, out=block_view)
-    g2 = np.minimum(g2, g2.T)
-    np.fill_diagonal(g2, 0.0)
-    return np.sqrt(g2)
+    g = np.minimum(g, g.T)
+    np.fill_diagonal(g, 0.0)
+    return g
+
+
+def _scaled_norms(d: np.ndarray) -> np.ndarray:
+    """``‖d_i‖`` as ``m·sqrt(Σ (d/m)²)`` with ``m = max |d_i|`` (no underflow), row by row."""
+    top = np.max(np.abs(d), axis=1)
+    safe = np.where(top > 0, top, 1.0)[:, None]
+    return top * np.sqrt(np.einsum("ij,ij->i", d / safe, d / safe))
 
 
 def _pair_distances(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """``sqrt(Σ (p − q)²)`` row by row, in float64."""
     d = p - q
-    return np.sqrt(np.einsum("ij,ij->i", d, d))
+    out = np.sqrt(np.einsum("ij,ij->i", d, d))
+    tiny = out * out < _TINY_SQUARE
+    if tiny.any():  # underflow: measure those pairs again, scaled
+        out[tiny] = _scaled_norms(d[tiny])
+    return out
 
 
 def _cross_distance(x: np.ndarray, group: np.ndarray) -> float:
@@ -488,7 +545,11 @@ def certificate(
     in float64, and the smallest one up to float64 rounding: a closer pair can be missed
     only when two candidates tie to within that rounding. Overlapping sets are not an
     error: a point shared by two sets gives ``min_gap = 0`` (for point clouds, overlap shows
-    as a gap of 0), and an edge of length 0 in the set graph. Time ``O(n² D + Σ_c S_c³)``
+    as a gap of 0), and an edge of length 0 in the set graph. Scale-equivariant: the points
+    are divided by a power of two near their largest coordinate before any square is taken
+    and the distances multiplied back, so the certificate of ``s · points`` is ``s`` times
+    that of ``points`` for every scale whose results float64 can represent (a distance
+    beyond float64's range is refused, not reported as ``inf`` or 0). Time ``O(n² D + Σ_c S_c³)``
     with ``S_c`` sets in cluster ``c``, memory ``O(n D + block_size² + S²)``; 100,000
     points in 1,000 sets take a few seconds.
 
@@ -502,14 +563,16 @@ def certificate(
         reported (its length, at most that much above the shortest, is what ``D_c`` holds).
         The default only merges exact ties up to float64 rounding; use ``1e-6`` for points
         stored in float32, whose rounding otherwise decides ``hops``.
-      block_size: points per distance block (memory ``~ 3 · 8 · block_size²`` bytes).
+      block_size: points per distance block (memory ``~ 3 · 8 · block_size²`` bytes); at most
+        :data:`MAX_BLOCK_SIZE` are used (the results do not depend on it).
 
     Returns:
       A :class:`Certificate` with one :class:`ClusterCertificate` per cluster.
 
     Raises:
       ValueError: one line naming the problem (shape or length mismatch, NaN/inf, empty
-        input, a set spanning two clusters, a single cluster).
+        input, a set spanning two clusters, a single cluster, a distance beyond float64's
+        range at the data's scale).
 
     Example:
       >>> pts = np.array([[0.0, 0], [0.1, 0], [0.3, 0], [5.0, 0], [5.2, 0]])
@@ -521,15 +584,11 @@ def certificate(
     """
     x, set_labels, set_index, cluster_labels, set_cluster = point_sets(points, set_ids, cluster_ids)
     n = x.shape[0]
-    block = int(block_size) if isinstance(block_size, (int, np.integer)) else 0
-    if block < 1:
-        raise ValueError(f"block_size: must be at least 1, got {block_size!r}")
-    try:
-        tie = float(tie_rtol)
-    except (TypeError, ValueError):
-        raise ValueError(f"tie_rtol: must be a number in [0, 0.01), got {tie_rtol!r}") from None
-    if not (0.0 <= tie < 1e-2):
-        raise ValueError(f"tie_rtol: must be in [0, 0.01), got {tie_rtol!r}")
+    # results do not depend on the blocking: a larger block only costs memory, so it is capped
+    block = min(validate.integer("block_size", block_size, minimum=1), MAX_BLOCK_SIZE)
+    tie = validate.real("tie_rtol", tie_rtol, minimum=0.0)
+    if not tie < 1e-2:
+        validate.fail("tie_rtol", tie_rtol, "must be in [0, 0.01)")
 
     n_sets = set_labels.size
     per_cluster = np.bincount(set_cluster, minlength=cluster_labels.size)
@@ -546,7 +605,8 @@ def certificate(
     rank[order] = np.arange(n_sets)
     point_set = rank[set_index]
     by_set = np.argsort(point_set, kind="stable")
-    x = x[by_set]
+    exponent = _scale_exponent(x)
+    x = np.ldexp(x[by_set], -exponent)  # max |x| in [0.5, 1): no square over- or underflows
     point_set = point_set[by_set]
     cluster_of = set_cluster[order]  # cluster index of each renumbered set (sorted)
     set_bounds = np.flatnonzero(np.r_[True, cluster_of[1:] != cluster_of[:-1], True])
@@ -554,6 +614,9 @@ def certificate(
     records = []
     for a, b, pa, pb in zip(set_bounds[:-1], set_bounds[1:], point_bounds[:-1], point_bounds[1:]):
         g = _set_distances(x[pa:pb], point_set[pa:pb] - a, int(b - a), block)
-        records.append(_cluster_record(_label(cluster_labels[cluster_of[a]]), g, tie))
-    delta = _cross_distance(x, cluster_of[point_set])
+        record = _cluster_record(_label(cluster_labels[cluster_of[a]]), g, tie)
+        records.append(dataclasses.replace(
+            record, **{f: _unscaled(getattr(record, f), exponent, "a set distance")
+                       for f in ("min_gap", "bottleneck", "chain_diameter")}))
+    delta = _unscaled(_cross_distance(x, cluster_of[point_set]), exponent, "the cluster distance")
     return Certificate(clusters=tuple(records), cluster_distance=delta, n_points=n)

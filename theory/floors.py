@@ -26,7 +26,34 @@ from theory import validate
 
 #: ``atom_infonce(method="exact")`` refuses to enumerate more count vectors than this.
 MAX_COUNT_VECTORS = 2_000_000
+#: ``max_count_vectors`` is at most this: enumeration holds ~60 bytes per count vector (1 GB).
+MAX_COUNT_VECTORS_LIMIT = 2**24
 METHODS = ("exact", "quadrature", "mc")
+
+# Size limits: every argument that sets the size of an allocation (or of a loop) has one, so
+# that a bad value is refused on one line instead of exhausting memory or time.
+#: ``K`` (``num_negatives``) is at most this everywhere: int64 with room. No memory grows with
+#: ``K``: :func:`simplex_infonce` and the integral form of the atom loss use ``O(log K)`` nodes.
+MAX_NEGATIVES = validate.MAX_INTEGER - 1
+#: :func:`simplex_infonce` evaluates at most this many values (the broadcast of its arguments).
+MAX_FLOOR_VALUES = 2**20
+#: :func:`simplex_infonce` sums the binomial series for ``K`` up to this, and uses its exact
+#: integral form above (both ~1e-14 relative; memory ``O(K)`` and ``O(log K)`` per value).
+BINOMIAL_MAX_K = 4096
+#: :func:`simplex_vectors` takes an ``O(M³)`` SVD: at most this many atoms (~10 s).
+MAX_SIMPLEX_ATOMS = 1024
+#: vectors returned by :func:`simplex_vectors` and :func:`optimal_atoms` hold at most this
+#: many numbers (``num_atoms · dim``, 128 MB).
+MAX_VECTOR_ELEMENTS = 2**24
+#: :func:`atom_infonce` builds ``M × M`` kernels: at most this many atoms (~400 MB).
+MAX_ATOMS = 4096
+#: ``atom_infonce(method="mc")`` draws at most this many samples (time; memory is bounded).
+MAX_SAMPLES = 10**8
+#: :func:`optimal_atoms`' compiled program holds ``restarts · M · (M · nodes + 8 · dim)``
+#: float64 values about three times over (values and gradients): at most this many (~1.6 GB).
+MAX_SOLVER_ELEMENTS = 2**26
+#: :func:`optimal_atoms` runs at most this many optimiser steps (time).
+MAX_STEPS = 10**6
 
 # Trapezoidal rule in s = log t for the integral form of the atom loss (see
 # ``_atom_infonce_quadrature``): the integrand is analytic in a strip of half-width π/2 and
@@ -37,6 +64,7 @@ _QUAD_RIGHT = 4.0  # ∫_4^∞ exp(−e^s) ds < 1e-25
 _QUAD_LEFT_TAIL = 1e-18  # the left tail contributes at most K·e^{s_min} = this
 _PHI_FLOOR = 1e-15  # smallest φ_a(t) used in log φ (keeps logs and gradients finite)
 _CHUNK_ELEMENTS = 4_000_000  # bound on temporary arrays (float64 elements)
+_MAX_EXPONENT = 700.0  # kernels exp(x) of atoms in the ball: x at most this (float64 ends at e^709)
 
 
 # --------------------------------------------------------------------------- validation
@@ -50,22 +78,40 @@ def _positive_array(name: str, value) -> np.ndarray:
     return validate.real_array(name, value, positive=True)
 
 
-def _scalar_int(name: str, value, minimum: int) -> int:
-    return validate.integer(name, value, minimum=minimum)
+def _scalar_int(name: str, value, minimum: int, maximum: int | None = None, reason: str | None = None) -> int:
+    return validate.integer(name, value, minimum=minimum, maximum=maximum, reason=reason)
+
+
+def _negatives(value) -> int:
+    return validate.integer("num_negatives", value, minimum=1, maximum=MAX_NEGATIVES)
 
 
 def _scalar_positive(name: str, value) -> float:
     return validate.real(name, value, positive=True)
 
 
+def _numeric(value) -> bool:
+    """An array (or nested sequence) of integers or reals: not strings, booleans or objects."""
+    if isinstance(value, (str, bytes)):
+        return False
+    try:
+        return np.asarray(value).dtype.kind in "iuf"
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def _atom_vectors(vectors, ball: bool = False) -> np.ndarray:
     """Validated atoms: unit vectors (renormalised), or with ``ball`` any vectors of norm <= 1."""
+    if not _numeric(vectors):
+        raise ValueError(f"vectors: must be a numeric array of shape (M, d), got {validate._shown(vectors)}")
     try:
         u = np.asarray(vectors, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"vectors: must be a numeric array of shape (M, d), got {type(vectors).__name__}") from None
     if u.ndim != 2 or u.shape[0] < 1 or u.shape[1] < 1:
         raise ValueError(f"vectors: must have shape (M, d) with M, d >= 1, got shape {u.shape}")
+    if u.shape[0] > MAX_ATOMS:
+        raise ValueError(f"vectors: at most {MAX_ATOMS:,} rows (memory: M x M kernels), got {u.shape[0]:,}")
     if not np.all(np.isfinite(u)):
         raise ValueError("vectors: contain NaN or infinite entries")
     norms = np.linalg.norm(u, axis=1)
@@ -83,10 +129,12 @@ def _atom_vectors(vectors, ball: bool = False) -> np.ndarray:
 def _atom_weights(weights, num_atoms: int) -> np.ndarray:
     if weights is None:
         return np.full(num_atoms, 1.0 / num_atoms)
+    if not _numeric(weights):
+        raise ValueError(f"weights: must be a numeric array of shape ({num_atoms},), got {validate._shown(weights)}")
     try:
         w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"weights: must be a numeric array of shape ({num_atoms},), got {weights!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"weights: must be a numeric array of shape ({num_atoms},), got {validate._shown(weights)}") from None
     if w.shape != (num_atoms,):
         raise ValueError(f"weights: must have shape ({num_atoms},) to match vectors, got shape {w.shape}")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
@@ -147,21 +195,46 @@ def _simplex_floor_fixed_k(m: np.ndarray, k: int, t: np.ndarray) -> np.ndarray:
     return out
 
 
+def _simplex_floor_integral(m: np.ndarray, k: int, t: np.ndarray) -> np.ndarray:
+    """``ℓ*_M(k, τ)`` by the exact integral form, in ``O(log k)`` memory per value.
+
+    ``ℓ*_M = ∫ e^{−t}(1 − φ(t)^k) dt/t`` with ``φ(t) = e^{−t}/M + (1 − 1/M) e^{−t·e^{−a}}``,
+    ``a = M/((M−1)τ)``: the atom loss of the regular simplex (see :func:`atom_infonce`,
+    ``method="quadrature"``), on the nodes of :func:`quadrature_rule`.
+    """
+    nodes, node_weight = quadrature_rule(k)
+    out = np.empty(m.shape, dtype=np.float64)
+    step = max(1, _CHUNK_ELEMENTS // nodes.size)
+    for i0 in range(0, m.size, step):
+        mm = m[i0 : i0 + step, None].astype(np.float64)
+        tt = t[i0 : i0 + step, None]
+        off = np.exp(-mm / ((mm - 1.0) * tt))
+        # log φ = log1p(φ − 1), with φ − 1 from expm1 (accurate where φ is close to 1)
+        phi_minus_one = np.expm1(-nodes) / mm + (1.0 - 1.0 / mm) * np.expm1(-nodes * off)
+        integrand = -np.expm1(k * np.log1p(np.maximum(phi_minus_one, _PHI_FLOOR - 1.0)))
+        out[i0 : i0 + step] = np.sum(integrand * node_weight, axis=1)
+    return out
+
+
 def simplex_infonce(num_atoms, num_negatives, temperature):
     """Exact InfoNCE floor ``ℓ*_M(K, τ)`` of ``M`` equal-weight atoms on a regular simplex.
 
     ``ℓ*_M(K, τ) = Σ_{j=0..K} C(K,j) M^{−j} (1 − 1/M)^{K−j} log(1 + j + (K − j) e^{−M/((M−1)τ)})``
 
-    ``j`` counts the negatives drawn from the anchor's own atom. The binomial weights are
-    assembled in log space and the logarithm is taken with ``log1p``, so the value is exact
-    to ~1e-12 relative in float64 for K up to 4096 and τ down to 0.01 and beyond. For
+    ``j`` counts the negatives drawn from the anchor's own atom. For ``K <=``
+    :data:`BINOMIAL_MAX_K` the series is summed with its binomial weights assembled in log
+    space and the logarithm taken with ``log1p``, exact to ~1e-12 relative in float64 for τ
+    down to 0.01 and beyond; above, the same value comes from its exact integral form
+    (:func:`atom_infonce`, ``method="quadrature"``, ~1e-14 relative), whose ``O(log K)``
+    nodes keep memory and time bounded for every ``K`` up to :data:`MAX_NEGATIVES`. For
     ``M <= d + 1`` this is the minimum of the atom loss (SPEC 3.B); ``ℓ*_M`` decreases
     strictly in ``M`` (SPEC 3.C), so a cluster-preserving map never goes below ``ℓ*_m``.
 
     Args:
       num_atoms: ``M >= 2`` (integer or integer array).
-      num_negatives: ``K >= 1`` (integer or integer array).
-      temperature: ``τ > 0`` (float or array). The three arguments broadcast together.
+      num_negatives: ``1 <= K <=`` :data:`MAX_NEGATIVES` (integer or integer array).
+      temperature: ``τ > 0`` (float or array). The three arguments broadcast together, to
+        at most :data:`MAX_FLOOR_VALUES` values.
 
     Returns:
       A python float when all three arguments are scalars, else a float64 array of the
@@ -180,17 +253,23 @@ def simplex_infonce(num_atoms, num_negatives, temperature):
     t = _positive_array("temperature", temperature)
     scalar = m.ndim == 0 and k.ndim == 0 and t.ndim == 0
     try:
-        m, k, t = np.broadcast_arrays(m, k, t)
+        shape = np.broadcast_shapes(m.shape, k.shape, t.shape)
     except ValueError:
         raise ValueError(
             f"num_atoms, num_negatives and temperature must broadcast together, got shapes "
             f"{np.shape(num_atoms)}, {np.shape(num_negatives)} and {np.shape(temperature)}"
         ) from None
+    if math.prod(shape) > MAX_FLOOR_VALUES:
+        validate.fail("num_atoms, num_negatives and temperature", shape,
+                      f"must broadcast to at most {MAX_FLOOR_VALUES:,} values (memory)")
+    m, k, t = np.broadcast_arrays(m, k, t)
     m_flat, k_flat, t_flat = m.ravel(), k.ravel(), t.ravel()
     out = np.empty(m_flat.shape, dtype=np.float64)
-    for kv in np.unique(k_flat):
-        sel = k_flat == kv
-        out[sel] = _simplex_floor_fixed_k(m_flat[sel], int(kv), t_flat[sel])
+    with np.errstate(over="ignore", under="ignore"):  # τ so small that e^{−a} is 0: exact
+        for kv in np.unique(k_flat):
+            sel = k_flat == kv
+            floor = _simplex_floor_fixed_k if kv <= BINOMIAL_MAX_K else _simplex_floor_integral
+            out[sel] = floor(m_flat[sel], int(kv), t_flat[sel])
     out = out.reshape(m.shape)
     return float(out) if scalar else out
 
@@ -203,8 +282,9 @@ def simplex_vectors(num_atoms: int, dim: int | None = None) -> np.ndarray:
     zeros up to ``dim``.
 
     Args:
-      num_atoms: ``M >= 2``.
-      dim: ambient dimension, at least ``M − 1`` (default ``M − 1``).
+      num_atoms: ``2 <= M <=`` :data:`MAX_SIMPLEX_ATOMS`.
+      dim: ambient dimension, at least ``M − 1`` (default ``M − 1``), with ``M · dim`` at
+        most :data:`MAX_VECTOR_ELEMENTS`.
 
     Returns:
       float64 array of shape ``(M, dim)``.
@@ -214,8 +294,8 @@ def simplex_vectors(num_atoms: int, dim: int | None = None) -> np.ndarray:
       >>> np.round(u @ u.T, 6).tolist()
       [[1.0, -0.5, -0.5], [-0.5, 1.0, -0.5], [-0.5, -0.5, 1.0]]
     """
-    m = _scalar_int("num_atoms", num_atoms, 2)
-    d = m - 1 if dim is None else _scalar_int("dim", dim, 1)
+    m = _scalar_int("num_atoms", num_atoms, 2, MAX_SIMPLEX_ATOMS, "time: an O(M^3) SVD")
+    d = m - 1 if dim is None else _scalar_int("dim", dim, 1, MAX_VECTOR_ELEMENTS // m, f"memory, for num_atoms={m}")
     if d < m - 1:
         raise ValueError(f"dim: must be at least num_atoms - 1 = {m - 1} for a regular simplex, got {d}")
     centred = np.eye(m) - 1.0 / m
@@ -244,7 +324,7 @@ def _compositions(total: int, parts: int) -> np.ndarray:
     return np.concatenate([rows, remaining[:, None].astype(dtype)], axis=1)
 
 
-def _similarity_kernel(u: np.ndarray, tau: float) -> np.ndarray:
+def _similarity_kernel(u: np.ndarray, tau: float, ball: bool = False) -> np.ndarray:
     """``E_ab = exp((⟨u_a,u_b⟩ − ‖u_a‖²)/τ)``, exactly 1 on the diagonal.
 
     The anchor and its positive both sit at ``u_a``, so the positive logit is ``‖u_a‖²/τ``;
@@ -252,7 +332,15 @@ def _similarity_kernel(u: np.ndarray, tau: float) -> np.ndarray:
     ``⟨u_a,u_b⟩ − ‖u_a‖² <= ‖u_a‖(1 − ‖u_a‖) <= 1/4``, so ``E_ab <= e^{1/(4τ)}``.
     """
     gram = u @ u.T
-    kernel = np.exp((gram - np.diag(gram)[:, None]) / tau)
+    exponent = (gram - np.diag(gram)[:, None]) / tau
+    if not ball:  # <= 0 for unit vectors (Cauchy–Schwarz): no rounding blown up by a tiny τ
+        np.minimum(exponent, 0.0, out=exponent)
+    elif exponent.max() > _MAX_EXPONENT:
+        needed = float((gram - np.diag(gram)[:, None]).max()) / _MAX_EXPONENT
+        validate.fail("temperature", tau, f"must be at least {needed:.4g} for these vectors in the ball "
+                                          f"(the kernel exp((<u_a,u_b> - |u_a|^2)/temperature) must stay "
+                                          f"below e^{_MAX_EXPONENT:g})")
+    kernel = np.exp(exponent)
     np.fill_diagonal(kernel, 1.0)
     return kernel
 
@@ -271,7 +359,9 @@ def _atom_infonce_exact(kernel, w, k, max_count_vectors) -> float:
             f"method='exact' needs {size:,} count vectors for K={k} over {ms} atoms, more than "
             f"max_count_vectors={max_count_vectors:,}; use method='quadrature' or 'mc'"
         )
-    counts = _compositions(k, ms)
+    if ms == 1:  # every negative is that atom: one count vector, probability 1 (any K)
+        return float(w @ np.log1p(k * kernel[:, support[0]]))
+    counts = _compositions(k, ms)  # ms >= 2: the table below has k + 1 <= size entries
     log_w = np.log(w[support])
     neg_kernel = kernel[:, support].T  # (ms, M): column a holds E_ab over negatives b
     lg = np.array([math.lgamma(i + 1) for i in range(k + 1)])
@@ -329,16 +419,27 @@ def _atom_infonce_quadrature(kernel, w, k) -> float:
 
 def _atom_infonce_mc(kernel, w, k, num_samples, seed) -> tuple[float, float]:
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    values = np.empty(num_samples)
     step = max(1, _CHUNK_ELEMENTS // kernel.shape[0])
+    if num_samples <= step:  # one chunk: mean and deviation of the stored values
+        n = rng.multinomial(k, w, size=num_samples).astype(np.float64)
+        values = np.log1p(n @ kernel.T) @ w
+        stderr = float(values.std(ddof=1) / math.sqrt(num_samples)) if num_samples > 1 else math.inf
+        return float(values.mean()), stderr
+    # Many samples: memory stays at one chunk; chunk means and sums of squared deviations
+    # are merged exactly (Chan et al.'s parallel variance).
+    count, mean, m2 = 0, 0.0, 0.0
     for i0 in range(0, num_samples, step):
         n = rng.multinomial(k, w, size=min(step, num_samples - i0)).astype(np.float64)
         # Every anchor is averaged exactly against the same draw of counts: unbiased for
         # Σ_a w_a E_n[...] because the law of n does not depend on the anchor.
-        values[i0 : i0 + n.shape[0]] = np.log1p(n @ kernel.T) @ w
-    estimate = float(values.mean())
-    stderr = float(values.std(ddof=1) / math.sqrt(num_samples)) if num_samples > 1 else math.inf
-    return estimate, stderr
+        values = np.log1p(n @ kernel.T) @ w
+        c, mu = values.size, float(values.mean())
+        delta = mu - mean
+        total = count + c
+        mean += delta * c / total
+        m2 += float(np.sum((values - mu) ** 2)) + delta * delta * count * c / total
+        count = total
+    return mean, math.sqrt(m2 / (count - 1) / count)
 
 
 def atom_infonce(
@@ -376,16 +477,18 @@ def atom_infonce(
 
     Args:
       vectors: unit vectors ``u``, shape ``(M, d)`` (norms within 1e-6 of 1), or with
-        ``ball=True`` vectors of norm at most 1.
+        ``ball=True`` vectors of norm at most 1; ``M <=`` :data:`MAX_ATOMS`.
       weights: atom weights ``w``, shape ``(M,)``, non-negative, summing to 1; ``None`` for
         equal weights.
-      num_negatives: ``K >= 1``.
+      num_negatives: ``1 <= K <=`` :data:`MAX_NEGATIVES`.
       temperature: ``τ > 0``.
       method: ``"exact"``, ``"quadrature"`` or ``"mc"``.
-      num_samples: Monte Carlo draws (``method="mc"``).
-      seed: integer seed or ``numpy.random.Generator`` (``method="mc"``).
-      max_count_vectors: enumeration limit for ``method="exact"``.
-      ball: atoms inside the unit ball rather than on the sphere.
+      num_samples: Monte Carlo draws (``method="mc"``), ``2 ..`` :data:`MAX_SAMPLES`;
+        memory stays bounded (chunks of draws).
+      seed: integer seed in ``[0, 2^63)`` or ``numpy.random.Generator`` (``method="mc"``).
+      max_count_vectors: enumeration limit for ``method="exact"``, at most
+        :data:`MAX_COUNT_VECTORS_LIMIT`.
+      ball: atoms inside the unit ball rather than on the sphere (``True``/``False``).
 
     Returns:
       The loss as a python float; for ``method="mc"`` a tuple ``(estimate, standard_error)``.
@@ -399,20 +502,25 @@ def atom_infonce(
 
     Reference: Parulekar et al., COLT 2023; SPEC 3.A.
     """
-    u = _atom_vectors(vectors, ball=bool(ball))
+    ball = validate.boolean("ball", ball)
+    u = _atom_vectors(vectors, ball=ball)
     w = _atom_weights(weights, u.shape[0])
-    k = _scalar_int("num_negatives", num_negatives, 1)
+    k = _negatives(num_negatives)
     tau = _scalar_positive("temperature", temperature)
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
-    kernel = _similarity_kernel(u, tau)
     if method == "exact":
-        limit = _scalar_int("max_count_vectors", max_count_vectors, 1)
-        return _atom_infonce_exact(kernel, w, k, limit)
-    if method == "quadrature":
-        return _atom_infonce_quadrature(kernel, w, k)
-    samples = _scalar_int("num_samples", num_samples, 2)
-    return _atom_infonce_mc(kernel, w, k, samples, seed)
+        limit = _scalar_int("max_count_vectors", max_count_vectors, 1, MAX_COUNT_VECTORS_LIMIT, "memory")
+    elif method == "mc":
+        samples = _scalar_int("num_samples", num_samples, 2, MAX_SAMPLES, "time")
+        rng = validate.seed("seed", seed, maximum=2**63 - 1, generator=True)
+    with np.errstate(over="ignore", under="ignore"):  # e^{-huge/τ} is 0, exactly as meant
+        kernel = _similarity_kernel(u, tau, ball)
+        if method == "exact":
+            return _atom_infonce_exact(kernel, w, k, limit)
+        if method == "quadrature":
+            return _atom_infonce_quadrature(kernel, w, k)
+        return _atom_infonce_mc(kernel, w, k, samples, rng)
 
 
 def _atom_loss_value(u: np.ndarray, w: np.ndarray, k: int, tau: float) -> float:
@@ -462,6 +570,33 @@ def quadrature_loss(log_kernel, w, k: int, nodes, node_weights):
     phi_minus_one = jnp.einsum("b,abt->at", w, jnp.expm1(-e[:, :, None] * nodes))
     integrand = -jnp.expm1(k * jnp.log1p(jnp.maximum(phi_minus_one, floor - 1.0)))
     return (integrand @ node_weights) @ w
+
+
+def _check_solver_size(m: int, d: int, k: int, r: int) -> None:
+    """Refuse an :func:`optimal_atoms` program beyond :data:`MAX_SOLVER_ELEMENTS`, naming the
+    argument to lower: ``num_atoms`` if one restart in one dimension is already too big,
+    else ``dim`` if one restart is, else ``restarts``; each with the largest value that fits."""
+    if m == 1:  # no program: the single atom's loss is computed directly
+        if d > MAX_VECTOR_ELEMENTS:
+            validate.fail("dim", d, f"must be at most {MAX_VECTOR_ELEMENTS:,} for num_atoms=1 (memory)")
+        return
+    nodes = _quadrature_nodes(k).size
+    budget = MAX_SOLVER_ELEMENTS
+
+    def elements(m_, d_, r_):
+        return r_ * m_ * (m_ * nodes + 8 * d_)
+
+    if elements(m, 1, 1) > budget:
+        largest = math.isqrt(budget // nodes)
+        while largest > 1 and elements(largest, 1, 1) > budget:
+            largest -= 1
+        validate.fail("num_atoms", m, f"must be at most {largest:,} (memory, num_negatives={k:,})")
+    if elements(m, d, 1) > budget:
+        largest = (budget // m - m * nodes) // 8
+        validate.fail("dim", d, f"must be at most {largest:,} for num_atoms={m} (memory)")
+    if elements(m, d, r) > budget:
+        largest = budget // elements(m, d, 1)
+        validate.fail("restarts", r, f"must be at most {largest:,} for num_atoms={m}, dim={d} (memory)")
 
 
 @functools.lru_cache(maxsize=32)
@@ -520,12 +655,17 @@ def optimal_atoms(
     Args:
       num_atoms: ``M >= 1``.
       dim: ``d >= 1``.
-      num_negatives: ``K >= 1``.
+      num_negatives: ``1 <= K <=`` :data:`MAX_NEGATIVES`.
       temperature: ``τ > 0``.
       weights: shape ``(M,)`` non-negative weights summing to 1; ``None`` for equal.
       restarts: number of random starts.
-      steps: optimiser steps per start.
-      seed: seed of the random starts.
+      steps: optimiser steps per start, at most :data:`MAX_STEPS`.
+      seed: seed of the random starts, an integer in ``[0, 2^63)``.
+
+    The compiled program holds ``restarts · M · (M · nodes + 8 · dim)`` float64 values about
+    three times over (``nodes`` ~ 250, growing with ``log K``); beyond
+    :data:`MAX_SOLVER_ELEMENTS` the call is refused, naming ``num_atoms``, ``dim`` or
+    ``restarts`` with the largest value that fits.
 
     Returns:
       ``AtomConfiguration(vectors, loss)``: float64 unit vectors ``(M, d)`` and their exact
@@ -540,11 +680,13 @@ def optimal_atoms(
     """
     m = _scalar_int("num_atoms", num_atoms, 1)
     d = _scalar_int("dim", dim, 1)
-    k = _scalar_int("num_negatives", num_negatives, 1)
+    k = _negatives(num_negatives)
     tau = _scalar_positive("temperature", temperature)
-    w = _atom_weights(weights, m)
     r = _scalar_int("restarts", restarts, 1)
-    n_steps = _scalar_int("steps", steps, 1)
+    n_steps = _scalar_int("steps", steps, 1, MAX_STEPS, "time")
+    seed = validate.seed("seed", seed, maximum=2**63 - 1)
+    _check_solver_size(m, d, k, r)
+    w = _atom_weights(weights, m)
     if m == 1:
         u = np.zeros((1, d))
         u[0, 0] = 1.0

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from theory import validate
 from theory.certificates import point_sets, set_distance_matrix
 from theory.floors import (
     _scalar_int,
@@ -60,6 +61,33 @@ from theory.regimes import classify_embedding, cluster_geometry
 LEVELS = ("sets", "points")
 #: the point level keeps all pairwise constraints; beyond this many distinct points it is refused.
 MAX_POINTS = 4096
+# Size limits of one call (every argument that sets the size of an allocation or a loop):
+#: at most this many augmentation sets: the solver's S x S constraints and the unconstrained
+#: optimum (:func:`theory.optimal_atoms` of S atoms) grow with S² (memory and time).
+MAX_SETS = 128
+#: ``dim`` at most this (memory: starts and solver states are ``S x dim`` per start).
+MAX_DIM = 1024
+#: ``num_negatives`` at most this: an int32 constant of the compiled float32 search.
+MAX_NEGATIVES = 2**31 - 1
+#: at the point level ``num_negatives · dim`` is at most this: each step and each pick draws
+#: anchors x K negatives x dim values (8,192 anchors, six candidates: ~800 MB).
+MAX_POINT_NEGATIVES_DIM = 2048
+#: the set-level solver holds ``starts · S · (S · nodes + 8 · dim)`` float32 values about
+#: three times over (values and gradients; ``nodes`` grows with ``log K`` and ``1/τ``), and
+#: the starts ``n_L · starts · S · dim`` float64 values: each at most this many (~1.5 GB).
+MAX_SOLVER_ELEMENTS = 2**27
+#: ``steps`` at most this (time).
+MAX_STEPS = 100_000
+#: ``temperature`` at least this: atoms in the ball have kernels up to ``exp(1/(4τ))``,
+#: which must stay below ``e^650`` (float64 ends at ``e^709``; :func:`theory.atom_infonce`
+#: refuses beyond ``e^700``).
+MIN_TEMPERATURE = 1.0 / (4.0 * 650.0)
+#: at most this many ``lipschitz`` values in one call (time: each is one solve).
+MAX_LIPSCHITZ_VALUES = 1024
+#: at the point level coordinates are at most this in magnitude (squared distances in float64).
+MAX_POINT_COORDINATE = 2.0**500
+#: ``num_samples`` at most this (time of the point-level estimate).
+MAX_SAMPLES = 10**7
 #: returned embeddings are scaled this far inside the constraints, so that ``max_ratio`` and
 #: every norm stay <= 1 whatever the rounding of an independent check.
 _FEASIBILITY_MARGIN = 1e-12
@@ -156,29 +184,97 @@ class _Problem:
 
 
 def _lipschitz_values(value) -> tuple[np.ndarray, bool]:
+    if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
+        validate.fail("lipschitz", value, "must be a positive number or a 1-D array of them")
     try:
+        kind = np.asarray(value).dtype.kind
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"lipschitz: must be a positive number or a 1-D array of them, got {value!r}") from None
-    if isinstance(value, bool) or arr.dtype == object:
-        raise ValueError(f"lipschitz: must be a positive number or a 1-D array of them, got {value!r}")
+    except (TypeError, ValueError, OverflowError):
+        validate.fail("lipschitz", value, "must be a positive number or a 1-D array of them")
+    if kind not in "iuf":  # strings, booleans, objects
+        validate.fail("lipschitz", value, "must be a positive number or a 1-D array of them")
     if arr.ndim > 1 or arr.size == 0:
         raise ValueError(f"lipschitz: must be a number or a non-empty 1-D array, got shape {arr.shape}")
+    if arr.size > MAX_LIPSCHITZ_VALUES:
+        raise ValueError(f"lipschitz: at most {MAX_LIPSCHITZ_VALUES:,} values (time), got {arr.size:,} values")
     bad = ~(np.isfinite(arr) & (arr > 0))
     if bad.any():
         raise ValueError(f"lipschitz: must be positive and finite, got {arr[bad].flat[0]}")
+    # the search runs in float32: each L must survive the cast (and its products)
+    for lip in arr.flat:
+        validate.real("lipschitz", float(lip), positive=True, float32=True)
     return np.atleast_1d(arr), arr.ndim == 0
+
+
+def _fail_size(name: str, value, limit: int, what: str):
+    validate.fail(name, value, f"must be at most {limit:,} {what}")
 
 
 def _problem(points, set_ids, cluster_ids, dim, num_negatives, temperature) -> _Problem:
     x, set_labels, set_index, cluster_labels, set_cluster = point_sets(points, set_ids, cluster_ids)
-    d = _scalar_int("dim", dim, 1)
-    k = _scalar_int("num_negatives", num_negatives, 1)
-    tau = _scalar_positive("temperature", temperature)
+    d = _scalar_int("dim", dim, 1, MAX_DIM, "memory")
+    k = _scalar_int("num_negatives", num_negatives, 1, MAX_NEGATIVES, "int32 in the compiled search")
+    tau = validate.real("temperature", temperature, positive=True, float32=True)
+    if tau < MIN_TEMPERATURE:
+        validate.fail("temperature", tau, f"must be at least {MIN_TEMPERATURE:.4g} (exp(1/(4·temperature)) "
+                                          "bounds the kernel of atoms in the ball, which must stay below e^650)")
     n_sets = set_labels.size
+    if n_sets > MAX_SETS:
+        validate.fail("set_ids", n_sets, f"at most {MAX_SETS:,} sets (memory and time: the solver "
+                                         "grows with the square of the number of sets)")
     g = set_distance_matrix(x, set_index, n_sets)
     return _Problem(x, set_labels, set_index, set_cluster, cluster_labels.size, g,
                     np.full(n_sets, 1.0 / n_sets), k, tau, d)
+
+
+def _check_sizes(prob: _Problem, lips: np.ndarray, restarts: int, level: str) -> None:
+    """Refuse a call whose solver would exceed :data:`MAX_SOLVER_ELEMENTS` (or, at the point
+    level, :data:`MAX_POINTS` and :data:`MAX_POINT_NEGATIVES_DIM`), naming the argument to
+    lower with the largest value that fits."""
+    n_sets = prob.g.shape[0]
+    # The search runs in float32: every constraint radius L·g(s, t) between distinct sets
+    # must be a float32 normal number (a larger one is clipped, harmlessly: any radius above
+    # 2, the diameter of the ball, constrains nothing).
+    positive = prob.g[prob.g > 0]
+    if positive.size:
+        smallest = float(positive.min())
+        low = float(lips.min()) * smallest
+        if smallest < validate.FLOAT32_TINY or low < validate.FLOAT32_TINY:
+            raise ValueError(
+                f"lipschitz: L times the smallest set distance must be at least {validate.FLOAT32_TINY:.3g} "
+                f"(computed in float32); rescale the points, got L={float(lips.min()):g} and set distance "
+                f"{smallest:.6g}")
+    nodes = _solver_rule(prob.k, math.exp(min(1.0 / (4.0 * prob.tau), 700.0)))[0].size
+    per_start = n_sets * (n_sets * nodes + 8 * prob.dim)
+    if 5 * per_start > MAX_SOLVER_ELEMENTS:  # even without random starts
+        largest = 1
+        while 5 * (largest + 1) * ((largest + 1) * nodes + 8 * prob.dim) <= MAX_SOLVER_ELEMENTS:
+            largest += 1
+        validate.fail("set_ids", n_sets, f"at most {largest:,} sets for dim={prob.dim}, num_negatives={prob.k}, "
+                                         f"temperature={prob.tau:g} (memory: {nodes} quadrature nodes)")
+    if (restarts + 5) * per_start > MAX_SOLVER_ELEMENTS:
+        _fail_size("restarts", restarts, MAX_SOLVER_ELEMENTS // per_start - 5,
+                   f"for {n_sets} sets, dim={prob.dim} (memory)")
+    n_lips = lips.size
+    starts = n_lips * (restarts + 4) * n_sets * prob.dim
+    if starts > MAX_SOLVER_ELEMENTS:
+        largest = MAX_SOLVER_ELEMENTS // ((restarts + 4) * n_sets * prob.dim)
+        raise ValueError(f"lipschitz: at most {largest:,} values with restarts={restarts}, {n_sets} sets, "
+                         f"dim={prob.dim} (memory), got {n_lips:,} values")
+    if level == "points":
+        distinct = np.unique(prob.x, axis=0).shape[0]
+        if distinct > MAX_POINTS:
+            raise ValueError(
+                f"points: {distinct:,} distinct points, more than the {MAX_POINTS:,} the point "
+                "level supports (it keeps every pairwise constraint); use level='sets' or subsample"
+            )
+        top = float(np.max(np.abs(prob.x)))
+        if top > MAX_POINT_COORDINATE:
+            validate.fail("points", top, "coordinates must be at most 2^500 in magnitude at the point level "
+                                         "(squared distances); rescale the points")
+        if prob.k * prob.dim > MAX_POINT_NEGATIVES_DIM:
+            validate.fail("num_negatives", prob.k, f"at most {MAX_POINT_NEGATIVES_DIM // prob.dim:,} for dim={prob.dim} "
+                                                   "at the point level (memory: anchors x negatives x dim)")
 
 
 def _coincident_classes(distance: np.ndarray) -> np.ndarray:
@@ -801,7 +897,15 @@ def lipschitz_minimum(
     Raises:
       ValueError: one line naming the argument and the value (non-positive or non-finite
         ``lipschitz`` or ``temperature``, ``num_negatives < 1``, ``dim < 1``, mismatched
-        lengths, NaN points, an unknown ``level``, ...).
+        lengths, NaN points, an unknown ``level``, ...), or the limit it exceeds: at most
+        :data:`MAX_SETS` sets, ``dim <=`` :data:`MAX_DIM`, ``num_negatives <=``
+        :data:`MAX_NEGATIVES`, ``steps <=`` :data:`MAX_STEPS`, ``num_samples <=``
+        :data:`MAX_SAMPLES`, a solver within :data:`MAX_SOLVER_ELEMENTS` (which bounds
+        ``restarts`` and the number of ``lipschitz`` values), and at the point level
+        :data:`MAX_POINTS` distinct points and ``num_negatives · dim <=``
+        :data:`MAX_POINT_NEGATIVES_DIM`; ``temperature >=`` :data:`MIN_TEMPERATURE`;
+        ``lipschitz`` and ``temperature`` must survive the
+        float32 search (:data:`theory.validate.FLOAT32_LIMIT`); ``seed`` is in ``[0, 2^32)``.
 
     Example:
       >>> x = np.array([[0.0, 0], [0.1, 0], [3.0, 0], [3.1, 0]])
@@ -811,14 +915,15 @@ def lipschitz_minimum(
 
     Reference: Parulekar et al., COLT 2023; SPEC 3.F. Kirszbraun, Fund. Math. 22, 1934.
     """
-    if level not in LEVELS:
+    if not isinstance(level, str) or level not in LEVELS:
         raise ValueError(f"level: must be one of {', '.join(LEVELS)}, got {level!r}")
     lips, scalar = _lipschitz_values(lipschitz)
-    prob = _problem(points, set_ids, cluster_ids, dim, num_negatives, temperature)
-    seed = _scalar_int("seed", seed, 0)
+    seed = validate.seed("seed", seed)
     restarts = _scalar_int("restarts", restarts, 0)
-    steps = _scalar_int("steps", steps, 1)
-    num_samples = _scalar_int("num_samples", num_samples, 2)
+    steps = _scalar_int("steps", steps, 1, MAX_STEPS, "time")
+    num_samples = _scalar_int("num_samples", num_samples, 2, MAX_SAMPLES, "time")
+    prob = _problem(points, set_ids, cluster_ids, dim, num_negatives, temperature)
+    _check_sizes(prob, lips, restarts, level)
 
     order = np.argsort(lips, kind="stable")
     lips_sorted = lips[order]

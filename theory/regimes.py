@@ -41,6 +41,12 @@ def _nonnegative(name: str, value) -> np.ndarray:
     return validate.real_array(name, value, nonnegative=True)
 
 
+def _edge(n_clusters, name: str = "n_clusters"):
+    """``e_m`` for ``n_clusters`` checked under the caller's name (integers >= 2)."""
+    m = validate.integer_array(name, n_clusters, 2)
+    return simplex_edge(int(m) if m.ndim == 0 else m)
+
+
 def _check_certificate(certificate) -> Certificate:
     if not isinstance(certificate, Certificate):
         raise ValueError(f"certificate: must be a theory.Certificate, got {type(certificate).__name__}")
@@ -140,7 +146,7 @@ def phase_lines(cluster_distance, chain_diameter, n_clusters):
     """
     delta = _nonnegative("cluster_distance", cluster_distance)
     diameter = _nonnegative("chain_diameter", chain_diameter)
-    edge = np.asarray(simplex_edge(n_clusters), dtype=np.float64)
+    edge = np.asarray(_edge(n_clusters), dtype=np.float64)
     with np.errstate(divide="ignore"):
         collapse = np.where(delta > 0, edge / np.where(delta > 0, delta, 1.0), np.inf)
         split = np.where(diameter > 0, edge / np.where(diameter > 0, diameter, 1.0), np.inf)
@@ -172,7 +178,7 @@ def classify_regime(lipschitz, cluster_distance, chain_diameter, n_clusters):
     lip = _nonnegative("lipschitz", lipschitz)
     delta = _nonnegative("cluster_distance", cluster_distance)
     diameter = _nonnegative("chain_diameter", chain_diameter)
-    edge = np.asarray(simplex_edge(n_clusters), dtype=np.float64)
+    edge = np.asarray(_edge(n_clusters), dtype=np.float64)
     regime = np.where(lip * delta < edge, "collapsed", np.where(lip * diameter >= edge, "split", "preserved"))
     return str(regime) if regime.ndim == 0 else regime
 
@@ -226,8 +232,8 @@ def predict_regime(certificate: Certificate, lipschitz, n_clusters=None) -> Regi
     Reference: Parulekar et al., COLT 2023; SPEC 3.E.
     """
     cert = _check_certificate(certificate)
-    m = cert.n_clusters if n_clusters is None else n_clusters
-    edge = simplex_edge(m)
+    m = cert.n_clusters if n_clusters is None else int(validate.integer("n_clusters", n_clusters, minimum=2))
+    edge = _edge(m)
     delta, diameter = cert.cluster_distance, cert.chain_diameter
     collapse, split = phase_lines(delta, diameter, m)
     lip = _nonnegative("lipschitz", lipschitz)
@@ -257,9 +263,12 @@ def classify_embedding(within: float, between: float, n_clusters: int) -> str:
       >>> classify_embedding(0.1, 1.7, 3), classify_embedding(0.9, 1.2, 3)
       ('preserved', 'split')
     """
-    if not (np.isfinite(within) and np.isfinite(between)):
+    for name, value in (("within", within), ("between", between)):
+        if not validate.is_real(value):
+            validate.fail(name, value, "must be a real number")
+    edge = _edge(validate.integer("n_clusters", n_clusters, minimum=2))
+    if not (np.isfinite(float(within)) and np.isfinite(float(between))):
         return ""
-    edge = simplex_edge(n_clusters)
     if max(within, between) < COLLAPSE_FRACTION * edge:
         return "collapsed"
     if within >= SPLIT_RATIO * between:
@@ -284,7 +293,7 @@ def cluster_geometry(set_means, set_clusters) -> tuple[float, float]:
       >>> cluster_geometry([[0.0, 0], [0.1, 0], [1.0, 0]], [0, 0, 1])
       (0.1, 0.95)
     """
-    z = np.asarray(set_means, dtype=np.float64)
+    z = validate.real_array("set_means", set_means)
     labels, index = np.unique(np.asarray(set_clusters), return_inverse=True)
     if z.ndim != 2 or index.shape != (z.shape[0],):
         raise ValueError(f"set_means: must be (S, d) with one cluster per row, got shapes {z.shape} and {index.shape}")
@@ -311,6 +320,8 @@ def majority_regime(labels) -> str:
       >>> majority_regime(["preserved", "split"]), majority_regime(["collapsed"] * 2 + ["split"])
       ('split', 'collapsed')
     """
+    if isinstance(labels, (str, bytes)) or not hasattr(labels, "__iter__"):
+        validate.fail("labels", labels, "must be a sequence of regime names")
     counts = {r: 0 for r in REGIMES}
     for label in labels:
         if label:

@@ -26,6 +26,10 @@ import numpy as np
 FLOAT32_LIMIT = float(np.finfo(np.float32).max) / 2.0**40
 #: the smallest positive magnitude a float32 input may have (normal numbers, with room).
 FLOAT32_TINY = float(np.finfo(np.float32).tiny) * 2.0**40
+#: integer (array) arguments are below this in magnitude: int64 with room for sums (2^62).
+MAX_INTEGER = 2**62
+#: seeds are at most this (they may become ``jax.random.PRNGKey(seed)``, a uint32 seed).
+MAX_SEED = 2**32 - 1
 
 
 def fail(name: str, value: Any, why: str) -> NoReturn:
@@ -54,8 +58,12 @@ def is_real(value: Any) -> bool:
     return isinstance(value, (numbers.Real, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
+            reason: str | None = None) -> int:
     """An integer within ``[minimum, maximum]`` (either end optional), as a Python ``int``.
+
+    ``reason`` says why the maximum exists (``"memory"``, ``"time"``); it is shown with it:
+    ``"--negatives: must be at most 4,096 (memory), got 5000"``.
 
     Example:
       >>> integer("train.steps", np.int64(5), minimum=1)
@@ -71,8 +79,31 @@ def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int |
     if minimum is not None and value < minimum:
         fail(name, value, f"must be at least {minimum}")
     if maximum is not None and value > maximum:
-        fail(name, value, f"must be at most {maximum:,}")
+        fail(name, value, f"must be at most {maximum:,}" + (f" ({reason})" if reason else ""))
     return value
+
+
+def seed(name: str, value: Any, *, maximum: int = MAX_SEED, generator: bool = False):
+    """A random seed: an integer in ``[0, maximum]`` or, with ``generator``, a
+    ``numpy.random.Generator`` (returned as is). ``None`` (fresh entropy) is refused, so that
+    every result can be reproduced.
+
+    Example:
+      >>> seed("seed", np.int64(7))
+      7
+    """
+    if generator and isinstance(value, np.random.Generator):
+        return value
+    if not is_integer(value):
+        fail(name, value, "must be an integer" + (" or a numpy.random.Generator" if generator else ""))
+    return integer(name, value, minimum=0, maximum=maximum)
+
+
+def boolean(name: str, value: Any) -> bool:
+    """``True`` or ``False`` (Python or numpy), as a Python ``bool``."""
+    if not isinstance(value, (bool, np.bool_)):
+        fail(name, value, "must be True or False")
+    return bool(value)
 
 
 def real(name: str, value: Any, *, positive: bool = False, minimum: float | None = None,
@@ -95,7 +126,10 @@ def real(name: str, value: Any, *, positive: bool = False, minimum: float | None
     """
     if not is_real(value):
         fail(name, value, "must be a real number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a Python integer beyond float64
+        fail(name, value, "must be finite")
     if not math.isfinite(value):
         fail(name, value, "must be finite")
     if positive and value <= 0:
@@ -126,7 +160,14 @@ def integer_array(name: str, value: Any, minimum: int) -> np.ndarray:
     """
     if isinstance(value, (bool, np.bool_)):
         fail(name, value, "must be an integer (or array of integers)")
-    arr = np.asarray(value)
+    if is_integer(value) and abs(int(value)) >= MAX_INTEGER:
+        fail(name, value, "must be an integer below 2^62")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError, OverflowError):  # ragged nesting and the like
+        fail(name, value, "must be an integer (or array of integers)")
+    if arr.dtype == object and arr.size and all(is_integer(v) for v in arr.flat):
+        fail(name, value, "must be an integer below 2^62")  # Python integers beyond int64
     if arr.dtype == object or arr.dtype == bool or not (
             np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         fail(name, value, "must be an integer (or array of integers)")
@@ -135,6 +176,8 @@ def integer_array(name: str, value: Any, minimum: int) -> np.ndarray:
             fail(name, value, "must be an integer (or array of integers)")
         if arr.size and np.max(np.abs(arr)) >= 2.0**62:
             fail(name, value, "must be an integer below 2^62")
+    elif arr.size and (np.max(arr) >= MAX_INTEGER or np.min(arr) <= -MAX_INTEGER):  # uint64 too
+        fail(name, value, "must be an integer below 2^62")
     arr = arr.astype(np.int64)
     if np.any(arr < minimum):
         fail(name, arr[arr < minimum].flat[0], f"must be at least {minimum}")

@@ -21,7 +21,7 @@ COMMANDS = (train, floor, certify, oracle, sweep, summarize, reproduce, bench)
 #: commands that shard their work over every CPU core (one XLA host device per core).
 MULTI_DEVICE = ("sweep", "reproduce", "bench")
 
-__all__ = ["COMMANDS", "UsageError", "build_parser", "cpu_devices", "main"]
+__all__ = ["COMMANDS", "UsageError", "build_parser", "cpu_devices", "entry", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,14 +73,18 @@ def cpu_devices(count: int | None = None) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit status (2 for bad input, 130 on an interrupt)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line printed, status 2) or --help (0)
+        return exc.code if isinstance(exc.code, int) else 2
     scope = cpu_devices(getattr(args, "cpu_devices", None)) if args.command in MULTI_DEVICE \
         else contextlib.nullcontext()
     try:
         with scope:
             return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError, UsageError) as exc:
-        print(f"infonce-lab {args.command}: error: {exc}", file=sys.stderr)
+        text = " ".join(str(exc).split())  # one line, whatever the message
+        print(f"infonce-lab {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"infonce-lab {args.command}: interrupted", file=sys.stderr)
@@ -88,7 +92,32 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a file system refusal: one line naming the file
+        import errno
+
+        where = exc.filename or "output"
+        why = f"no space left on {os.path.dirname(os.path.abspath(where)) if exc.filename else where}" \
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) else f"{where}: {exc.strerror or exc}"
+        print(f"infonce-lab {args.command}: error: {why}", file=sys.stderr)
+        return 2
+
+
+def entry() -> None:
+    """The ``infonce-lab`` program: :func:`main` with prompt interrupts (:mod:`sims.interrupts`).
+
+    A signal ends the process within seconds even inside a compiled call (exit 130 for
+    Ctrl-C, 143 for SIGTERM), never in the middle of a file write, and without the
+    interpreter teardown that can crash while XLA's threads are still at work.
+    """
+    from sims import interrupts
+
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    interrupts.install(f"infonce-lab {command}: interrupted".replace("  ", " "))
+    status = main()
+    if status == interrupts.EXIT_INTERRUPTED:
+        interrupts.hard_exit(interrupts.exit_status())
+    sys.exit(status)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -12,8 +12,11 @@ import argparse
 import json
 import math
 
+import numpy as np
+
 import theory
 from sims.cli.common import fmt, load_point_sets, table
+from theory import validate
 
 
 def _finite_or_none(value):
@@ -32,9 +35,15 @@ _CERT_COLUMNS = ("cluster", "n_sets", "min_gap", "bottleneck", "chain_diameter",
 
 def run_certify(args: argparse.Namespace) -> int:
     """Print the certificate of the point sets in ``args.file`` (and regimes for ``-L``)."""
+    for lip in args.lipschitz or ():
+        validate.real("--lipschitz", lip, minimum=0.0)
+    tie = validate.real("--tie-rtol", args.tie_rtol, minimum=0.0)
+    if not tie < 1e-2:
+        validate.fail("--tie-rtol", tie, "must be in [0, 0.01)")
     points, set_ids, cluster_ids = load_point_sets(args.file)
     cert = theory.certificate(points, set_ids, cluster_ids, tie_rtol=args.tie_rtol)
-    predictions = [theory.predict_regime(cert, lip) for lip in args.lipschitz or ()]
+    with np.errstate(over="ignore"):  # L·Δ beyond float64 is inf, which still classifies right
+        predictions = [theory.predict_regime(cert, lip) for lip in args.lipschitz or ()]
     if args.json:
         out = cert.to_dict()
         if predictions:

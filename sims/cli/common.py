@@ -48,6 +48,23 @@ def positive_float(text: str) -> float:
     return value
 
 
+def seed_argument(parser) -> None:
+    """``--seed N``: an integer in ``[0, 2^32 − 1]`` (the run's key is ``PRNGKey(N)``)."""
+    from sims.config import MAX_SEED
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer in [0, {MAX_SEED}], got {text!r}") from None
+        if not 0 <= value <= MAX_SEED:
+            raise argparse.ArgumentTypeError(f"must be an integer in [0, {MAX_SEED}], got {text!r}")
+        return value
+
+    parser.add_argument("--seed", type=parse, default=0, metavar="N",
+                        help=f"the run's seed, 0..{MAX_SEED} (0)")
+
+
 def parse_assignments(items: list[str], section: str) -> dict:
     out = {}
     for item in items or []:
@@ -81,21 +98,38 @@ def config_from_args(args):
 POINT_ARRAYS = ("points", "set_ids", "cluster_ids")
 
 
-def load_point_sets(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_point_sets(path: str, max_bytes: int = 2**31) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read ``points``, ``set_ids`` and ``cluster_ids`` from an ``.npz`` file (no pickles).
 
     Args:
       path: file written by ``np.savez(path, points=..., set_ids=..., cluster_ids=...)``.
+      max_bytes: the largest array read (its size once decompressed, 2 GiB by default), so
+        that a small compressed file cannot fill the memory.
 
     Returns:
       ``(points, set_ids, cluster_ids)`` as stored; :func:`theory.certificate` validates them.
 
     Raises:
-      ValueError: missing file, not an ``.npz`` archive, a missing array, or an array that
-        holds pickled Python objects.
+      ValueError: one line naming the path: missing, a folder, not a regular file (a FIFO,
+        a device), unreadable, not an ``.npz`` archive, a missing array, an array larger
+        than ``max_bytes``, or an array that holds pickled Python objects.
     """
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such file")
+    import stat
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except ValueError:  # an embedded NUL byte
+        raise ValueError(f"{path!r}: not a valid path") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ValueError(f"{path}: is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read, a device never end
+        raise ValueError(f"{path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{path}: cannot be read (permission denied)")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not an .npz archive (write it with numpy.savez)")
     try:
@@ -106,14 +140,18 @@ def load_point_sets(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 raise ValueError(f"{path}: missing array {missing[0]!r} (found: {found})")
             arrays = []
             for name in POINT_ARRAYS:
+                members = data.zip.namelist()
+                size = data.zip.getinfo(f"{name}.npy" if f"{name}.npy" in members else name).file_size
+                if size > max_bytes:
+                    raise ValueError(f"{path}: array {name!r} holds {size:,} bytes, at most {max_bytes:,} "
+                                     "(memory), once decompressed")
                 try:
                     arrays.append(data[name])
                 except ValueError:
                     raise ValueError(f"{path}: array {name!r} holds Python objects; pickles are refused") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
         raise ValueError(f"{path}: unreadable .npz archive ({type(exc).__name__})") from None
     return arrays[0], arrays[1], arrays[2]
-
 
 
 def fmt(value) -> str:

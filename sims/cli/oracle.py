@@ -23,8 +23,32 @@ def run_oracle(args) -> int:
     import theory
     from sims.oracle import class_minimum
 
+    from theory import oracle as limits
+    from theory import validate
+
+    # the command's own arguments, under their own names, before any work
+    for lip in args.lipschitz:
+        validate.real("--lipschitz", lip, positive=True, float32=True)
+    if len(args.lipschitz) > limits.MAX_LIPSCHITZ_VALUES:
+        validate.fail("--lipschitz", len(args.lipschitz), f"at most {limits.MAX_LIPSCHITZ_VALUES:,} values (time)")
+    seed = validate.seed("--seed", args.seed)
     config = config_from_args(args)
-    solver = {"seed": args.seed}
+    dim = validate.integer("model.out_dim", config.model.out_dim, minimum=1, maximum=limits.MAX_DIM,
+                           reason="memory of the oracle")
+    k = validate.integer("train.negatives", config.train.negatives, minimum=1, maximum=limits.MAX_NEGATIVES,
+                         reason="int32 in the oracle's compiled search")
+    if config.train.temperature < limits.MIN_TEMPERATURE:
+        validate.fail("train.temperature", config.train.temperature,
+                      f"at least {limits.MIN_TEMPERATURE:.4g} for the oracle (kernels exp(1/(4·temperature)) "
+                      "of atoms in the ball must stay below e^650)")
+    if args.level == "points" and k * dim > limits.MAX_POINT_NEGATIVES_DIM:
+        validate.fail("train.negatives", k, f"at most {limits.MAX_POINT_NEGATIVES_DIM // dim:,} with "
+                                            f"model.out_dim={dim} at the point level (memory)")
+    if not args.file and sum(config.data.set_counts) > limits.MAX_SETS:
+        validate.fail("data.sets_per_cluster", config.data.sets_per_cluster,
+                      f"at most {limits.MAX_SETS:,} sets in all for the oracle (memory and time), "
+                      f"{sum(config.data.set_counts):,} with data.n_clusters={config.data.n_clusters}")
+    solver = {"seed": seed}
     if args.file:
         points, set_ids, cluster_ids = load_point_sets(args.file)
         records = theory.lipschitz_minimum(points, set_ids, cluster_ids, args.lipschitz,
@@ -65,6 +89,6 @@ def register(sub) -> None:
     p.add_argument("--level", choices=("sets", "points"), default="sets",
                    help="set-constant maps (exact loss) or one embedding per point (estimated)")
     p.add_argument("--file", metavar="FILE.npz", help="points, set_ids, cluster_ids instead of --data")
-    p.add_argument("--seed", type=int, default=0, help="seed of the solver's random starts (0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the solver's random starts, 0 to 2^32 - 1 (0)")
     p.add_argument("--json", action="store_true", help="print one JSON list of records")
     p.set_defaults(handler=run_oracle)

@@ -15,7 +15,13 @@ def register(subparsers) -> None:
 
 
 def summarize_command(args) -> int:
+    import sys
+
+    from sims.cli.common import UsageError
     from sims.sweep.summary import summarize
 
-    print(summarize(args.dir))
+    if args.dir == "":
+        raise UsageError("DIR: must be a folder path, got ''")
+    warn = lambda msg: print(f"infonce-lab summarize: warning: {msg}", file=sys.stderr)  # noqa: E731
+    print(summarize(args.dir, warn=warn))
     return 0

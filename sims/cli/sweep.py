@@ -75,24 +75,6 @@ def _distributed_args(args) -> dict | None:
             "process_id": args.process_id, "shutdown_timeout_seconds": SHUTDOWN_TIMEOUT}
 
 
-def _plan_text(sweep, chunk_size, memory_budget) -> str:
-    from sims.sweep import plan, store
-
-    groups = plan.group_runs(sweep.runs)
-    lines = [f"sweep {sweep.name}: {sweep.n_runs} runs ({len(sweep.seeds)} seeds), "
-             f"{len(groups)} compiled group(s); sha256 {sweep.sha256[:12]}"]
-    for a in sweep.axes:
-        lines.append(f"  axis {a.column}: " + ", ".join(store.axis_cells(sweep, a)))
-    requested = chunk_size or sweep.chunk_size
-    for g in groups:
-        size = requested or plan.choose_chunk_size(g.static, 1, memory_budget)
-        chunks = -(-len(g.runs) // size)
-        lines.append(f"  group {g.index}: {len(g.runs)} runs, chunk size {size}"
-                     f"{'' if requested else ' per device (memory budget)'}, {chunks} chunk(s), "
-                     f"~{plan.run_bytes(g.static) / 2**20:.1f} MiB per run")
-    return "\n".join(lines)
-
-
 def sweep_command(args) -> int:
     from sims.sweep import engine, plan, store
     from sims.sweep.file import load_sweep
@@ -101,20 +83,27 @@ def sweep_command(args) -> int:
     sweep = load_sweep(args.file)
     budget = args.memory_budget * 2**20 if args.memory_budget else plan.DEFAULT_MEMORY_BUDGET
     if args.dry_run:
-        print(_plan_text(sweep, args.chunk_size, budget))
+        print(plan.describe(sweep, args.chunk_size, budget))
         return 0
+    if args.out == "":
+        raise UsageError("--out: must be a folder path, got ''")
     store.check_folder(args.out, sweep)  # refuse before initialising anything
+    if dist is None or args.process_id is not None:  # under --distributed, run_sweep checks
+        store.check_not_running(args.out, args.process_id or 0)
     if dist is not None:
         import jax
 
         jax.distributed.initialize(**dist)
     say = (lambda msg: print(msg, file=sys.stderr)) if not args.quiet else None
+    warn = lambda msg: print(f"infonce-lab sweep: warning: {msg}", file=sys.stderr)  # noqa: E731
     try:
         outcome = engine.run_sweep(
             sweep, args.out, chunk_size=args.chunk_size, memory_budget=budget,
-            progress=not args.quiet, log=say,
+            progress=not args.quiet, log=say, warn=warn,
         )
-    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+    except OSError as exc:  # a folder that cannot be written: one line, not a traceback
+        if exc.strerror is None:
+            raise
         raise UsageError(f"{exc.filename or args.out}: {exc.strerror}") from None
     state = "complete" if outcome.complete else "incomplete (other processes still running?)"
     print(f"{sweep.name}: {outcome.runs_done} of {outcome.runs_total} runs "

@@ -34,7 +34,10 @@ How a sweep runs (:func:`run_sweep`):
    (:mod:`sims.sweep.store`). When the last chunk is in, ``results.csv`` is rewritten in
    run order and ``curves.npz`` written. Running the same sweep file (same sha256) into the
    same folder resumes: finished chunks are skipped and ``results.csv`` is rebuilt from the
-   chunk files. A different sweep file is refused without touching the folder.
+   chunk files. A different sweep file is refused without touching the folder, and so is
+   a second process with the same process index while one runs (a lock held for the whole
+   sweep). A damaged chunk file counts as not done and is trained again (one warning names
+   it); a damaged manifest is refused up front. The rules are in :mod:`sims.sweep.store`.
 6. **Compilation** happens once per group and process (its time is in the manifest's
    ``sessions``); set ``JAX_COMPILATION_CACHE_DIR`` to reuse compiled programs across
    resumes and repeated sweeps.
@@ -57,7 +60,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from sims.config import ExperimentConfig
-from sims.sweep.file import Run, Sweep, load_sweep, parse_sweep
+from sims.metrics import run_status
+from sims.sweep.file import Run, Sweep, load_sweep
 from sims.sweep.plan import (
     DEFAULT_MEMORY_BUDGET,
     Chunk,
@@ -68,16 +72,22 @@ from sims.sweep.plan import (
 )
 from sims.sweep.progress import Progress
 from sims.sweep.store import (
-    STATUS_DIVERGED,
+    RESULTS,
     STATUS_OK,
     Assembler,
     ChunkResult,
+    FolderError,
+    Warn,
     check_folder,
     format_cell,
     locked,
+    manifest_plan,
     now,
     open_folder,
     read_manifest,
+    remove_stale_temps,
+    run_lock,
+    stderr_warning,
     update_manifest,
     write_chunk,
 )
@@ -155,9 +165,11 @@ def finish_chunk(
     columns = tuple(backend.columns) + (ORACLE_COLUMNS if oracle is not None else ())
     cells: dict[str, list[str]] = {c: [] for c in columns}
     for i, run in enumerate(chunk.runs):
-        loss = device.get("loss_final", np.array([np.nan] * n))[i]
-        ok = bool(np.isfinite(loss) and np.all(np.isfinite(curves[i])))
-        status.append(STATUS_OK if ok else STATUS_DIVERGED)
+        loss = device.get("loss_final", np.full(n, np.nan))[i]
+        se = device.get("loss_final_se", np.zeros(n))[i]
+        state = run_status(loss, se, curves[i])  # the one divergence rule (sims.metrics)
+        ok = state == STATUS_OK
+        status.append(state)
         if ok:
             row = backend.finalize(run.config, {k: float(v[i]) for k, v in device.items()})
             missing = [c for c in backend.columns if c not in row]
@@ -225,6 +237,7 @@ def run_sweep(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     progress: bool | Progress = False,
     log: Callable[[str], None] | None = None,
+    warn: Warn | None = None,
     backend: Backend | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep into an output folder.
@@ -237,22 +250,29 @@ def run_sweep(
       memory_budget: bytes per device a chunk may use when the chunk size is not given.
       progress: ``True`` for a progress bar on stderr (or a ready :class:`Progress`).
       log: where one-line notes go (resuming, compiling); default: nowhere.
+      warn: where one-line warnings go (a damaged chunk file, trained again); default: stderr.
       backend: what trains (default :func:`default_backend`).
 
     Returns:
       A :class:`SweepOutcome`.
 
     Raises:
-      ValueError: ``out`` holds another sweep or other files, or a resumed sweep is given
-        another chunk size. Nothing is written in that case.
+      ValueError: ``out`` holds another sweep or other files, its manifest is damaged, a
+        resumed sweep is given another chunk size, or another process with the same process
+        index runs into it (:class:`~sims.sweep.store.BusyError`). Nothing is written in
+        those cases. A full disk is a one-line :class:`~sims.sweep.store.NoSpaceError`;
+        every chunk finished before it stays written.
     """
     import jax
     from jax.sharding import Mesh
 
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
+    if str(out) == "":
+        raise FolderError("--out: must be a folder path, got ''")
     out = Path(out)
     say = log or (lambda msg: None)
+    warn = warn or stderr_warning
     check_folder(out, sweep)  # refuse before touching anything
     backend = backend or default_backend()
 
@@ -264,10 +284,23 @@ def run_sweep(
     explicit = chunk_size is not None or sweep.chunk_size is not None
     sizes = resolve_chunk_sizes(sweep, groups, chunk_size, memory_budget, n_dev)
     started = now()
-    with locked(out):
-        sizes = open_folder(out, sweep, groups, sizes, explicit, memory_budget, environment())
-    chunks = plan_chunks(groups, sizes)
-    assembler = Assembler(out, sweep, chunks)
+    with run_lock(out, pid):  # one process per process index; a second one refuses at once
+        with locked(out):
+            stale = remove_stale_temps(out)
+            sizes = open_folder(out, sweep, groups, sizes, explicit, memory_budget, environment())
+        if stale:
+            say(f"removed {len(stale)} temporary file(s) left by a killed process")
+        chunks = plan_chunks(groups, sizes)
+        assembler = Assembler(out, sweep, chunks, warn=warn,
+                              damage_note="its runs will be trained again")
+        return _run_chunks(sweep, out, backend, assembler, chunks, groups, sizes, mesh, n_dev,
+                           pid, nproc, started, progress, say)
+
+
+def _run_chunks(sweep: Sweep, out: Path, backend: Backend, assembler: Assembler, chunks, groups,
+                sizes, mesh, n_dev: int, pid: int, nproc: int, started: str, progress,
+                say) -> SweepOutcome:
+    """Train this process's unfinished chunks (the body of :func:`run_sweep`)."""
     mine = [c for i, c in enumerate(chunks) if i % nproc == pid]
     with locked(out):
         finished = assembler.finished()
@@ -285,7 +318,7 @@ def run_sweep(
         from sims.oracle import OracleTable
 
         oracle = OracleTable((r.config for r in sweep.runs), sweep.oracle, log=say)
-    if finished:
+    if finished or (out / RESULTS).exists():
         with locked(out):  # a resumed folder: results.csv rebuilt from the chunk files
             assembler.write(curves=False)
     writer = _HostWriter(out, sweep, backend, oracle, assembler, len(chunks), bar)
@@ -305,8 +338,10 @@ def run_sweep(
             writer.submit(chunk, curves, device, seconds)  # the host finishes it meanwhile
             runs_run += len(chunk.runs)
     finally:
-        writer.close()  # the chunks already trained are written, even on an interrupt
-        bar.close()
+        try:
+            writer.close()  # the chunks already trained are written, even on an interrupt
+        finally:
+            bar.close()
     with locked(out):
         complete = len(assembler.finished()) == len(chunks)
         done, diverged = assembler.write(curves=complete) if complete else assembler.counts()
@@ -368,16 +403,16 @@ class _HostWriter:
             raise error
 
 
-def assemble(out: str | Path) -> SweepOutcome:
-    """Rebuild ``results.csv`` and ``curves.npz`` of a folder from its chunk files."""
+def assemble(out: str | Path, warn: Warn | None = None) -> SweepOutcome:
+    """Rebuild ``results.csv`` and ``curves.npz`` of a folder from its chunk files.
+
+    A damaged chunk file is skipped with one line to ``warn`` (default: stderr); its runs
+    are missing until the same sweep is run into the folder again.
+    """
     out = Path(out)
-    manifest = read_manifest(out)
-    sweep = parse_sweep(manifest["sweep"]["text"], source=manifest["sweep"].get("source", ""),
-                        default_name=manifest["sweep"].get("name", "sweep"))
-    groups = group_runs(sweep.runs)
-    sizes = {int(k): int(v) for k, v in manifest["chunk_sizes"].items()}
-    chunks = plan_chunks(groups, sizes)
-    assembler = Assembler(out, sweep, chunks)
+    sweep, chunks = manifest_plan(out, read_manifest(out))
+    assembler = Assembler(out, sweep, chunks, warn=warn,
+                          damage_note="skipped (run the same sweep into this folder to train its runs again)")
     with locked(out):
         done, diverged = assembler.write()
         complete = len(assembler.finished()) == len(chunks)

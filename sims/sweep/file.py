@@ -30,8 +30,12 @@ axis is a list whose values are counts or lists of counts:
 ``sets_per_cluster = [[2, 4, 6], [4, 4, 4]]`` or ``sets_per_cluster = [4, [2, 4, 6]]``.
 
 Every error is one line naming the key: unknown sections and keys (listing the valid
-ones), wrong types, empty or repeated axis values, and any value the configuration
-dataclasses refuse (every grid point is built, so nothing invalid reaches the engine).
+ones), wrong types, empty or repeated axis values, more than :data:`MAX_RUNS` runs, and any
+value the configuration dataclasses refuse. Parsing checks every axis value (with the fixed
+values and the other axes' first values) and, for grids of up to :data:`EAGER_CONFIGS`
+configurations, every grid point; a larger grid's points are built and checked when its
+runs are first needed (``Sweep.runs``, before anything is written). So ``--dry-run`` costs
+O(axis values), whatever the grid's size.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sims.config import SECTIONS, ExperimentConfig, build_config, section_keys
+from sims.config import MAX_SEED, SECTIONS, SWEPT_NAMES, ExperimentConfig, build_config, section_keys
 
 #: keys of the ``[sweep]`` section.
 SWEEP_KEYS: tuple[str, ...] = ("seeds", "chunk_size", "name")
@@ -54,8 +58,10 @@ ORACLE_KEYS: tuple[str, ...] = ("level",)
 ORACLE_LEVELS: tuple[str, ...] = ("sets", "points")
 #: every top-level section of a sweep file.
 FILE_SECTIONS: tuple[str, ...] = (*SECTIONS, "sweep", "oracle")
-#: seeds become ``jax.random.PRNGKey(seed)``; keep them in uint32 range.
-MAX_SEED = 2**32 - 1
+#: most runs in one sweep (axes times seeds): one results row and one key each.
+MAX_RUNS = 10**6
+#: grids of at most this many configurations are built and checked whole when parsed.
+EAGER_CONFIGS = 20_000
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,8 @@ class Sweep:
       axes: the grid axes in file order.
       seeds: the seeds, in order.
       chunk_size: runs per compiled call, or ``None`` to choose from a memory budget.
-      runs: every run, in run-id order (axes in file order, seeds fastest).
+      runs: every run, in run-id order (axes in file order, seeds fastest); built and
+        checked on first use for large grids (see the module docstring).
       oracle: the ``[oracle] level`` (``"sets"`` or ``"points"``), or ``None`` when the
         file has no ``[oracle]`` section (no class-minimum columns).
     """
@@ -107,12 +114,71 @@ class Sweep:
     axes: tuple[Axis, ...]
     seeds: tuple[int, ...]
     chunk_size: int | None
-    runs: tuple[Run, ...]
     oracle: str | None = None
+    _runs: list = dataclasses.field(default_factory=list, repr=False, compare=False)
 
     @property
     def n_runs(self) -> int:
-        return len(self.runs)
+        n = len(self.seeds)
+        for a in self.axes:
+            n *= len(a.values)
+        return n
+
+    @property
+    def runs(self) -> tuple[Run, ...]:
+        if not self._runs:
+            self._runs.append(_expand(self.fixed, self.axes, self.seeds))
+        return self._runs[0]
+
+    @property
+    def static_axes(self) -> tuple[Axis, ...]:
+        """The axes that change array shapes (one compiled program per combination)."""
+        return tuple(a for a in self.axes if a.key not in SWEPT_NAMES)
+
+    @property
+    def n_groups(self) -> int:
+        """Compiled programs of the grid: the product of the static axes' lengths."""
+        n = 1
+        for a in self.static_axes:
+            n *= len(a.values)
+        return n
+
+    def group_configs(self, limit: int) -> list[tuple[ExperimentConfig, int]]:
+        """The first ``limit`` compiled groups as ``(first configuration, runs)``, without
+        building the grid (what ``--dry-run`` prints)."""
+        static = self.static_axes
+        first = {(a.section, a.key): a.values[0] for a in self.axes}
+        per_group = self.n_runs // self.n_groups
+        out = []
+        for point in itertools.islice(itertools.product(*(a.values for a in static)), limit):
+            values = {**first, **{(a.section, a.key): v for a, v in zip(static, point)}}
+            out.append((_config(self.fixed, values), per_group))
+        return out
+
+
+def _config(fixed: dict[str, dict[str, Any]], values: dict[tuple[str, str], Any]) -> ExperimentConfig:
+    sections = {s: dict(v) for s, v in fixed.items()}
+    for (section, key), value in values.items():
+        sections[section][key] = value
+    return build_config(**sections)
+
+
+def _expand(fixed, axes, seeds) -> tuple[Run, ...]:
+    """Every run of the grid, each configuration built and checked (run-id order)."""
+    runs: list[Run] = []
+    seen: dict[ExperimentConfig, tuple[Any, ...]] = {}
+    for point in itertools.product(*(a.values for a in axes)):
+        config = _config(fixed, {(a.section, a.key): v for a, v in zip(axes, point)})
+        if config in seen:  # e.g. sets_per_cluster 4 and [4, 4, 4]
+            axis, a, b = next((ax, u, v) for ax, u, v in zip(axes, seen[config], point) if u != v)
+            raise ValueError(
+                f"{axis.column}: values {list(a) if isinstance(a, tuple) else a!r} and "
+                f"{list(b) if isinstance(b, tuple) else b!r} give the same configuration"
+            )
+        seen[config] = point
+        for seed in seeds:
+            runs.append(Run(len(runs), config, seed))
+    return tuple(runs)
 
 
 _KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
@@ -174,12 +240,14 @@ def _parse_seeds(value: Any) -> tuple[int, ...]:
     if is_int(value):
         if value < 1:
             raise ValueError(f"sweep.seeds: a count of seeds must be at least 1, got {value}")
-        if value - 1 > MAX_SEED:
-            raise ValueError(f"sweep.seeds: at most {MAX_SEED + 1} seeds, got {value}")
+        if value > MAX_RUNS:
+            raise ValueError(f"sweep.seeds: at most {MAX_RUNS:,} runs in a sweep, got {value} seeds")
         return tuple(range(value))
     if isinstance(value, list):
         if not value:
             raise ValueError("sweep.seeds: empty list; give a count or at least one seed")
+        if len(value) > MAX_RUNS:
+            raise ValueError(f"sweep.seeds: at most {MAX_RUNS:,} runs in a sweep, got {len(value)} seeds")
         for s in value:
             if not is_int(s) or not 0 <= s <= MAX_SEED:
                 raise ValueError(
@@ -247,22 +315,18 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
     if not isinstance(name, str) or not name.strip() or "\n" in name:
         raise ValueError(f"sweep.name: must be a non-empty one-line string, got {name!r}")
 
-    runs: list[Run] = []
-    seen: dict[ExperimentConfig, tuple[Any, ...]] = {}
-    for point in itertools.product(*(a.values for a in axes)):
-        sections = {s: dict(v) for s, v in fixed.items()}
-        for axis, value in zip(axes, point):
-            sections[axis.section][axis.key] = value
-        config = build_config(**sections)
-        if config in seen:  # e.g. sets_per_cluster 4 and [4, 4, 4]
-            axis, a, b = next((ax, u, v) for ax, u, v in zip(axes, seen[config], point) if u != v)
-            raise ValueError(
-                f"{axis.column}: values {list(a) if isinstance(a, tuple) else a!r} and "
-                f"{list(b) if isinstance(b, tuple) else b!r} give the same configuration"
-            )
-        seen[config] = point
-        for seed in seeds:
-            runs.append(Run(len(runs), config, seed))
+    n_configs = 1
+    for a in axes:
+        n_configs *= len(a.values)
+    if n_configs * len(seeds) > MAX_RUNS:
+        raise ValueError(f"sweep: {n_configs:,} configurations × {len(seeds):,} seeds = "
+                         f"{n_configs * len(seeds):,} runs, more than {MAX_RUNS:,}")
+    first = {(a.section, a.key): a.values[0] for a in axes}
+    _config(fixed, first)
+    for a in axes:  # every axis value, with the other axes at their first value
+        for v in a.values[1:]:
+            _config(fixed, {**first, (a.section, a.key): v})
+    runs = _expand(fixed, axes, seeds) if n_configs <= EAGER_CONFIGS else None
     return Sweep(
         name=name,
         text=text,
@@ -272,8 +336,8 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
         axes=tuple(axes),
         seeds=seeds,
         chunk_size=chunk_size,
-        runs=tuple(runs),
         oracle=oracle,
+        _runs=[runs] if runs is not None else [],
     )
 
 
@@ -315,6 +379,8 @@ def load_sweep(path_or_name: str | Path) -> Sweep:
     path = Path(path_or_name)
     if path.is_dir():
         raise ValueError(f"{path}: is a folder, not a sweep file")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path}: not a regular file (a pipe or a device), not a sweep file")
     if path.is_file():
         try:
             text = path.read_text(encoding="utf-8")

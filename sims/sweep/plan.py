@@ -4,7 +4,7 @@ Runs whose configurations have equal static parts (:meth:`ExperimentConfig.stati
 everything that fixes an array shape) form a :class:`Group` and share one compiled program.
 A group's runs, in run-id order, are cut into :class:`Chunk` s of the group's chunk size,
 each one ``jit(vmap(train))`` call. Unless given, the chunk size comes from a memory budget
-per device (:func:`run_bytes`, :func:`choose_chunk_size`), evened out over the group
+per device (:func:`sims.limits.run_bytes`, :func:`choose_chunk_size`), evened out over the group
 (:func:`balanced_chunk_size`).
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from sims.config import ExperimentConfig
+from sims.limits import run_bytes  # noqa: F401  (the size model's memory estimate)
 from sims.sweep.file import Run, Sweep
 
 #: device memory one chunk may use, per device, when the chunk size is not given.
@@ -51,33 +52,6 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     for run in runs:
         order.setdefault(run.config.static_part(), []).append(run)
     return [Group(i, static, tuple(rs)) for i, (static, rs) in enumerate(order.items())]
-
-
-def run_bytes(config: ExperimentConfig) -> int:
-    """A rough upper estimate of one run's device memory, in bytes.
-
-    Counted in float32 words and doubled for XLA's temporaries:
-
-    * activations: the points embedded in one step, ``2·batch + K`` (shared negatives) or
-      ``batch·(K + 2)`` (independent), times the layer widths ``width·depth + out_dim``,
-      times 3 (forward values kept for the backward pass, and their gradients); or the
-      evaluation batch's points once, whichever is larger;
-    * similarity logits, ``batch·(K + 1)`` (×3 as well);
-    * parameters with their gradients and Adam's two moments (×4);
-    * the materialised point clouds, ``n_sets·points_per_set·input_dim``.
-    """
-    d, m, t = config.data, config.model, config.train
-    per_anchor = t.negatives if t.negative_mode == "independent" else 0
-    shared = t.negatives if t.negative_mode == "shared" else 0
-    step_points = t.batch_size * (2 + per_anchor) + shared
-    eval_points = t.eval_batch * (2 + per_anchor) + shared
-    widths = m.width * m.depth + m.out_dim + d.input_dim
-    activations = max(3 * step_points, eval_points) * widths
-    logits = 3 * t.batch_size * (t.negatives + 1)
-    params = d.input_dim * m.width + max(m.depth - 1, 0) * m.width**2 + m.width * m.out_dim
-    data = d.n_sets * d.points_per_set * d.input_dim
-    words = activations + logits + 4 * params + data + t.curve_points
-    return int(2 * 4 * words)
 
 
 def choose_chunk_size(
@@ -130,3 +104,30 @@ def balanced_chunk_size(n_runs: int, cap: int, n_devices: int) -> int:
     n_chunks = -(-n_runs // cap)
     size = -(-n_runs // n_chunks)
     return -(-size // n_devices) * n_devices
+
+
+#: compiled groups ``--dry-run`` lists one by one (the rest are counted).
+DESCRIBE_GROUPS = 20
+
+
+def describe(sweep: Sweep, chunk_size: int | None, memory_budget: int) -> str:
+    """The plan of ``--dry-run``: runs, axes, compiled groups and their chunks.
+
+    Costs O(axis values + listed groups), not O(runs): the grid is not built.
+    """
+    from sims.sweep.store import format_cell
+
+    lines = [f"sweep {sweep.name}: {sweep.n_runs} runs ({len(sweep.seeds)} seeds), "
+             f"{sweep.n_groups} compiled group(s); sha256 {sweep.sha256[:12]}"]
+    for a in sweep.axes:
+        lines.append(f"  axis {a.column}: " + ", ".join(format_cell(v) for v in a.values))
+    requested = chunk_size or sweep.chunk_size
+    for index, (static, runs) in enumerate(sweep.group_configs(DESCRIBE_GROUPS)):
+        size = requested or choose_chunk_size(static, 1, memory_budget)
+        chunks = -(-runs // size)
+        lines.append(f"  group {index}: {runs} runs, chunk size {size}"
+                     f"{'' if requested else ' per device (memory budget)'}, {chunks} chunk(s), "
+                     f"~{run_bytes(static) / 2**20:.1f} MiB per run")
+    if sweep.n_groups > DESCRIBE_GROUPS:
+        lines.append(f"  ... and {sweep.n_groups - DESCRIBE_GROUPS} more group(s)")
+    return "\n".join(lines)

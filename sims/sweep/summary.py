@@ -4,32 +4,65 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sims.sweep.file import Sweep, parse_sweep
+from sims.sweep.file import Sweep
+from sims.sweep.store import (
+    CHUNK_NAME,
+    CHUNKS,
+    RESULTS,
+    STATUS_DIVERGED,
+    STATUS_OK,
+    Assembler,
+    Warn,
+    axis_cells,
+    manifest_plan,
+    read_manifest,
+    read_results,
+)
 from theory.regimes import REGIMES, majority_regime
-from sims.sweep.store import RESULTS, STATUS_DIVERGED, STATUS_OK, axis_cells, read_manifest, read_results
 
 
+def finished_rows(out: str | Path, warn: Warn | None = None) -> tuple[Sweep, dict, list[dict[str, str]], str]:
+    """The sweep of ``out``, its manifest, its finished rows and where they were read.
 
-def summarize(out: str | Path) -> str:
+    The chunk files are the source of truth: when ``chunks/`` holds any, the rows are built
+    from them (a damaged one is skipped with one line to ``warn``); otherwise they are read
+    from results.csv (:func:`~sims.sweep.store.read_results`, which drops bad rows with a
+    warning). Nothing is written.
+    """
+    out = Path(out)
+    manifest = read_manifest(out)
+    sweep, chunks = manifest_plan(out, manifest)
+    folder = out / CHUNKS
+    if folder.is_dir() and any(CHUNK_NAME.fullmatch(p.name) for p in folder.iterdir()):
+        assembler = Assembler(out, sweep, chunks, warn=warn,
+                              damage_note="skipped (run the same sweep into this folder to "
+                                          "train its runs again)")
+        return sweep, manifest, assembler.rows(), str(folder)
+    return sweep, manifest, read_results(out, warn=warn, runs_total=sweep.n_runs), str(out / RESULTS)
+
+
+def summarize(out: str | Path, warn: Warn | None = None) -> str:
     """Regime counts along each axis of the sweep in ``out`` (ok runs only), as text.
 
     One table per grid axis: for each value, how many runs fell in each regime and how
     many diverged (diverged runs are counted but never put in a regime). With two or more
     axes, a map of the majority regime over the first two follows (C collapsed,
     P preserved, S split, ``.`` nothing finished, ``x`` all diverged).
+
+    The rows come from :func:`finished_rows`; the first line says ``incomplete`` whenever
+    runs are missing. Problems found on the way go to ``warn`` (default: stderr), one line
+    each.
     """
     out = Path(out)
-    manifest = read_manifest(out)
-    rows = read_results(out)
-    sweep = parse_sweep(manifest["sweep"]["text"], source=manifest["sweep"].get("source", ""),
-                        default_name=manifest["sweep"].get("name", "sweep"))
+    sweep, _, rows, source = finished_rows(out, warn)
     if rows and "regime" not in rows[0]:
-        raise ValueError(f"{out / RESULTS}: has no regime column")
+        raise ValueError(f"{source}: has no regime column")
     ok = [r for r in rows if r["status"] == STATUS_OK]
+    complete = len(rows) == sweep.n_runs  # every run has its row: nothing missing
     lines = [
         f"sweep {sweep.name}: {len(rows)} of {sweep.n_runs} runs finished "
         f"({len(ok)} ok, {len(rows) - len(ok)} diverged)"
-        + ("" if manifest.get("complete") else "; incomplete"),
+        + ("" if complete else "; incomplete"),
     ]
     regimes = list(REGIMES) + sorted({r["regime"] for r in ok} - set(REGIMES) - {""})
     total = {g: sum(r["regime"] == g for r in ok) for g in regimes}
