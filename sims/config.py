@@ -32,13 +32,19 @@ CAPPED_KINDS = ("linear", "lipschitz_mlp", "rff")
 HEADS = ("ball", "sphere")
 NEGATIVE_MODES = ("shared", "independent")
 SCHEDULES = ("constant", "cosine")
+#: training objectives (:mod:`sims.loss`): InfoNCE with i.i.d. negatives (the paper's), and
+#: the objectives practitioners train with, on the same data and function classes.
+OBJECTIVES = ("infonce", "ntxent", "dcl", "debiased", "spectral", "align_uniform")
+#: how the clusters are placed: in a ``row`` (neighbours Δ apart) or on a regular ``simplex``
+#: (every pair Δ apart).
+CLUSTER_LAYOUTS = ("row", "simplex")
 
 #: (section, field) pairs that never change an array shape; the training program takes
 #: them as inputs, so they can be swept inside one compiled program.
 SWEEPABLE: dict[str, tuple[str, ...]] = {
     "data": ("gap", "cluster_separation", "set_extent"),
     "model": ("lipschitz", "bandwidth"),
-    "train": ("temperature", "learning_rate"),
+    "train": ("temperature", "learning_rate", "tau_plus", "uniformity_weight"),
 }
 #: seeds become ``jax.random.PRNGKey(seed)``: integers in ``[0, MAX_SEED]`` (uint32).
 MAX_SEED = 2**32 - 1
@@ -93,10 +99,22 @@ class MixtureSpec:
       points_per_set: points in each set's point cloud (static shape).
       input_dim: ambient dimension ``D`` (at least 2: each cluster is a 2-D layout
         embedded by a random orthogonal map).
-      gap: δ, the set distance between neighbouring sets of a cluster (> 0). Sweepable.
+      gap: δ, the set distance between neighbouring sets of a cluster. Sweepable. ``> 0``:
+        disjoint sets; ``<= 0`` (chain only, the augmentation-overlap regime): the chain's
+        sets lie end to end on one line, consecutive sets sharing a stretch of about ``|δ|``
+        — ``|δ|`` rounded to whole point spacings ``h = set_extent/(points_per_set − 1)``
+        (the realised overlap is ``r·h``, ``r = round(|δ|/h)``, shared points coincide
+        exactly; 0: sets touch at one point), and the set distance of overlapping sets is
+        0 (:mod:`sims.data`). The overlap must leave every set at least 2 points of its
+        own: ``points_per_set − 2(r + 1) >= 2`` (``− (r + 1)`` with 2 sets per cluster), about
+        ``|δ| < set_extent/2`` (:func:`sims.limits.check_gap`).
       cluster_separation: Δ, the smallest distance between points of two different
         clusters (> 0). Sweepable.
       set_extent: length of a segment (chain) or tooth (interleaved). Sweepable.
+      cluster_layout: ``row`` (clusters side by side along a line, neighbours Δ apart) or
+        ``simplex`` (every pair of clusters exactly Δ apart: cluster ``c`` in its own plane,
+        coordinates ``2c, 2c + 1`` of ``R^{2m}``, its point nearest the origin at ``Δ/√2``;
+        needs ``input_dim >= 2·n_clusters``).
     """
 
     geometry: str = "chain"
@@ -107,10 +125,12 @@ class MixtureSpec:
     gap: float = 0.05
     cluster_separation: float = 3.0
     set_extent: float = 1.0
+    cluster_layout: str = "row"
 
     def __post_init__(self) -> None:
         s = "data"
         _check_choice(self, s, "geometry", GEOMETRIES)
+        _check_choice(self, s, "cluster_layout", CLUSTER_LAYOUTS)
         _check_int(self, s, "n_clusters", 2)
         spc = self.sets_per_cluster
         if isinstance(spc, list):
@@ -126,7 +146,10 @@ class MixtureSpec:
             _check_int(self, s, "sets_per_cluster", 2)
         _check_int(self, s, "points_per_set", 2)
         _check_int(self, s, "input_dim", 2)
-        _check_real(self, s, "gap", positive=True)
+        # any sign: δ <= 0 is the overlap regime, whose rules (chain only, every set keeps 2
+        # points of its own) need the other fields and hold for swept values too:
+        # sims.limits.check_gap, through limits.check_data below
+        _check_real(self, s, "gap")
         _check_real(self, s, "cluster_separation", positive=True)
         _check_real(self, s, "set_extent", positive=True)
         if self.geometry == "lattice":
@@ -218,6 +241,12 @@ class TrainConfig:
       schedule: ``constant`` or ``cosine`` (decay to zero over ``steps``).
       eval_batch: anchors in the fixed evaluation batch behind ``loss_final``.
       curve_points: length of the subsampled loss curve returned.
+      objective: what training minimises, one of :data:`OBJECTIVES` (:mod:`sims.loss`);
+        ``loss_final`` is InfoNCE whatever the objective (comparable with the floors),
+        ``objective_final`` the objective itself, both on the evaluation batch.
+      tau_plus: τ⁺, the class prior of the ``debiased`` objective, in (0, 1) (the true
+        prior of m equal clusters is 1/m). Sweepable.
+      uniformity_weight: weight of the uniformity term of ``align_uniform`` (> 0). Sweepable.
     """
 
     steps: int = 1500
@@ -229,6 +258,9 @@ class TrainConfig:
     schedule: str = "constant"
     eval_batch: int = 8192
     curve_points: int = 50
+    objective: str = "infonce"
+    tau_plus: float = 0.1
+    uniformity_weight: float = 1.0
 
     def __post_init__(self) -> None:
         s = "train"
@@ -241,6 +273,11 @@ class TrainConfig:
         _check_choice(self, s, "schedule", SCHEDULES)
         _check_int(self, s, "eval_batch", 1)
         _check_int(self, s, "curve_points", 1)
+        _check_choice(self, s, "objective", OBJECTIVES)
+        _check_real(self, s, "tau_plus", positive=True, maximum=1.0)
+        if self.tau_plus >= 1.0:
+            _fail(s, "tau_plus", self.tau_plus, "must be in (0, 1)")
+        _check_real(self, s, "uniformity_weight", positive=True)
 
 
 SECTIONS: dict[str, type] = {"data": MixtureSpec, "model": ModelConfig, "train": TrainConfig}
@@ -252,10 +289,11 @@ def check_swept(swept: Mapping[str, Any], config: "ExperimentConfig | None" = No
     """Validate the swept inputs of ``train(key, swept)`` on the host (one-line ``ValueError``).
 
     Every name of :data:`SWEPT_NAMES` must be present, and every value (a number or an array
-    of them, one per run) pass its configuration field's rule: finite, positive,
-    float32-representable, ``temperature >= sims.limits.MIN_TEMPERATURE``. With ``config``
-    (the static part they are trained with), their combinations must also pass the scale
-    limits of :func:`sims.limits.check_scales`.
+    of them, one per run) pass its configuration field's rule: finite, positive (``gap`` may
+    be <= 0), float32-representable, ``temperature >= sims.limits.MIN_TEMPERATURE``. With
+    ``config`` (the static part they are trained with), their combinations must also pass the
+    scale limits of :func:`sims.limits.check_scales`, which include the overlap rules of
+    ``gap <= 0`` (:func:`sims.limits.check_gap`: chain only, every set keeps 2 own points).
 
     Example:
       >>> swept = ExperimentConfig().swept_values()
@@ -277,7 +315,10 @@ def check_swept(swept: Mapping[str, Any], config: "ExperimentConfig | None" = No
         values = validate.real_array(where, swept[name])
         low = limits.MIN_TEMPERATURE if name == "temperature" else None
         for v in np.unique(values):  # each distinct value through the field's own rule
-            validate.real(where, v, positive=low is None, minimum=low, float32=True)
+            # (the gap may be <= 0: its sign rules need the data section, limits.check_gap)
+            validate.real(where, v, positive=low is None and name != "gap", minimum=low, float32=True)
+            if name == "tau_plus" and v >= 1.0:
+                validate.fail(where, float(v), "must be in (0, 1)")
     if config is not None:
         limits.check_scales(config.data, config.model, swept)
 
@@ -368,10 +409,10 @@ def build_config(
       >>> config = build_config({"gap": 0.1}, {"lipschitz": 2.0}, {"steps": 100})
       >>> config.data.gap, config.model.lipschitz, config.train.steps
       (0.1, 2.0, 100)
-      >>> build_config({"gap": -1.0})
+      >>> build_config({"gap": -0.1, "geometry": "lattice"})
       Traceback (most recent call last):
       ...
-      ValueError: data.gap: must be > 0, got -1.0
+      ValueError: data.gap: <= 0 (overlapping sets) is defined for the chain geometry only, got -0.1
     """
     return ExperimentConfig(
         data=build_section("data", data),

@@ -1,7 +1,7 @@
 """Mixtures of disjoint but intertwined augmentation sets, and InfoNCE batches.
 
 Each cluster is a 2-D layout of ``n`` augmentation sets (point clouds of
-``points_per_set`` points), built on a grid whose spacing is the gap δ (SPEC section 4):
+``points_per_set`` = ``P`` points), built on a grid whose spacing is the gap δ (SPEC section 4):
 
 * ``chain``: ``n`` parallel segments of length ``set_extent`` at x = 0, δ, 2δ, …
   Set distances ``g(s, s') = |s − s'| δ``: bottleneck β = δ, chain diameter
@@ -13,13 +13,40 @@ Each cluster is a 2-D layout of ``n`` augmentation sets (point clouds of
   sequence in which every pair of sets is consecutive at least once, so every pair of
   sets touches at distance δ: β = δ, ``D_c = δ`` (one hop).
 
-Every layout keeps a point at y = 0 at both its left and right edge; clusters are placed
-side by side along x with exactly ``cluster_separation`` (Δ) between neighbouring layouts,
-so the smallest distance between two clusters is Δ exactly. The whole 2-D picture is then
-embedded in ``R^D`` by a random orthogonal map drawn from the key, which preserves every
-distance. Shapes depend only on static fields; the compiled program passes ``gap``,
+**Overlapping sets** (δ <= 0, the augmentation-overlap regime of SPEC 6; chain only): the
+``n`` segments of a cluster lie end to end on *one* line (x = 0, along y), consecutive
+segments sharing a stretch of length about ``|δ|``. So that shared points coincide exactly, all
+sets of a cluster sit on one grid of spacing ``h = set_extent / (P − 1)``: point ``j`` of
+set ``s`` is at ``y = (s·(P − 1 − r) + j)·h`` with ``r = round(|δ| / h)`` (computed in
+float32, :func:`shared_spacings`), so consecutive sets share ``k = r + 1`` points (δ = 0:
+they touch, sharing one endpoint). The realised overlap is ``r·h``, ``|δ|`` rounded to whole
+point spacings; that is what :func:`design_certificate` reports (``overlap``). Sets that
+share points are at set distance 0: ``min_gap = β = D_c = 0``, and a shortest path between
+the end sets takes ``n − 1`` zero-length hops. The overlap must leave every set at least two
+points of its own (:func:`sims.limits.check_gap`); then only consecutive sets meet, and sets two
+apart are ``(P − 2k + 1)·h`` apart.
+
+**Cluster layouts** (``data.cluster_layout``):
+
+* ``row``: every layout keeps a point at y = 0 at both its left and right edge; clusters
+  are placed side by side along x with exactly ``cluster_separation`` (Δ) between
+  neighbouring layouts, so the smallest distance between two clusters is Δ exactly
+  (neighbours; clusters ``a < b`` are ``(b − a)·Δ`` plus the widths of the clusters between
+  them apart, :func:`design_cluster_distances`). An overlap layout has width 0.
+* ``simplex``: every pair of clusters exactly Δ apart. Cluster ``c`` gets its own plane,
+  coordinates ``2c, 2c + 1`` of ``R^{2m}``; its 2-D layout (all coordinates >= 0, a point
+  at the origin) is shifted by ``Δ/√2`` along the plane's first axis, so its point nearest
+  the origin is at distance ``Δ/√2`` and every other point is farther. Since the planes are
+  orthogonal, ``‖p − q‖² = ‖p‖² + ‖q‖²`` for points of two clusters, whose minimum is
+  ``Δ²/2 + Δ²/2``: every pair of clusters is exactly Δ apart (clusters of different sizes
+  alike). Needs ``input_dim >= 2m``.
+
+The whole picture (``R²`` for ``row``, ``R^{2m}`` for ``simplex``), centred, is then embedded
+in ``R^D`` by a random orthogonal map drawn from the key, which preserves every distance.
+Shapes depend only on static fields; the compiled program passes ``gap``,
 ``cluster_separation`` and ``set_extent`` explicitly (:func:`embedded_points`), so a grid over
-them vmaps.
+them vmaps — including a grid that mixes overlapping (δ <= 0) and disjoint (δ > 0) chains:
+both layouts are computed with static shapes and selected by the sign of the traced δ.
 """
 
 from __future__ import annotations
@@ -94,22 +121,69 @@ def _layout_units(geometry: str, n: int, p: int) -> tuple[np.ndarray, np.ndarray
     raise ValueError(f"data.geometry: unknown geometry {geometry!r}")
 
 
+def shared_spacings(gap, extent, p: int, xp=np):
+    """``r = round(|δ| / h)`` with ``h = set_extent / (P − 1)``: the point spacings that
+    consecutive overlapping sets share (they share ``r + 1`` points); 0 where δ > 0.
+
+    Computed in float32 as ``round((−δ)·(P − 1) / set_extent)`` (round half to even) both
+    on the host (``xp=numpy``, any shape) and in the compiled program (``xp=jax.numpy``,
+    traced float32 δ), so the host copy of the data (:func:`design_points`) realises the same
+    overlap as the training data.
+    """
+    if xp is np:
+        g = np.asarray(gap, np.float32)
+        e = np.asarray(extent, np.float32)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            r = np.round(-g * np.float32(p - 1) / e)
+        return np.where(g > 0, 0.0, r).astype(np.float64) + 0.0  # + 0.0: no −0 at δ = 0
+    r = jnp.round(-gap * (p - 1) / extent)
+    return jnp.where(gap > 0, jnp.zeros_like(r), r)
+
+
+def _chain_overlap(n: int, p: int, gap, extent, xp):
+    """Overlap layout ``[n, p, 2]`` of one chain cluster (δ <= 0): segments end to end at x = 0."""
+    r = shared_spacings(gap, extent, p, xp)
+    # point j of set s is grid point s·(P − 1 − r) + j: an exact integer, so the points that
+    # consecutive sets share are computed by the same operations and coincide exactly
+    index = xp.asarray(np.arange(n, dtype=float)[:, None]) * (p - 1 - r) \
+        + xp.asarray(np.arange(p, dtype=float)[None, :])
+    y = index * (extent / (p - 1))
+    return xp.stack([xp.zeros_like(y), y], axis=-1)
+
+
 def cluster_layout(spec: MixtureSpec, n: int, gap, extent, xp=jnp):
     """2-D points ``[n, p, 2]`` of one cluster with ``n`` sets, and its width along x.
 
     ``xp`` is ``jax.numpy`` (traceable ``gap``/``extent``) or ``numpy`` (float64 host copy).
+    Every coordinate is >= 0 and the cluster has a point at the origin. A chain with
+    ``gap <= 0`` is the overlap layout (segments end to end along y, width 0), selected by
+    the sign of ``gap`` with both layouts of one static shape, so ``gap`` may be traced.
     """
     xu, yu = _layout_units(spec.geometry, n, spec.points_per_set)
     yscale = gap if spec.geometry == "lattice" else extent
     pts = xp.stack([xp.asarray(xu) * gap, xp.asarray(yu) * yscale], axis=-1)
-    return pts, float(xu.max()) * gap
+    width = float(xu.max()) * gap
+    if spec.geometry == "chain":
+        positive = gap > 0
+        pts = xp.where(positive, pts, _chain_overlap(n, spec.points_per_set, gap, extent, xp))
+        width = xp.where(positive, width, 0.0 * width)
+    return pts, width
+
+
+def layout_dim(spec: MixtureSpec) -> int:
+    """Dimension of the layout before the embedding: 2 (``row``) or ``2m`` (``simplex``)."""
+    return 2 * spec.n_clusters if spec.cluster_layout == "simplex" else 2
 
 
 def layout_2d(spec: MixtureSpec, gap, separation, extent, xp=jnp):
-    """Every set's points in the plane, ``[n_sets, P, 2]``, centred (before the embedding).
+    """Every set's points before the embedding, ``[n_sets, P, layout_dim]``, centred.
 
-    Clusters side by side along x, exactly ``separation`` apart (SPEC 4).
+    ``row``: clusters side by side along x, neighbours exactly ``separation`` apart (SPEC 4).
+    ``simplex``: cluster ``c`` in the plane of coordinates ``2c, 2c + 1``, shifted by
+    ``separation/√2`` along its first axis: every pair of clusters exactly ``separation`` apart.
     """
+    if spec.cluster_layout == "simplex":
+        return _layout_simplex(spec, gap, separation, extent, xp)
     clusters, offset = [], 0.0
     for n in spec.set_counts:
         pts, width = cluster_layout(spec, n, gap, extent, xp)
@@ -117,6 +191,19 @@ def layout_2d(spec: MixtureSpec, gap, separation, extent, xp=jnp):
         offset = offset + width + separation
     pts2 = xp.concatenate(clusters, axis=0)
     return pts2 - xp.mean(pts2.reshape(-1, 2), axis=0)
+
+
+def _layout_simplex(spec: MixtureSpec, gap, separation, extent, xp):
+    m, p = spec.n_clusters, spec.points_per_set
+    shift = separation * (1.0 / np.sqrt(2.0))  # nearest point of each cluster at Δ/√2
+    blocks = []
+    for c, n in enumerate(spec.set_counts):
+        pts, _ = cluster_layout(spec, n, gap, extent, xp)
+        pts = pts + xp.stack([shift, 0.0 * shift])
+        blocks.append(xp.concatenate([xp.zeros((n, p, 2 * c), pts.dtype), pts,
+                                      xp.zeros((n, p, 2 * (m - c - 1)), pts.dtype)], axis=-1))
+    pts = xp.concatenate(blocks, axis=0)
+    return pts - xp.mean(pts.reshape(-1, 2 * m), axis=0)
 
 
 def materialize(spec: MixtureSpec, key: jax.Array) -> Mixture:
@@ -151,8 +238,8 @@ def embedded_points(spec: MixtureSpec, key: jax.Array, gap, separation, extent) 
     compiled training program calls); only the static fields of ``spec`` are read.
     """
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
-    pts2 = layout_2d(spec, f32(gap), f32(separation), f32(extent))
-    return pts2 @ random_frame(key, spec.input_dim).T
+    pts = layout_2d(spec, f32(gap), f32(separation), f32(extent))
+    return pts @ random_frame(key, spec.input_dim, layout_dim(spec)).T
 
 
 def design_points(spec: MixtureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -163,44 +250,84 @@ def design_points(spec: MixtureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray
     (:func:`theory.lipschitz_minimum`), is that of every seed's data.
 
     Returns:
-      ``(points [n_sets·P, 2], set_ids [n_sets·P], cluster_ids [n_sets·P])``.
+      ``(points [n_sets·P, k], set_ids [n_sets·P], cluster_ids [n_sets·P])`` with
+      ``k = 2`` (``row``) or ``2m`` (``simplex``, :func:`layout_dim`).
     """
     pts = layout_2d(spec, float(spec.gap), float(spec.cluster_separation), float(spec.set_extent), np)
     p = spec.points_per_set
     cluster = np.repeat(np.arange(spec.n_clusters), spec.set_counts)
-    return pts.reshape(-1, 2), np.repeat(np.arange(spec.n_sets), p), np.repeat(cluster, p)
+    return (pts.reshape(-1, layout_dim(spec)), np.repeat(np.arange(spec.n_sets), p),
+            np.repeat(cluster, p))
 
 
-def random_frame(key: jax.Array, dim: int) -> jax.Array:
-    """``[dim, 2]`` matrix with orthonormal columns: the first two columns of a Haar-random
-    orthogonal matrix (``jax.random.orthogonal``), a random isometric embedding of R²."""
-    return jax.random.orthogonal(key, dim)[:, :2]
+def random_frame(key: jax.Array, dim: int, k: int = 2) -> jax.Array:
+    """``[dim, k]`` matrix with orthonormal columns: the first ``k`` columns of a Haar-random
+    orthogonal matrix (``jax.random.orthogonal``), a random isometric embedding of ``R^k``."""
+    return jax.random.orthogonal(key, dim)[:, :k]
 
 
 def diameter_in_gaps(geometry: str, n: int) -> int:
-    """Chain diameter ``D_c / δ`` of a cluster of ``n`` sets (SPEC 4): chain ``n − 1``,
-    interleaved ``⌊n/2⌋``, lattice ``1``."""
+    """Chain diameter ``D_c / δ`` of a cluster of ``n`` sets (SPEC 4) for δ > 0: chain
+    ``n − 1``, interleaved ``⌊n/2⌋``, lattice ``1``."""
     return {"chain": n - 1, "interleaved": n // 2, "lattice": 1}[geometry]
+
+
+def realised_overlap(spec: MixtureSpec) -> float:
+    """Length of the stretch consecutive sets share: ``r·h`` for δ <= 0 (``|δ|`` rounded to
+    whole point spacings ``h = set_extent/(P − 1)``, :func:`shared_spacings`), else 0."""
+    if spec.gap > 0:
+        return 0.0
+    r = float(shared_spacings(spec.gap, spec.set_extent, spec.points_per_set))
+    return r * (spec.set_extent / (spec.points_per_set - 1))
 
 
 def design_certificate(spec: MixtureSpec) -> dict[str, float]:
     """The certificate the generator builds in, per SPEC section 4 (max over clusters).
 
-    Returns ``gap`` (smallest set distance inside a cluster, δ), ``bottleneck`` (δ),
-    ``chain_diameter`` (largest ``D_c``), ``hops`` (fewest hops of a shortest path
-    realising it: 1, see below), and
-    ``cluster_distance`` (Δ). Works with traced values.
+    Returns ``gap`` (smallest set distance inside a cluster: δ, or 0 for overlapping or
+    touching sets), ``bottleneck`` (δ, or 0), ``chain_diameter`` (largest ``D_c``: the
+    geometry's multiple of δ, or 0), ``hops`` (fewest hops of a shortest path realising
+    ``D_c``, largest over clusters: 1 for δ > 0, see below; ``n − 1`` zero-length hops for
+    δ <= 0), ``max_hops`` (the same for every pair: 1, or ``n − 1``), ``overlap`` (the realised
+    shared stretch, :func:`realised_overlap`) and ``cluster_distance`` (Δ, the smallest distance
+    between two clusters, in both cluster layouts).
     """
-    units = diameter_in_gaps(spec.geometry, max(spec.set_counts))
+    n_max = max(spec.set_counts)
+    if spec.gap > 0:
+        units = diameter_in_gaps(spec.geometry, n_max)
+        gap, diameter, hops = spec.gap, units * spec.gap, 1
+    else:  # overlapping (or touching) consecutive sets: set distance 0 along the chain
+        gap, diameter, hops = 0.0, 0.0, n_max - 1
     return {
-        "gap": spec.gap,
-        "bottleneck": spec.gap,
-        "chain_diameter": units * spec.gap,
-        # in all three layouts every pair of sets has two points exactly its shortest-path
-        # distance apart, so the fewest-hop shortest path between any two sets is one edge
-        "hops": 1,
+        "gap": gap,
+        "bottleneck": gap,
+        "chain_diameter": diameter,
+        # for δ > 0, in all three layouts every pair of sets has two points exactly its
+        # shortest-path distance apart, so the fewest-hop shortest path is one edge
+        "hops": hops,
+        "max_hops": hops,
+        "overlap": realised_overlap(spec),
         "cluster_distance": spec.cluster_separation,
     }
+
+
+def design_cluster_distances(spec: MixtureSpec) -> np.ndarray:
+    """``(m, m)`` smallest distances between the points of two clusters, by construction.
+
+    ``simplex``: Δ for every pair. ``row``: clusters ``a < b`` are ``(b − a)·Δ + Σ_{a<c<b} w_c``
+    apart, ``w_c`` the width of cluster ``c`` along x (every layout has a point at y = 0 at
+    both its left and right edge). 0 on the diagonal.
+    """
+    m, delta = spec.n_clusters, float(spec.cluster_separation)
+    if spec.cluster_layout == "simplex":
+        return delta * (1.0 - np.eye(m))
+    widths = np.array([float(cluster_layout(spec, n, float(spec.gap), float(spec.set_extent), np)[1])
+                       for n in spec.set_counts])
+    out = np.zeros((m, m))
+    for a in range(m):
+        for b in range(a + 1, m):
+            out[a, b] = out[b, a] = (b - a) * delta + widths[a + 1:b].sum()
+    return out
 
 
 class Batch(NamedTuple):

@@ -18,11 +18,13 @@ memory is not the constraint but compilation or host time is (:data:`MAX_DEPTH` 
 ranges (:data:`MAX_INDEX`).
 
 **Scales** (:func:`check_scales`): the data are computed in float32, so the layout's
-diameter ``X`` (all clusters side by side), its square, and ``L·X`` (what a network of
+diameter ``X`` (:func:`layout_diameter`, in either cluster layout), its square, and ``L·X`` (what a network of
 Lipschitz bound ``L`` can make of it before its head) must stay far inside float32's range
 (:data:`MAX_DIAMETER`, :data:`MAX_LIPSCHITZ_SPAN`), and the gap δ must be resolvable next to
 ``X`` (``δ ≥ X · 2^-16``, :data:`MIN_GAP_FRACTION`; float32 resolves ``2^-24``): otherwise
 sets that are apart by design would touch in float32 and every certificate would be wrong.
+Overlapping sets (δ <= 0, chain only, :func:`check_gap`) are counted in point spacings
+``h = set_extent/(P − 1)``, which must be resolvable in the same way (``h ≥ X · 2^-16``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ MAX_DIAMETER = 1e15
 MAX_LIPSCHITZ_SPAN = 1e15
 #: smallest ``gap / diameter`` (float32 resolves 2^-24 of the diameter; keep 2^8 of room).
 MIN_GAP_FRACTION = 2.0**-16
+#: fewest points of its own (shared with no other set) an overlapping set keeps (δ <= 0).
+MIN_OWN_POINTS = 2
 #: smallest temperature: the logits (up to 2/τ for embeddings in the unit ball), the
 #: per-example losses and their squares stay far inside float32's range.
 MIN_TEMPERATURE = 1e-6
@@ -138,12 +142,75 @@ def _layout_units(geometry: str, counts: tuple[int, ...], points_per_set: int) -
     return xs, ys
 
 
+@functools.lru_cache(maxsize=4096)
+def _cluster_units(geometry: str, n: int, points_per_set: int) -> tuple[float, float]:
+    """``(x span in gaps, y span in gaps for the lattice)`` of one cluster of ``n`` sets."""
+    from sims.data import _layout_units as units
+
+    xu, yu = units(geometry, n, points_per_set)
+    return float(xu.max()), float(yu.max())
+
+
+def _spacing(spec, extent: np.ndarray) -> np.ndarray:
+    """``h = set_extent / (P − 1)``, the point spacing of a segment."""
+    return extent / (spec.points_per_set - 1)
+
+
+def _overlap_length(spec, n: int, gap: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """Length ``((n − 1)(P − 1 − r) + P − 1)·h`` of a chain of ``n`` overlapping sets."""
+    from sims.data import shared_spacings
+
+    p = spec.points_per_set
+    r = shared_spacings(gap, extent, p)
+    return ((n - 1) * (p - 1 - r) + (p - 1)) * _spacing(spec, extent)
+
+
+def _cluster_box(spec, n: int, gap, extent) -> tuple[np.ndarray, np.ndarray]:
+    """``(width, height)`` of one cluster's 2-D layout (every coordinate in ``[0, width] ×
+    [0, height]``, a point at the origin)."""
+    xw, yh = _cluster_units(spec.geometry, n, spec.points_per_set)
+    width = xw * gap
+    height = yh * gap if spec.geometry == "lattice" else extent * np.ones_like(gap)
+    if spec.geometry == "chain":
+        over = gap <= 0
+        if np.any(over):
+            width = np.where(over, 0.0, width)
+            height = np.where(over, _overlap_length(spec, n, gap, extent), height)
+    return width, height
+
+
 def layout_diameter(spec, gap, separation, extent) -> np.ndarray:
-    """The diameter of the whole data layout (an upper bound), for scalars or arrays."""
-    xs, ys = _layout_units(spec.geometry, spec.set_counts, spec.points_per_set)
+    """The diameter of the whole data layout (an upper bound), for scalars or arrays.
+
+    ``row``: ``hypot(Σ_c w_c + (m − 1)·Δ, max_c h_c)`` (exact for the chain), with ``w_c × h_c``
+    each cluster's box; for overlapping chains (δ <= 0: width 0, height ``h_c`` the chain's
+    length) exactly ``max_c hypot(max(c, m − 1 − c)·Δ, h_c)``.
+    ``simplex``: each cluster's points are at most ``R_c = hypot(w_c + Δ/√2, h_c)`` from the
+    origin, and points of two clusters (orthogonal planes) are ``sqrt(|p|² + |q|²)`` apart,
+    so ``sqrt(R_1² + R_2²)`` with ``R_1 >= R_2`` the two largest radii bounds every distance
+    (within a cluster, ``hypot(w_c, h_c) <= R_c``); exact when the farthest corner of the two
+    largest clusters is a data point (the chain).
+    """
     gap, separation, extent = (np.asarray(v, np.float64) for v in (gap, separation, extent))
+    if spec.cluster_layout == "simplex":
+        radius = {n: np.hypot(_cluster_box(spec, n, gap, extent)[0] + separation / np.sqrt(2.0),
+                              _cluster_box(spec, n, gap, extent)[1])
+                  for n in set(spec.set_counts)}
+        radii = np.stack(np.broadcast_arrays(*(radius[n] for n in spec.set_counts)))
+        top = np.sort(radii, axis=0)[-2:]
+        return np.sqrt(top[0] ** 2 + top[1] ** 2)
+    xs, ys = _layout_units(spec.geometry, spec.set_counts, spec.points_per_set)
     width = xs * gap + (spec.n_clusters - 1) * separation
     height = ys * gap if spec.geometry == "lattice" else extent
+    if spec.geometry == "chain" and np.any(gap <= 0):
+        # overlapping chains are vertical segments from y = 0, clusters Δ apart along x:
+        # cluster c's farthest point is the far end cluster's point at y = 0 (or its own ends)
+        m = spec.n_clusters
+        reach = np.maximum(np.arange(m), m - 1 - np.arange(m)) * 1.0
+        length = {n: _overlap_length(spec, n, gap, extent) for n in set(spec.set_counts)}
+        exact = np.max(np.stack(np.broadcast_arrays(
+            *(np.hypot(reach[c] * separation, length[n]) for c, n in enumerate(spec.set_counts)))), axis=0)
+        return np.where(gap <= 0, exact, np.hypot(width, height))
     return np.hypot(width, height)
 
 
@@ -151,8 +218,56 @@ def _first(values: np.ndarray, bad: np.ndarray) -> float:
     return float(np.broadcast_to(values, bad.shape)[bad].flat[0])
 
 
+def own_points_needed(spec) -> tuple[int, int]:
+    """``(a, b)``: with consecutive sets sharing ``k`` points, a set keeps ``P − a·k`` points of
+    its own (``a = 2`` when a cluster has an inner set, ``n >= 3``; else 1), which must be at
+    least :data:`MIN_OWN_POINTS`: so ``r = k − 1 <= b``, the largest shared spacing count."""
+    a = 2 if max(spec.set_counts) >= 3 else 1
+    return a, (spec.points_per_set - MIN_OWN_POINTS) // a - 1
+
+
+def check_gap(spec, gap, extent) -> None:
+    """Refuse gaps δ <= 0 (overlapping sets) the generator does not define.
+
+    δ <= 0 is defined for the chain geometry only, and the overlap, ``k = r + 1`` shared
+    points with ``r = round(|δ|/h)``, ``h = set_extent/(P − 1)`` (:func:`sims.data.shared_spacings`),
+    must leave every set at least :data:`MIN_OWN_POINTS` points of its own: ``P − 2k >= 2``
+    when a cluster has three sets or more (inner sets share with two neighbours), else
+    ``P − k >= 2``. Then only consecutive sets meet. So ``|δ| < (b + 1/2)·h`` with ``b`` of
+    :func:`own_points_needed` (about ``set_extent/2`` for ``n >= 3``; the rounding of ``|δ|/h``
+    decides at exactly ``b + 1/2``), and δ <= 0 needs ``P >= 4`` (``P >= 3`` with two sets).
+    """
+    from sims.data import shared_spacings
+
+    gap, extent = np.broadcast_arrays(np.asarray(gap, np.float64), np.asarray(extent, np.float64))
+    over = gap <= 0
+    if not over.any():
+        return
+    if spec.geometry != "chain":
+        raise ValueError(f"data.gap: <= 0 (overlapping sets) is defined for the chain geometry only, "
+                         f"got {_first(gap, over)!r}")
+    a, most = own_points_needed(spec)
+    if most < 0:
+        raise ValueError(f"data.gap: <= 0 (overlapping sets) needs points_per_set >= "
+                         f"{MIN_OWN_POINTS + a} so that every set keeps {MIN_OWN_POINTS} points of its "
+                         f"own, got {_first(gap, over)!r} with points_per_set={spec.points_per_set}")
+    r = shared_spacings(gap, extent, spec.points_per_set)
+    bad = over & (r > most)
+    if bad.any():
+        limit = (most + 0.5) * _first(_spacing(spec, extent), bad)
+        shared = int(_first(r, bad)) + 1
+        raise ValueError(f"data.gap: an overlap of {-_first(gap, bad):.6g} shares {shared} of the "
+                         f"{spec.points_per_set} points of neighbouring sets, leaving a set fewer than "
+                         f"{MIN_OWN_POINTS} points of its own; must be > {-limit:.6g} (set_extent "
+                         f"{_first(extent, bad):g}), got {_first(gap, bad)!r}")
+
+
 def check_scales(spec, model=None, swept: Mapping[str, Any] | None = None) -> None:
     """Refuse data (and Lipschitz) scales whose float32 computation would be wrong.
+
+    Also the overlap rules of :func:`check_gap` (δ <= 0). The resolution check is ``δ >=
+    X·2^-16`` for δ > 0, and for overlapping sets the point spacing ``h = set_extent/(P − 1)``
+    (what the overlap is counted in) ``>= X·2^-16``.
 
     Args:
       spec: the :class:`~sims.config.MixtureSpec` (its static fields and default values).
@@ -164,20 +279,30 @@ def check_scales(spec, model=None, swept: Mapping[str, Any] | None = None) -> No
               **(swept or {})}
     gap, sep, extent = (np.asarray(values[n], np.float64)
                         for n in ("gap", "cluster_separation", "set_extent"))
+    check_gap(spec, gap, extent)
     diameter = layout_diameter(spec, gap, sep, extent)
     big = diameter > MAX_DIAMETER
     if big.any():
-        name = "cluster_separation" if np.any((sep * (spec.n_clusters - 1) >= diameter / 3) & big) \
+        name = "cluster_separation" if np.any((sep * max(spec.n_clusters - 1, 1) >= diameter / 3) & big) \
             else "set_extent" if np.any((extent >= diameter / 3) & big) else "gap"
         raise ValueError(f"data.{name}: the data's diameter would be {_first(diameter, big):.3g}, "
                          f"above {MAX_DIAMETER:.0e} (computed in float32), got "
                          f"{_first(np.asarray(values[name], np.float64), big)!r}")
-    fine = gap < MIN_GAP_FRACTION * diameter
+    positive = gap > 0
+    fine = positive & (gap < MIN_GAP_FRACTION * diameter)
     if fine.any():
         raise ValueError(f"data.gap: must be at least diameter/{int(1 / MIN_GAP_FRACTION)} = "
                          f"{_first(MIN_GAP_FRACTION * diameter, fine):.3g} so that float32 resolves "
                          f"it next to the data's diameter {_first(diameter, fine):.3g}, got "
                          f"{_first(gap, fine)!r}")
+    spacing = _spacing(spec, extent)
+    fine = ~positive & (spacing < MIN_GAP_FRACTION * diameter)
+    if fine.any():
+        raise ValueError(f"data.gap: <= 0 (overlapping sets) needs the point spacing "
+                         f"set_extent/(points_per_set - 1) = {_first(spacing, fine):.3g} to be at least "
+                         f"diameter/{int(1 / MIN_GAP_FRACTION)} = {_first(MIN_GAP_FRACTION * diameter, fine):.3g} "
+                         f"so that float32 resolves it next to the data's diameter "
+                         f"{_first(diameter, fine):.3g}, got {_first(gap, fine)!r}")
     if model is not None and model.capped:
         lip = np.asarray(values["lipschitz"], np.float64)
         span = lip * diameter
@@ -194,6 +319,10 @@ def check_data(spec) -> None:
                                 ("data.input_dim", spec.input_dim, MAX_INPUT_DIM)):
         if value > limit:
             _refuse(field, value, f"must be at most {limit:,} (size model, sims.limits)")
+    if spec.cluster_layout == "simplex" and spec.input_dim < 2 * spec.n_clusters:
+        _refuse("data.input_dim", spec.input_dim,
+                f"the simplex cluster layout needs at least 2·n_clusters = {2 * spec.n_clusters} "
+                f"(one plane per cluster)")
     if spec.n_sets > MAX_SETS:
         _refuse("data.sets_per_cluster", spec.sets_per_cluster,
                 f"{spec.n_sets:,} sets in all, more than {MAX_SETS:,} (size model, sims.limits)")

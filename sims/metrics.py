@@ -4,8 +4,10 @@ Two halves:
 
 * :func:`embedding_metrics` runs inside the compiled program on the embeddings of every
   point of every set (``[n_sets, P, d]``): alignment, uniformity, set and cluster means,
-  within-cluster diameter, between-cluster distance, k-means ARI, the evaluation loss,
-  the simplex error, the spread ``r`` and the certified Lipschitz bound.
+  within-cluster diameter, between-cluster distance, k-means ARI, the three downstream
+  columns (``probe_accuracy``, ``knn_accuracy``, ``effective_rank``: see *Downstream
+  value* below), the evaluation loss, the simplex error, the spread ``r`` and the
+  certified Lipschitz bound.
 * :func:`finalize` runs on the host and adds what depends only on the configuration and
   the exact theory: the loss floor ``ℓ*_m`` (SPEC B), the gap to it, the design
   certificate (gap, bottleneck, chain diameter), the chain-bound slack (SPEC D), the
@@ -21,6 +23,43 @@ edge ``sqrt(2m/(m−1))``):
 * otherwise ``split`` if ``W / B ≥ 1/2``: sets inside a cluster are pulled apart at least
   half as far as clusters are;
 * otherwise ``preserved``.
+
+Downstream value (what a frozen representation is worth to a classifier of the clusters).
+Every set's points are split by their index inside the set: even indices ``0, 2, 4, …``
+train, odd indices ``1, 3, …`` test (:func:`downstream_split`; ``points_per_set ≥ 2``, so
+every set, hence every cluster, has points on both sides, in the same proportions up to
+``⌈P/2⌉ : ⌊P/2⌋``). The label of a point is its set's cluster.
+
+* ``probe_accuracy`` (:func:`linear_probe_accuracy`): multinomial logistic regression on the
+  embeddings, translated and scaled by the train points' centroid ``μ`` and RMS radius
+  ``s = sqrt(mean‖x − μ‖²)`` (so the probe is invariant to translating and scaling the
+  embedding, and the mean squared feature norm is 1); weights ``W [d, m]`` and bias
+  ``b [m]``, both zero at the start; loss ``mean cross-entropy + (λ/2)‖W‖²_F`` (the bias
+  unpenalised), :data:`PROBE_STEPS` full-batch gradient-descent steps of size
+  :data:`PROBE_STEP_SIZE` with ``λ =`` :data:`PROBE_L2`. The loss's gradient is at most
+  ``1 + λ``-Lipschitz for features of mean squared norm 1 (the softmax Hessian is
+  ``≤ ½·I`` and ``E[(z,1)(z,1)ᵀ] ≤ 2``), so the step is about half the inverse: the loss
+  decreases at every step. Score: the share of test points whose ``argmax`` logit is their
+  cluster (argmax ties go to the lowest cluster id).
+* ``knn_accuracy`` (:func:`knn_accuracy`): every test point is labelled by a majority vote
+  of its :data:`KNN_K` nearest train points (Euclidean); every train point at exactly the
+  ``k``-th smallest distance votes too (so the vote does not depend on the order of the
+  points), and vote ties go to the lowest cluster id. Up to :data:`KNN_FULL_POINTS` points
+  in all every test point is scored; above, a fixed subsample of :data:`KNN_MAX_TEST` test
+  points evenly spaced in the (set, point) order (:func:`knn_test_indices`). Distances are
+  computed in blocks of at most :data:`KNN_BLOCK_WORDS` float32 numbers.
+* ``effective_rank`` (:func:`effective_rank`): the entropy effective rank of Roy and
+  Vetterli (2007) in the RankMe form of Garrido et al. (2023), of the uncentred
+  ``[n_points, d]`` embedding matrix ``Z`` (RankMe does not centre): with ``σ`` its ``d``
+  singular values, ``p_i = σ_i / Σσ + ε`` (``ε =`` :data:`ERANK_EPS`) and
+  ``erank = exp(−Σ p_i log p_i)``, between 1 and ``d`` up to ``ε``.
+
+A collapsed embedding (every point the same) gives ``probe_accuracy = knn_accuracy =`` the
+share of the largest cluster among the test points (every point gets the same prediction:
+the cluster with the most train points, which is the one with the most test points) and
+``effective_rank = exp(−(1+ε)log(1+ε) − (d−1)·ε·log ε) ≈ 1 + (d−1)·ε·ln(1/ε)`` (1.0000031
+at ``d = 3``, 1.00010 at ``d = 64``; float32 adds up to ``~10⁻⁵·d``: :func:`effective_rank`);
+the zero matrix gives ``exp(−d·ε·log ε)``.
 """
 
 from __future__ import annotations
@@ -36,6 +75,7 @@ import theory
 from sims.config import ExperimentConfig
 from sims.data import design_points, sample_indices
 from sims.loss import infonce
+from sims.loss import objective as loss_objective
 
 #: ordered metric columns of a results row.
 COLUMNS: tuple[str, ...] = (
@@ -46,8 +86,12 @@ COLUMNS: tuple[str, ...] = (
     "between_distance",
     "preservation_ratio",
     "ari",
+    "probe_accuracy",
+    "knn_accuracy",
+    "effective_rank",
     "loss_final",
     "loss_final_se",
+    "objective_final",
     "loss_floor",
     "loss_floor_attainable",
     "loss_floor_sets",
@@ -70,6 +114,25 @@ simplex_edge = theory.simplex_edge  # e_m, re-exported for convenience
 #: pairs used for the uniformity estimate when exact all-pairs would be too large.
 UNIFORMITY_PAIRS = 65536
 KMEANS_ITERS = 25
+
+#: the downstream columns (computed by :func:`embedding_metrics`; NaN in :func:`finalize`
+#: when a device-metrics mapping lacks them).
+DOWNSTREAM_COLUMNS: tuple[str, ...] = ("probe_accuracy", "knn_accuracy", "effective_rank")
+#: linear probe: full-batch gradient-descent steps, their size, and the L2 penalty ``λ`` on
+#: the weights (loss ``mean cross-entropy + (λ/2)‖W‖²_F`` on RMS-normalised features).
+PROBE_STEPS = 200
+PROBE_STEP_SIZE = 0.5
+PROBE_L2 = 1e-3
+#: neighbours voting in the k-nearest-neighbour classifier.
+KNN_K = 5
+#: up to this many points in all, every test point is scored by the kNN classifier ...
+KNN_FULL_POINTS = 4096
+#: ... above, this many test points, evenly spaced (:func:`knn_test_indices`).
+KNN_MAX_TEST = 2048
+#: most float32 numbers of one block of test-to-train differences (memory bound).
+KNN_BLOCK_WORDS = 2**20
+#: ``ε`` of the RankMe effective rank (Garrido et al., 2023).
+ERANK_EPS = 1e-7
 
 
 #: a run's ``status``: trained to a finite loss, or not.
@@ -135,12 +198,149 @@ def _pairwise(z: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.maximum(jnp.sum(diff * diff, -1), 0.0))
 
 
+_HIGHEST = jax.lax.Precision.HIGHEST  # full float32 matmuls (no TF32 on accelerators)
+
+
+def downstream_split(emb: jax.Array, cluster_ids: np.ndarray):
+    """``(x_train, y_train, x_test, y_test)`` of the downstream columns from ``emb [n_sets, P, d]``.
+
+    Even point indices of every set train, odd ones test; a point's label is its set's
+    cluster (``cluster_ids [n_sets]``, static). Points are listed set by set.
+    """
+    n_sets, p, d = emb.shape
+    ids = np.asarray(cluster_ids, np.int32)
+    x_train, x_test = emb[:, 0::2].reshape(-1, d), emb[:, 1::2].reshape(-1, d)
+    y_train = jnp.asarray(np.repeat(ids, (p + 1) // 2))
+    y_test = jnp.asarray(np.repeat(ids, p // 2))
+    return x_train, y_train, x_test, y_test
+
+
+def _probe_loss(params, z: jax.Array, onehot: jax.Array, l2: float) -> jax.Array:
+    """``mean cross-entropy + (l2/2)‖W‖²_F`` of the multinomial logistic model ``z W + b``."""
+    w, b = params
+    logits = jnp.matmul(z, w, precision=_HIGHEST) + b
+    return -jnp.mean(jnp.sum(onehot * jax.nn.log_softmax(logits), -1)) + 0.5 * l2 * jnp.sum(w * w)
+
+
+def linear_probe_logits(emb_train: jax.Array, y_train: jax.Array, emb_test: jax.Array,
+                        n_classes: int, steps: int = PROBE_STEPS,
+                        step_size: float = PROBE_STEP_SIZE, l2: float = PROBE_L2) -> jax.Array:
+    """Test logits ``[n_test, n_classes]`` of the linear probe trained on ``(emb_train, y_train)``.
+
+    Features ``z = (x − μ)/s`` with ``μ`` the train centroid and ``s`` the train RMS radius
+    ``sqrt(mean‖x − μ‖²)`` (1 when it is 0); ``W [d, n_classes]`` and ``b`` start at zero and
+    take ``steps`` full-batch gradient-descent steps of size ``step_size`` on
+    ``mean cross-entropy + (l2/2)‖W‖²_F`` (:func:`jax.grad`; deterministic, no key).
+    """
+    mu = emb_train.mean(0)
+    scale = jnp.sqrt(jnp.mean(jnp.sum((emb_train - mu) ** 2, -1)))
+    scale = jnp.where(scale > 0, scale, 1.0)
+    z_train, z_test = (emb_train - mu) / scale, (emb_test - mu) / scale
+    onehot = jax.nn.one_hot(y_train, n_classes, dtype=z_train.dtype)
+    grad = jax.grad(_probe_loss)
+
+    def step(_, params):
+        g = grad(params, z_train, onehot, l2)
+        return tuple(q - step_size * gq for q, gq in zip(params, g))
+
+    d = emb_train.shape[-1]
+    init = (jnp.zeros((d, n_classes), z_train.dtype), jnp.zeros((n_classes,), z_train.dtype))
+    w, b = jax.lax.fori_loop(0, steps, step, init)
+    return jnp.matmul(z_test, w, precision=_HIGHEST) + b
+
+
+def linear_probe_accuracy(emb_train: jax.Array, y_train: jax.Array, emb_test: jax.Array,
+                          y_test: jax.Array, n_classes: int) -> jax.Array:
+    """Share of test points whose linear-probe prediction is their label.
+
+    The probe: :func:`linear_probe_logits` (:data:`PROBE_STEPS` steps of size
+    :data:`PROBE_STEP_SIZE`, penalty :data:`PROBE_L2`); the prediction: the ``argmax`` logit,
+    ties to the lowest class id.
+    """
+    pred = jnp.argmax(linear_probe_logits(emb_train, y_train, emb_test, n_classes), -1)
+    return jnp.mean((pred == y_test).astype(jnp.float32))
+
+
+def knn_predict(emb_train: jax.Array, y_train: jax.Array, emb_test: jax.Array, n_classes: int,
+                k: int = KNN_K, block_words: int = KNN_BLOCK_WORDS) -> jax.Array:
+    """k-nearest-neighbour labels ``[n_test]`` of the test points.
+
+    Squared Euclidean distances ``Σ(x − y)²`` to every train point; every train point at a
+    distance ``≤`` the ``k``-th smallest votes for its label (``k`` capped at the number of
+    train points; all points tied at the ``k``-th distance vote), and the label with the
+    most votes wins, ties to the lowest class id. Test points go through in blocks of at
+    most ``block_words`` float32 differences ``[rows, n_train, d]`` (padded, sequential).
+    """
+    n_train, d = emb_train.shape
+    n_test = emb_test.shape[0]
+    k = max(1, min(k, n_train))
+    ballots = jax.nn.one_hot(y_train, n_classes, dtype=jnp.float32)  # exact counts below 2^24
+
+    def predict(x):
+        d2 = jnp.sum((x[:, None, :] - emb_train[None, :, :]) ** 2, -1)  # [rows, n_train]
+        kth = -jax.lax.top_k(-d2, k)[0][:, -1]
+        votes = jnp.matmul((d2 <= kth[:, None]).astype(jnp.float32), ballots, precision=_HIGHEST)
+        return jnp.argmax(votes, -1)
+
+    rows = max(1, min(n_test, block_words // max(1, n_train * d)))
+    if n_test <= rows:
+        return predict(emb_test)
+    blocks = -(-n_test // rows)
+    padded = jnp.concatenate([emb_test, jnp.zeros((blocks * rows - n_test, d), emb_test.dtype)])
+    return jax.lax.map(predict, padded.reshape(blocks, rows, d)).reshape(-1)[:n_test]
+
+
+def knn_accuracy(emb_train: jax.Array, y_train: jax.Array, emb_test: jax.Array, y_test: jax.Array,
+                 n_classes: int, k: int = KNN_K, block_words: int = KNN_BLOCK_WORDS) -> jax.Array:
+    """Share of test points whose :func:`knn_predict` label (``k =`` :data:`KNN_K`) is right."""
+    pred = knn_predict(emb_train, y_train, emb_test, n_classes, k, block_words)
+    return jnp.mean((pred == y_test).astype(jnp.float32))
+
+
+def knn_test_indices(n_points: int, n_test: int) -> np.ndarray:
+    """The test points the kNN column scores (static): every one up to :data:`KNN_FULL_POINTS`
+    points in all or :data:`KNN_MAX_TEST` test points, else :data:`KNN_MAX_TEST` of them evenly
+    spaced in the (set, point) order, ``round(linspace(0, n_test − 1, KNN_MAX_TEST))``."""
+    if n_points <= KNN_FULL_POINTS or n_test <= KNN_MAX_TEST:
+        return np.arange(n_test)
+    return np.round(np.linspace(0, n_test - 1, KNN_MAX_TEST)).astype(np.int64)
+
+
+def effective_rank(z: jax.Array, eps: float = ERANK_EPS) -> jax.Array:
+    """Entropy effective rank of ``z [n, d]``, uncentred (Roy and Vetterli 2007; RankMe).
+
+    ``σ`` are the ``d`` singular values of ``z``, ``p_i = σ_i / Σσ + eps`` and the result
+    is ``exp(−Σ p_i log p_i)`` (Garrido et al. 2023, with ``eps = 1e-7``). ``σ_i = ‖z v_i‖``
+    with ``v_i`` the eigenvectors of the ``d × d`` Gram ``zᵀz`` (:func:`jax.numpy.linalg.eigh`):
+    in exact arithmetic ``sqrt(λ_i)``, but the ``sqrt`` of float32 eigenvalues resolves
+    ``σ`` only down to ``~sqrt(2⁻²³)·σ_max ≈ 3·10⁻⁴·σ_max`` (a rank-1 matrix reads
+    1.003–1.008), while ``‖z v_i‖`` resolves it to ``~10⁻⁶·σ_max`` (a rank-1 matrix reads
+    its exact value below plus ``~10⁻⁵·d``). The zero matrix (``Σσ = 0``) gives
+    ``p_i = eps``.
+    """
+    gram = jnp.matmul(z.T, z, precision=_HIGHEST)
+    _, vecs = jnp.linalg.eigh(gram)
+    sigma = jnp.sqrt(jnp.sum(jnp.matmul(z, vecs, precision=_HIGHEST) ** 2, 0))
+    total = jnp.sum(sigma)
+    p = sigma / jnp.where(total > 0, total, 1.0) + eps
+    return jnp.exp(-jnp.sum(p * jnp.log(p)))
+
+
 def embedding_metrics(emb: jax.Array, cluster_ids: np.ndarray, n_clusters: int, key: jax.Array,
-                      temperature, negatives: int, eval_batch: int) -> dict[str, jax.Array]:
+                      temperature, negatives: int, eval_batch: int, objective_name: str = "infonce",
+                      hp: dict | None = None, objective_batch: int = 256) -> dict[str, jax.Array]:
     """Device-side metrics from the embeddings of every point, ``emb [n_sets, P, d]``.
 
     ``cluster_ids`` is the static ``[n_sets]`` cluster of each set. Every set has equal
     weight and equally many points, so uniform draws over points are the data marginal.
+    ``probe_accuracy``, ``knn_accuracy`` and ``effective_rank`` are the downstream columns
+    of the module docstring (:func:`linear_probe_accuracy`, :func:`knn_accuracy` on
+    :func:`knn_test_indices`, :func:`effective_rank` of all points). ``loss_final`` is
+    InfoNCE on the evaluation batch whatever the training objective; ``objective_final`` is
+    the training objective ``objective_name`` (:func:`sims.loss.objective`, with the swept
+    values ``hp``) on the evaluation batch's first ``objective_batch`` anchors (the training
+    batch size: in-batch objectives contrast ``2B`` views), and equals ``loss_final`` for
+    InfoNCE.
     """
     n_sets, p, d = emb.shape
     m = n_clusters
@@ -165,10 +365,23 @@ def embedding_metrics(emb: jax.Array, cluster_ids: np.ndarray, n_clusters: int, 
     point_cluster = jnp.asarray(np.repeat(cluster_ids, p))
     ari = adjusted_rand_index(point_cluster, _kmeans_labels(flat, m), m, m)
     spread = jnp.max(jnp.sqrt(jnp.sum((emb - set_mean[:, None]) ** 2, -1)))
+    # downstream value: even point indices train, odd ones test (module docstring)
+    x_train, y_train, x_test, y_test = downstream_split(emb, cluster_ids)
+    probe = linear_probe_accuracy(x_train, y_train, x_test, y_test, m)
+    scored = knn_test_indices(n_pts, x_test.shape[0])
+    if scored.size < x_test.shape[0]:
+        x_test, y_test = x_test[scored], y_test[scored]
+    knn = knn_accuracy(x_train, y_train, x_test, y_test, m)
     # evaluation loss: a large fixed batch with independent negatives, gathered from emb
     aset, apt, ppt, nset, npt = sample_indices(k_eval, n_sets, p, eval_batch, negatives,
                                                "independent")
     _, per = infonce(emb[aset, apt], emb[aset, ppt], emb[nset, npt], temperature, per_example=True)
+    if objective_name == "infonce":
+        objective_final = per.mean()
+    else:
+        b = min(objective_batch, eval_batch)
+        objective_final = loss_objective(objective_name, emb[aset[:b], apt[:b]], emb[aset[:b], ppt[:b]],
+                                         emb[nset[:b], npt[:b]], {**(hp or {}), "temperature": temperature})
     if m <= d + 1:
         gram = cluster_mean @ cluster_mean.T
         target = jnp.full((m, m), -1.0 / (m - 1)) + jnp.eye(m) * (1.0 + 1.0 / (m - 1))
@@ -181,8 +394,12 @@ def embedding_metrics(emb: jax.Array, cluster_ids: np.ndarray, n_clusters: int, 
         "within_diameter": within,
         "between_distance": between,
         "ari": ari,
+        "probe_accuracy": probe,
+        "knn_accuracy": knn,
+        "effective_rank": effective_rank(flat),
         "loss_final": per.mean(),
         "loss_final_se": per.std() / jnp.sqrt(eval_batch),
+        "objective_final": objective_final,
         "spread": spread,
         "simplex_error": simplex_error,
     }
@@ -217,7 +434,11 @@ def cluster_floors(n_clusters: int, weights: tuple[float, ...], out_dim: int, ne
 def measured_certificate(spec) -> "theory.Certificate":
     """The certificate measured from the points of ``spec`` (:func:`sims.data.design_points`).
 
-    Every seed's data is this data moved rigidly, so one certificate serves every seed.
+    Every seed's data is this data moved rigidly, so one certificate serves every seed. The
+    float64 copy has the training data's exact structure in both cluster layouts (``row`` in
+    the plane, ``simplex`` in ``R^{2m}``, with ``cluster_distances`` for every pair of
+    clusters) and for overlapping chains (δ <= 0), whose shared points coincide exactly, so
+    that ``min_gap``, ``bottleneck`` and ``chain_diameter`` are exactly 0.
     """
     return theory.certificate(*design_points(spec))
 
@@ -231,10 +452,12 @@ def finalize(config: ExperimentConfig, device_metrics: dict) -> dict:
     certified bound of the trained network) minus the measured ``W``: ``certificate_slack``
     with ``2(n − 1)·r`` (the loose bound), ``certificate_slack_tight`` with ``2·h·r``, ``h`` the
     measured ``max_hops``. A run whose evaluation loss or its standard error is not finite
-    keeps every column empty (NaN, regime "": :func:`blank_row`).
+    keeps every column empty (NaN, regime "": :func:`blank_row`). The downstream columns
+    (:data:`DOWNSTREAM_COLUMNS`) pass through, NaN when ``device_metrics`` lacks them.
     """
     spec, tr = config.data, config.train
-    dm = {k: float(np.asarray(v)) for k, v in device_metrics.items()}
+    dm = {**{k: math.nan for k in (*DOWNSTREAM_COLUMNS, "objective_final")},
+          **{k: float(np.asarray(v)) for k, v in device_metrics.items()}}
     if run_status(dm.get("loss_final", math.nan), dm.get("loss_final_se", math.nan), ()) != STATUS_OK:
         return blank_row()
     cert = measured_certificate(spec)

@@ -30,6 +30,7 @@ import optax
 from sims.config import SWEPT_NAMES, ExperimentConfig, build_config, check_seed, check_swept
 from sims.data import Batch, embedded_points, materialize, sample_batch
 from sims.loss import infonce
+from sims.loss import objective as loss_objective
 from sims.metrics import STATUS_OK, blank_row, embedding_metrics, finalize, run_status
 from sims.models import FunctionClass, make_model
 
@@ -81,18 +82,23 @@ def make_optimizer(config: ExperimentConfig, learning_rate, model: FunctionClass
     return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, model.labels)
 
 
-def batch_loss(model: FunctionClass, params, batch: Batch, temperature) -> jax.Array:
-    """Embed a batch and return its InfoNCE loss (the objective of one step).
+def batch_loss(model: FunctionClass, params, batch: Batch, temperature, objective: str = "infonce",
+               hp: Mapping[str, Any] | None = None) -> jax.Array:
+    """Embed a batch and return the loss of one step: InfoNCE, or another ``objective``.
 
     Anchors, positives and negatives are embedded in one pass over their concatenation
     (one product per layer over ``2B + K`` or ``B(K + 2)`` points, not three smaller ones).
+    ``hp`` holds the objective's other swept values (``tau_plus``, ``uniformity_weight``);
+    see :func:`sims.loss.objective`.
     """
     b, dim = batch.anchor.shape
     negatives = batch.negatives
     x = jnp.concatenate([batch.anchor, batch.positive, negatives.reshape(-1, dim)], axis=0)
     z = model.apply(params, x)
     z_neg = z[2 * b:].reshape(*negatives.shape[:-1], z.shape[-1])
-    return infonce(z[:b], z[b:2 * b], z_neg, temperature)
+    if objective == "infonce":
+        return infonce(z[:b], z[b:2 * b], z_neg, temperature)
+    return loss_objective(objective, z[:b], z[b:2 * b], z_neg, {**(hp or {}), "temperature": temperature})
 
 
 def make_step(config: ExperimentConfig, model: FunctionClass, points: jax.Array,
@@ -104,7 +110,7 @@ def make_step(config: ExperimentConfig, model: FunctionClass, points: jax.Array,
         params, opt_state = carry
         batch = sample_batch(key, points, tr.batch_size, tr.negatives, tr.negative_mode)
         loss, grads = jax.value_and_grad(batch_loss, argnums=1)(
-            model, params, batch, swept["temperature"])
+            model, params, batch, swept["temperature"], tr.objective, swept)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = model.constrain(optax.apply_updates(params, updates), swept)
         return (params, opt_state), loss
@@ -165,7 +171,8 @@ def _train_program(config: ExperimentConfig):
                                            jax.random.split(keys.train, tr.steps))
         emb = model.apply(params, points)
         metrics = embedding_metrics(emb, cluster_ids, spec.n_clusters, keys.eval,
-                                    swept["temperature"], tr.negatives, tr.eval_batch)
+                                    swept["temperature"], tr.negatives, tr.eval_batch,
+                                    tr.objective, swept, tr.batch_size)
         metrics["lipschitz_bound"] = model.lipschitz_bound(params)
         return {"params": params, "curve": subsample_curve(losses, tr.curve_points),
                 "metrics": metrics}

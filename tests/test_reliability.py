@@ -59,7 +59,8 @@ TRAIN_PROBES = {
     "lipschitz_span": (["--model", "lipschitz=1e20"], ["model.lipschitz", "diameter"]),
     "temperature_tiny": (["--train", "temperature=1e-30"], ["train.temperature", "1e-30"]),
     "temperature_nan": (["--train", "temperature=NaN"], ["train.temperature"]),
-    "negative_gap": (["--data", "gap=-0.1"], ["data.gap", "-0.1"]),
+    "negative_gap": (["--data", "gap=-0.1", "geometry=lattice"], ["data.gap", "-0.1", "chain"]),
+    "overlap_too_large": (["--data", "gap=-0.6"], ["data.gap", "-0.6", "points of its own"]),
     "seed_negative": (["--seed", "-1"], ["--seed", "'-1'"]),
     "seed_fraction": (["--seed", "1.5"], ["--seed", "'1.5'"]),
     "seed_too_big": (["--seed", str(2**70)], ["--seed", str(2**70)]),
@@ -79,6 +80,12 @@ TRAIN_PROBES = {
     "float_for_integer": (["--train", "steps=2.0"], ["train.steps", "2.0"]),
     "not_key_value": (["--data", "gap"], ["--data", "KEY=VALUE"]),
     "sets_per_cluster_wrong_length": (["--data", "sets_per_cluster=[2,3]"], ["data.sets_per_cluster"]),
+    "unknown_objective": (["--train", "objective=simclr"], ["train.objective", "'simclr'"]),
+    "unknown_layout": (["--data", "cluster_layout=ring"], ["data.cluster_layout", "'ring'"]),
+    "tau_plus_one": (["--train", "tau_plus=1.0"], ["train.tau_plus", "1.0"]),
+    "tau_plus_zero": (["--train", "tau_plus=0"], ["train.tau_plus", "0"]),
+    "simplex_needs_dimensions": (["--data", "cluster_layout=simplex"], ["data.input_dim"]),
+    "overlap_off_the_chain": (["--data", "geometry=interleaved", "gap=-0.1"], ["data.gap", "-0.1"]),
 }
 
 
@@ -270,21 +277,21 @@ def _interrupt_after(proc, seconds, sig=signal.SIGINT):
     return proc.returncode, time.perf_counter() - sent, err
 
 
-@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["ctrl_c", "sigterm"])
-def test_interrupt_inside_a_long_compiled_call_exits_promptly(sig, status):
+def test_interrupt_inside_a_long_compiled_call_exits_promptly():
     proc = _cli(["train", "--train", "steps=20000000", "batch_size=512", "eval_batch=64"])
     # a 2·10^7-step call: interrupted after compilation has started or finished
-    code, waited, err = _interrupt_after(proc, 12, sig)
-    assert code == status, err
+    code, waited, err = _interrupt_after(proc, 12)
+    assert code == 130, err
     assert waited < 15, waited
     assert "Traceback" not in err and err.strip().splitlines()[-1].endswith("interrupted"), err
 
 
-def test_interrupt_during_compilation_does_not_crash():
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl_c", "sigterm"])
+def test_interrupt_during_compilation_does_not_crash(sig, status):
     proc = _cli(["train", "--model", "depth=24", "--train", "steps=200000"])
-    code, waited, err = _interrupt_after(proc, 4)
-    assert code == 130, err  # never 139 (a crash on exit)
+    code, waited, err = _interrupt_after(proc, 4, sig)
+    assert code == status, err  # never 139 (a crash on exit)
     assert waited < 15 and "Traceback" not in err, err
 
 

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 FIGURES = ["F1_geometry", "F2_phase", "F3_loss_floor", "F4_embeddings",
-           "F5_negatives_temperature", "F6_uniformity", "F7_certificate", "F8_oracle"]
+           "F5_negatives_temperature", "F6_uniformity", "F7_certificate", "F8_oracle",
+           "F9_objectives", "F10_overlap", "F11_downstream", "F12_layouts"]
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +90,26 @@ def test_class_minimum_beside_every_phase_cell(quick):
     assert (out / "F8_boundaries.csv").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["F8"]) == {"chain", "interleaved", "lattice"}
+
+
+def test_objectives_overlap_downstream_and_layouts(quick):
+    out, _, _ = quick
+    summary = json.loads((out / "summary.json").read_text())
+    # F9: InfoNCE and every objective of the quick sweep, on the same data and grid
+    assert set(summary["F9"]["objectives"]) == {"infonce", "ntxent", "spectral"}
+    for entry in summary["F9"]["objectives"].values():
+        assert sum(entry["regimes"].values()) == entry["runs"] > 0
+    # F10: the augmentation graph has N components when the sets are disjoint, m when the sets
+    # of each cluster touch or overlap (computed from the data, no training)
+    graph = {float(g["data.gap"]): g for g in _rows(out / "F10_graph.csv")}
+    for gap, g in graph.items():
+        expected = g["n_sets"] if gap > 0 else g["n_clusters"]
+        assert int(g["components"]) == int(expected), (gap, g)
+    assert min(graph) < 0 and 0.0 in graph and max(graph) > 0
+    # F11: probe accuracy of every trained InfoNCE run, by regime, within [0, 1]
+    by_regime = summary["F11"]["by_regime"]
+    assert by_regime and all(0.0 <= v["probe_min"] <= v["probe_max"] <= 1.0 for v in by_regime.values())
+    # F12: both layouts drawn, each with the collapse line of its measured Δ
+    assert set(summary["F12"]) == {"row", "simplex"}
+    for b in summary["F12"].values():
+        assert b["collapse_line"] > 0

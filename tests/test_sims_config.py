@@ -9,8 +9,9 @@ import pytest
 from sims.config import MixtureSpec, ModelConfig, TrainConfig, build_config
 
 BAD = [
-    ("data", {"gap": 0.0}, "data.gap"),
-    ("data", {"gap": -0.1}, "data.gap"),
+    ("data", {"gap": 0.0, "geometry": "lattice"}, "data.gap"),
+    ("data", {"gap": -0.1, "geometry": "interleaved"}, "data.gap"),
+    ("data", {"gap": -0.6}, "data.gap"),
     ("data", {"gap": math.nan}, "data.gap"),
     ("data", {"cluster_separation": math.inf}, "data.cluster_separation"),
     ("data", {"n_clusters": 1}, "data.n_clusters"),

@@ -52,7 +52,8 @@ from sims.data import design_points
 from sims.metrics import COLUMNS, adjusted_rand_index, embedding_metrics, finalize
 
 DEVICE_KEYS = ("alignment", "uniformity", "within_diameter", "between_distance", "ari",
-               "loss_final", "loss_final_se", "spread", "simplex_error")
+               "loss_final", "loss_final_se", "spread", "simplex_error",
+               "probe_accuracy", "knn_accuracy", "effective_rank", "objective_final")
 
 
 # --------------------------------------------------------------------------- references

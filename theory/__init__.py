@@ -21,6 +21,7 @@ from theory.floors import (
     simplex_infonce,
     simplex_vectors,
 )
+from theory.graph import AugmentationGraph, augmentation_graph
 from theory.oracle import OracleResult, lipschitz_minimum
 from theory.regimes import (
     REGIMES,
@@ -37,6 +38,7 @@ from theory.regimes import (
 
 __all__ = [
     "AtomConfiguration",
+    "AugmentationGraph",
     "Certificate",
     "ChainBound",
     "ClusterCertificate",
@@ -44,6 +46,7 @@ __all__ = [
     "REGIMES",
     "RegimePrediction",
     "atom_infonce",
+    "augmentation_graph",
     "certificate",
     "chain_bound",
     "classify_embedding",

@@ -11,7 +11,8 @@ The certificate of a cluster summarises how intertwined its sets are:
 * ``hops`` ``h_c``: the number of edges on that path (fewest among equally short paths);
 * ``max_hops``: the largest such hop count over all pairs of sets of the cluster.
 
-``cluster_distance`` ``Δ`` is the smallest distance between points of different clusters.
+``cluster_distance`` ``Δ`` is the smallest distance between points of different clusters;
+``cluster_distances`` holds that distance for every pair of clusters (an ``m × m`` matrix).
 
 Computed exactly on point clouds of ``n`` points in ``D`` dimensions, ``S`` sets (``S_c`` in
 cluster ``c``), in blocks of ``B`` points; distances are never held as an ``n × n`` matrix:
@@ -24,7 +25,10 @@ cluster ``c``), in blocks of ``B`` points; distances are never held as an ``n ×
   ``O(n log n)`` time and ``O(n D)`` memory; lower bounds that discard the points too far
   from a cluster, ``O(C n D)`` for ``C`` clusters; queries of the rest, pruned by the best
   distance so far: cheap for well-separated clusters, up to ``O(n² D)`` (without BLAS)
-  for intertwined ones.
+  for intertwined ones;
+* the pairwise cluster distances: one k-d tree per cluster, the points of every later
+  cluster bounded and queried against it pair by pair in the same way (each pair pruned by
+  its own best distance so far): ``O(C n D)`` for the bounds plus the queries.
 
 Overall ``O(n² D + Σ_c S_c³)`` time and ``O(n D + B² + S²)`` memory.
 
@@ -92,11 +96,15 @@ class Certificate:
       clusters: per-cluster records, ordered by cluster id.
       cluster_distance: ``Δ``, smallest distance between points of different clusters.
       n_points: number of points measured.
+      cluster_distances: ``(m, m)`` read-only array, entry ``(a, b)`` the smallest distance
+        between a point of cluster ``a`` and one of cluster ``b`` (clusters in the order of
+        ``clusters``), 0 on the diagonal; its smallest off-diagonal entry is ``Δ``.
     """
 
     clusters: tuple[ClusterCertificate, ...]
     cluster_distance: float
     n_points: int
+    cluster_distances: np.ndarray = dataclasses.field(compare=False, repr=False, default=None)
 
     @property
     def n_clusters(self) -> int:
@@ -141,6 +149,7 @@ class Certificate:
             "n_sets": self.n_sets,
             "n_clusters": self.n_clusters,
             "cluster_distance": self.cluster_distance,
+            "cluster_distances": None if self.cluster_distances is None else self.cluster_distances.tolist(),
             "clusters": self.rows(),
         }
 
@@ -236,12 +245,20 @@ def point_sets(points, set_ids, cluster_ids):
     x = _check_points(points)
     n = x.shape[0]
     sets = _check_ids("set_ids", set_ids, n)
-    clusters = _check_ids("cluster_ids", cluster_ids, n)
     set_labels, set_index = np.unique(sets, return_inverse=True)
+    cluster_labels, set_cluster = set_clusters(cluster_ids, n, set_index, set_labels, minimum=2)
+    return x, set_labels, set_index, cluster_labels, set_cluster
+
+
+def set_clusters(cluster_ids, n: int, set_index: np.ndarray, set_labels: np.ndarray,
+                 minimum: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted cluster labels and each set's index into them (a set must lie in one cluster,
+    and there must be at least ``minimum`` clusters); one-line ``ValueError`` otherwise."""
+    clusters = _check_ids("cluster_ids", cluster_ids, n)
     cluster_labels, cluster_index = np.unique(clusters, return_inverse=True)
-    if cluster_labels.size < 2:
+    if cluster_labels.size < minimum:
         raise ValueError(
-            f"cluster_ids: a single cluster ({_label(cluster_labels[0])!r}); at least 2 are needed"
+            f"cluster_ids: a single cluster ({_label(cluster_labels[0])!r}); at least {minimum} are needed"
         )
     lo = np.full(set_labels.size, cluster_labels.size)
     hi = np.full(set_labels.size, -1)
@@ -254,7 +271,7 @@ def point_sets(points, set_ids, cluster_ids):
             f"set_ids: set {_label(set_labels[s])!r} has points in clusters "
             f"{_label(cluster_labels[lo[s]])!r} and {_label(cluster_labels[hi[s]])!r}"
         )
-    return x, set_labels, set_index, cluster_labels, lo
+    return cluster_labels, lo
 
 
 def set_distance_matrix(x: np.ndarray, set_index: np.ndarray, n_sets: int, block_size: int = _BLOCK) -> np.ndarray:
@@ -361,6 +378,57 @@ def _scaled_norms(d: np.ndarray) -> np.ndarray:
     return top * np.sqrt(np.einsum("ij,ij->i", d / safe, d / safe))
 
 
+def _groups(x: np.ndarray, group: np.ndarray):
+    """Points sorted by group, with each group's slice bounds, points, centroid and radius
+    (largest distance to the centroid), and the relative rounding slack of a bound."""
+    labels, member = np.unique(group, return_inverse=True)
+    order = np.argsort(member, kind="stable")
+    xs, point_group = x[order], member[order]
+    bounds = np.searchsorted(point_group, np.arange(labels.size + 1))
+    parts = [xs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    centres = np.array([part.mean(axis=0) for part in parts])
+    radius = np.array([float(_pair_distances(part, c).max()) for part, c in zip(parts, centres)])
+    slack = (x.shape[1] + 4) * np.finfo(np.float64).eps  # relative rounding of a bound
+    return labels.size, xs, point_group, bounds, parts, centres, radius, slack
+
+
+def _lower_bounds(parts, centres, radius, a: int, later: np.ndarray, points: np.ndarray,
+                  which: np.ndarray, slack: float) -> np.ndarray:
+    """Lower bounds on the distance from each of ``points`` (of group ``later[which]``) to
+    group ``a``: the larger of the ball bound and the slab bound along the axis from ``a``'s
+    centroid to that group's centroid, less a rounding slack."""
+    axes = centres[later] - centres[a]
+    length = np.sqrt(np.einsum("ij,ij->i", axes, axes))[:, None]
+    axes = np.divide(axes, length, out=np.zeros_like(axes), where=length > 0)
+    own = parts[a] - centres[a]
+    top = np.empty(later.size)
+    step = max(1, _REFINE_ELEMENTS // own.shape[0])
+    for i in range(0, later.size, step):
+        top[i : i + step] = (own @ axes[i : i + step].T).max(axis=0)
+    offset = points - centres[a]
+    reach = np.sqrt(np.einsum("ij,ij->i", offset, offset))
+    slab = np.einsum("ij,ij->i", offset, axes[which]) - top[which]
+    return np.maximum(reach - radius[a], slab) - slack * (reach + radius[a])
+
+
+def _nearest(tree, targets: np.ndarray, candidates: np.ndarray, floor: np.ndarray, best: float) -> float:
+    """The smallest distance below ``best`` from ``candidates`` (sorted by their lower bounds
+    ``floor``) to ``targets`` (indexed by ``tree``): queried in doubling chunks, stopping at
+    the first candidate whose bound reaches the best distance found."""
+    done, chunk = 0, 64
+    while done < floor.size:
+        stop = min(floor.size, done + chunk, int(np.searchsorted(floor, best)))
+        if stop <= done:
+            break
+        query = candidates[done:stop]
+        dist, hit = tree.query(query, k=1, eps=0, distance_upper_bound=best * (1 + 1e-12))
+        hits = np.isfinite(dist)
+        if hits.any():
+            best = min(best, float(_pair_distances(query[hits], targets[hit[hits]]).min()))
+        done, chunk = stop, 2 * chunk
+    return best
+
+
 def _pair_distances(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """``sqrt(Σ (p − q)²)`` row by row, in float64."""
     d = p - q
@@ -386,15 +454,7 @@ def _cross_distance(x: np.ndarray, group: np.ndarray) -> float:
     keep separated groups cheap. Each pair found is measured again as ``sqrt(Σ (x − y)²)``,
     so the result is the distance of an actual pair of points.
     """
-    labels, member = np.unique(group, return_inverse=True)
-    n_groups = labels.size
-    order = np.argsort(member, kind="stable")
-    xs, point_group = x[order], member[order]
-    bounds = np.searchsorted(point_group, np.arange(n_groups + 1))
-    parts = [xs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    centres = np.array([part.mean(axis=0) for part in parts])
-    radius = np.array([float(_pair_distances(part, c).max()) for part, c in zip(parts, centres)])
-    slack = (x.shape[1] + 4) * np.finfo(np.float64).eps  # relative rounding of a bound
+    n_groups, xs, point_group, bounds, parts, centres, radius, slack = _groups(x, group)
 
     def ball_gaps(a: int, others: np.ndarray) -> np.ndarray:
         """Lower bounds on the distances between group ``a`` and each of ``others``."""
@@ -411,42 +471,45 @@ def _cross_distance(x: np.ndarray, group: np.ndarray) -> float:
         later = later[ball_gaps(a, later) < best]
         if later.size == 0:
             continue
-        # Slab bounds along the axes from a's centroid to the later groups' centroids.
-        axes = centres[later] - centres[a]
-        length = np.sqrt(np.einsum("ij,ij->i", axes, axes))[:, None]
-        axes = np.divide(axes, length, out=np.zeros_like(axes), where=length > 0)
-        own = parts[a] - centres[a]
-        top = np.empty(later.size)
-        step = max(1, _REFINE_ELEMENTS // own.shape[0])
-        for i in range(0, later.size, step):
-            top[i : i + step] = (own @ axes[i : i + step].T).max(axis=0)
         slot.fill(-1)
         slot[later] = np.arange(later.size)
         which = slot[point_group]
         points = xs[which >= 0]
         which = which[which >= 0]
-        offset = points - centres[a]
-        reach = np.sqrt(np.einsum("ij,ij->i", offset, offset))
-        slab = np.einsum("ij,ij->i", offset, axes[which]) - top[which]
-        low = np.maximum(reach - radius[a], slab) - slack * (reach + radius[a])
+        low = _lower_bounds(parts, centres, radius, a, later, points, which, slack)
         keep = np.flatnonzero(low < best)
         keep = keep[np.argsort(low[keep], kind="stable")]
-        points, low = points[keep], low[keep]
-        tree = cKDTree(parts[a])
-        done, chunk = 0, 64
-        while done < low.size:
-            stop = min(low.size, done + chunk, int(np.searchsorted(low, best)))
-            if stop <= done:
-                break
-            query = points[done:stop]
-            dist, hit = tree.query(query, k=1, eps=0, distance_upper_bound=best * (1 + 1e-12))
-            hits = np.isfinite(dist)
-            if hits.any():
-                best = min(best, float(_pair_distances(query[hits], parts[a][hit[hits]]).min()))
-            done, chunk = stop, 2 * chunk
+        best = _nearest(cKDTree(parts[a]), parts[a], points[keep], low[keep], best)
         if best == 0.0:
             break
     return best
+
+
+def _group_distance_matrix(x: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Exact ``(C, C)`` smallest distances between the points of every pair of groups.
+
+    The same machinery as :func:`_cross_distance`, pair by pair: one
+    :class:`scipy.spatial.cKDTree` per group ``a``; the points of every later group ``b`` get
+    lower bounds on their distance to ``a`` (ball and slab bounds, as there), and are queried
+    for their exact nearest neighbour in ``a`` in increasing order of that bound, each query
+    within the best distance of the pair so far, until the bound exceeds it. Each pair found
+    is measured again as ``sqrt(Σ (x − y)²)``, so every entry is the distance of an actual
+    pair of points. Time: ``O(C·n·D)`` for the bounds plus the queries, cheap for separated
+    groups, up to ``O(n² D)`` for intertwined ones; memory ``O(n D + C²)``.
+    """
+    n_groups, xs, point_group, bounds, parts, centres, radius, slack = _groups(x, group)
+    out = np.zeros((n_groups, n_groups))
+    for a in range(n_groups - 1):
+        later = np.arange(a + 1, n_groups)
+        points = xs[bounds[a + 1]:]
+        which = point_group[bounds[a + 1]:] - (a + 1)
+        low = _lower_bounds(parts, centres, radius, a, later, points, which, slack)
+        tree = cKDTree(parts[a])
+        for b in later:
+            lo, hi = bounds[b] - bounds[a + 1], bounds[b + 1] - bounds[a + 1]
+            rank = np.argsort(low[lo:hi], kind="stable")
+            out[a, b] = out[b, a] = _nearest(tree, parts[a], points[lo:hi][rank], low[lo:hi][rank], math.inf)
+    return out
 
 
 # --------------------------------------------------------------------------- graph summaries
@@ -539,7 +602,8 @@ def certificate(
     For each cluster ``c``: ``min_gap = min g(s,s')``, ``bottleneck β_c`` = longest MST edge,
     ``chain_diameter D_c = max_{s,s'} dist(s,s')`` with ``dist`` the shortest-path length in
     the set graph (edge weights ``g(s,s') = min ‖a − a'‖``), ``hops`` of that path; and
-    ``cluster_distance Δ`` = smallest distance between points of different clusters.
+    ``cluster_distance Δ`` = smallest distance between points of different clusters, with
+    ``cluster_distances`` the same for every pair of clusters (``m × m``, 0 on the diagonal).
 
     Exact: every distance is that of an actual pair of points computed as ``sqrt(Σ(x−y)²)``
     in float64, and the smallest one up to float64 rounding: a closer pair can be missed
@@ -619,4 +683,8 @@ def certificate(
             record, **{f: _unscaled(getattr(record, f), exponent, "a set distance")
                        for f in ("min_gap", "bottleneck", "chain_diameter")}))
     delta = _unscaled(_cross_distance(x, cluster_of[point_set]), exponent, "the cluster distance")
-    return Certificate(clusters=tuple(records), cluster_distance=delta, n_points=n)
+    pairwise = _unscaled(_group_distance_matrix(x, cluster_of[point_set]), exponent, "a cluster distance")
+    pairwise = np.atleast_2d(np.asarray(pairwise, dtype=np.float64))
+    pairwise.flags.writeable = False
+    return Certificate(clusters=tuple(records), cluster_distance=delta, n_points=n,
+                       cluster_distances=pairwise)

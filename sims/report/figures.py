@@ -165,8 +165,9 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
                 "k-", lw=1.6, label="L = e_m/D_c(δ)")
         _grid_axes(ax, gaps, lips)
         delta = min(r["cluster_distance"] for r in rows)
+        layouts = "/".join(sorted({str(r.get("data.cluster_layout", "row")) for r in rows}))
         ax.set_title(f"{geometry} (m={int(rows[0]['data.n_clusters'])}, n={_sets_label(rows)}, "
-                     f"Δ={delta:.3g})", fontsize=10)
+                     f"Δ={delta:.3g}, clusters in a {layouts})", fontsize=10)
         if not all(c["cap_binds"] for c in cells):
             ax.add_patch(plt.Rectangle((0, 0), 0, 0, fill=False, hatch="///", edgecolor="0.25",
                                        lw=0, label="cap does not bind"))
@@ -602,6 +603,281 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
     points = [{"geometry": g, **p} for g in geoms for p in summary[g]["points_level"]]
     if points:
         write_table(out / "F8_points_level.csv", points)
+    return summary
+
+
+# --------------------------------------------------------------------------- F9 objectives
+
+
+def _median(values) -> float:
+    values = [v for v in values if isinstance(v, float) and math.isfinite(v)]
+    return float(np.median(values)) if values else math.nan
+
+
+def _phase_panel(ax, cells: Sequence[dict], key: str = "regime", text: bool = True) -> tuple[list, list]:
+    """Regime cells of a gap × cap grid in index coordinates (median W/B as text)."""
+    gaps, lips = _cell_axes(cells, "data.gap", "model.lipschitz")
+    for c in cells:
+        i, j = gaps.index(c["data.gap"]), lips.index(c["model.lipschitz"])
+        if c[key]:
+            ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, color=REGIME_COLOURS[c[key]],
+                                       alpha=0.8, lw=0))
+        if text and math.isfinite(c["preservation_ratio"]):
+            ax.text(i, j, f"{c['preservation_ratio']:.2f}", ha="center", va="center", fontsize=6)
+    return gaps, lips
+
+
+def _boundary_steps(ax, bnd: Sequence[dict], gaps: Sequence, lips: Sequence, key: str, **style) -> None:
+    """A measured boundary (one value per gap) drawn as short horizontal steps."""
+    for i, b in enumerate(bnd):
+        if math.isfinite(b[key]):
+            y = float(_log_index([b[key]], lips)[0])
+            ax.plot([i - 0.45, i + 0.45], [y, y], **style)
+            style = {k: v for k, v in style.items() if k != "label"}
+
+
+def fig_objectives(infonce_rows: Sequence[dict], rows: Sequence[dict], out: Path) -> dict:
+    """F9: the phase map of trained networks for each objective on the same data and grid.
+
+    ``infonce_rows``: the phase_chain sweep (InfoNCE, with the class minimum); ``rows``: the
+    objectives sweep (``train.objective`` an axis). One panel per objective, restricted to
+    the gaps both sweeps share; the InfoNCE class minimum's split boundary (dotted) is drawn
+    on every panel, each objective's own split boundary as a solid step.
+    """
+    from sims.config import OBJECTIVES
+
+    if not rows:
+        return {}
+    gaps = sorted({r["data.gap"] for r in rows})
+    caps = {r["model.lipschitz"] for r in rows}
+    by_objective = {"infonce": [r for r in infonce_rows if r["data.gap"] in gaps and r["model.lipschitz"] in caps]}
+    for name in OBJECTIVES:
+        mine = [r for r in rows if r["train.objective"] == name]
+        if mine:
+            by_objective[name] = mine
+    oracle_cells = cell_table(by_objective["infonce"], "data.gap", "model.lipschitz") \
+        if by_objective["infonce"] and "oracle_regime" in by_objective["infonce"][0] else []
+    oracle_bnd = boundaries(oracle_cells, "data.gap", "model.lipschitz", "oracle_regime") if oracle_cells else []
+    names = [n for n in by_objective if by_objective[n]]
+    fig, axes = plt.subplots(1, len(names), figsize=(2.4 * len(names) + 0.6, 4.8), squeeze=False,
+                             sharey=True)
+    summary: dict = {"gaps": gaps, "objectives": {}}
+    table, boundary_rows = [], []
+    for ax, name in zip(axes[0], names):
+        cells = cell_table(by_objective[name], "data.gap", "model.lipschitz")
+        g, lips = _phase_panel(ax, cells)
+        bnd = boundaries(cells, "data.gap", "model.lipschitz")
+        xi = np.arange(len(g))
+        ax.plot(xi, _log_index([b["split_line"] for b in bnd], lips, left=-0.5, right=len(lips) - 0.5),
+                "k-", lw=1.2, label="L = e_m/D_c")
+        _boundary_steps(ax, bnd, g, lips, "split_boundary", color="#1565c0", lw=2.2,
+                        label="split boundary (trained)")
+        if oracle_bnd:
+            _boundary_steps(ax, oracle_bnd, g, lips, "split_boundary", color="k", lw=1.6, ls=":",
+                            label="InfoNCE class minimum splits")
+        _grid_axes(ax, g, lips, fontsize=8)
+        if ax is not axes[0][0]:
+            ax.set_ylabel("")
+        ax.set_title(name, fontsize=10)
+        probe = _median([r.get("probe_accuracy", math.nan) for r in by_objective[name]])
+        summary["objectives"][name] = {
+            "boundaries": bnd, "runs": len(by_objective[name]),
+            "regimes": {reg: sum(r["regime"] == reg for r in by_objective[name]) for reg in REGIMES},
+            "median_probe_accuracy": probe,
+        }
+        table += [{"objective": name, **c} for c in cells]
+        boundary_rows += [{"objective": name, **b} for b in bnd]
+    base = {b["data.gap"]: b["split_boundary"] for b in summary["objectives"]["infonce"]["boundaries"]} \
+        if "infonce" in summary["objectives"] else {}
+    for name, entry in summary["objectives"].items():
+        entry["split_over_infonce"] = {f"{b['data.gap']:g}": b["split_boundary"] / base[b["data.gap"]]
+                                       if base.get(b["data.gap"]) else math.nan for b in entry["boundaries"]}
+    summary["oracle_boundaries"] = oracle_bnd
+    axes[0][0].legend(fontsize=6, loc="upper left")
+    _regime_legend(fig, -0.05)
+    fig.suptitle("F9. Trained networks, one objective per panel, on the same chain data and cap grid "
+                 "(majority over seeds; cell text = median W/B)\nblue: the objective's measured split "
+                 "boundary; dotted: where the InfoNCE class minimum splits; solid: L = e_m/D_c",
+                 fontsize=9)
+    fig.tight_layout()
+    _save(fig, out, "F9_objectives")
+    write_table(out / "F9_objectives.csv", table)
+    write_table(out / "F9_boundaries.csv", boundary_rows)
+    return summary
+
+
+# --------------------------------------------------------------------------- F10 overlap
+
+
+def graph_components(rows: Sequence[dict]) -> list[dict]:
+    """Augmentation-graph components of each gap's data (:func:`theory.augmentation_graph`)."""
+    from sims.data import design_points
+    from sims.sweep.store import config_from_cells
+
+    out = []
+    for gap in sorted({r["data.gap"] for r in rows}):
+        spec = config_from_cells(next(r for r in rows if r["data.gap"] == gap)).data
+        x, sets, clusters = design_points(spec)
+        graph = theory.augmentation_graph(x, sets, clusters)
+        out.append({"data.gap": gap, "components": graph.components, "n_sets": graph.n_sets,
+                    "n_clusters": spec.n_clusters, "spectral_gap": graph.spectral_gap,
+                    "clusters_connected": graph.clusters_connected})
+    return out
+
+
+def fig_overlap(rows: Sequence[dict], out: Path) -> dict:
+    """F10: from disjoint to overlapping sets, trained networks, class minimum and graph.
+
+    Left: majority regime of trained networks over gap × cap (a gap ≤ 0 means neighbouring
+    sets touch or share a stretch of length |gap|); middle: the class minimum's regime
+    (oracle, set level); right: the number of connected components of the data's
+    augmentation graph against the gap (N sets when disjoint; m clusters when the sets of
+    each cluster overlap).
+    """
+    if not rows:
+        return {}
+    cells = cell_table(rows, "data.gap", "model.lipschitz")
+    comps = graph_components(rows)
+    has_oracle = "oracle_regime" in cells[0]
+    fig, axes = plt.subplots(1, 3 if has_oracle else 2, figsize=(15 if has_oracle else 10, 4.6),
+                             squeeze=False)
+    axes = axes[0]
+    gaps, lips = _phase_panel(axes[0], cells)
+    _grid_axes(axes[0], gaps, lips, fontsize=9)
+    axes[0].set_xlabel("gap δ between neighbouring sets (≤ 0: sets touch or overlap by |δ|)", fontsize=9)
+    axes[0].set_title("trained networks (majority over seeds)", fontsize=10)
+    trained = boundaries(cells, "data.gap", "model.lipschitz")
+    summary: dict = {"boundaries": trained, "graph": comps}
+    if has_oracle:
+        _phase_panel(axes[1], cells, "oracle_regime", text=False)
+        for c in cells:
+            if c["regime"] != c["oracle_regime"]:
+                i, j = gaps.index(c["data.gap"]), lips.index(c["model.lipschitz"])
+                axes[1].add_patch(plt.Rectangle((i - 0.42, j - 0.42), 0.84, 0.84, fill=False, lw=1.2, ec="k"))
+        _grid_axes(axes[1], gaps, lips, fontsize=9)
+        axes[1].set_xlabel("gap δ (≤ 0: overlap)", fontsize=9)
+        axes[1].set_title("class minimum (oracle, set level; boxed: differs from trained)", fontsize=9)
+        summary["oracle_boundaries"] = boundaries(cells, "data.gap", "model.lipschitz", "oracle_regime")
+        summary["disagreeing_cells"] = sum(c["regime"] != c["oracle_regime"] for c in cells)
+    ax = axes[-1]
+    ax.plot(range(len(comps)), [c["components"] for c in comps], "o-", color="#1565c0")
+    ax.axhline(comps[0]["n_sets"], color="0.5", ls="--", lw=1, label=f"N = {comps[0]['n_sets']} sets")
+    ax.axhline(comps[0]["n_clusters"], color="0.5", ls=":", lw=1, label=f"m = {comps[0]['n_clusters']} clusters")
+    ax.set_xticks(range(len(comps)), [f"{c['data.gap']:g}" for c in comps])
+    ax.set_xlabel("gap δ", fontsize=9)
+    ax.set_ylabel("connected components of the augmentation graph", fontsize=9)
+    ax.set_title("augmentation graph of the data (no training)", fontsize=10)
+    ax.legend(fontsize=8)
+    _regime_legend(fig, -0.05)
+    fig.suptitle("F10. From disjoint to overlapping augmentation sets (chain): regimes of trained networks "
+                 "and of the class minimum, and the augmentation graph", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out, "F10_overlap")
+    write_table(out / "F10_overlap.csv", cells)
+    write_table(out / "F10_graph.csv", comps)
+    return summary
+
+
+# --------------------------------------------------------------------------- F11 downstream
+
+
+def fig_downstream(sources: dict[str, Sequence[dict]], out: Path) -> dict:
+    """F11: the InfoNCE loss against the linear probe's accuracy over every trained run.
+
+    ``sources`` maps a sweep's role to its rows; every run with a ``probe_accuracy`` is one
+    marker, coloured by its regime. Equal loss can mean unequal usefulness, and splitting
+    lowers the loss with or without hurting the probe.
+    """
+    runs = [(role, r) for role, rows in sources.items() for r in rows
+            if math.isfinite(r.get("probe_accuracy", math.nan)) and r.get("regime") in REGIMES
+            and r.get("train.objective", "infonce") == "infonce"]
+    if not runs:
+        return {}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for regime in REGIMES:
+        mine = [r for _, r in runs if r["regime"] == regime]
+        axes[0].scatter([r["loss_gap"] for r in mine], [r["probe_accuracy"] for r in mine], s=9,
+                        alpha=0.6, color=REGIME_COLOURS[regime], label=f"{regime} ({len(mine)})")
+        axes[1].scatter([r["effective_rank"] for r in mine], [r["knn_accuracy"] for r in mine], s=9,
+                        alpha=0.6, color=REGIME_COLOURS[regime])
+    axes[0].axvline(0, color="k", lw=0.8, ls="--")
+    axes[0].set_xlabel("loss_final − ℓ*_m (InfoNCE above the cluster floor)")
+    axes[0].set_ylabel("linear probe accuracy (cluster, held-out points)")
+    axes[0].legend(fontsize=8)
+    axes[1].set_xlabel("effective rank of the embeddings (RankMe)")
+    axes[1].set_ylabel("k-NN accuracy (cluster, held-out points)")
+    summary: dict = {"runs": len(runs), "by_regime": {}}
+    for regime in REGIMES:
+        mine = [r for _, r in runs if r["regime"] == regime]
+        if mine:
+            probe = np.array([r["probe_accuracy"] for r in mine])
+            summary["by_regime"][regime] = {
+                "runs": len(mine), "probe_median": float(np.median(probe)),
+                "probe_min": float(probe.min()), "probe_max": float(probe.max()),
+                "probe_at_least_0.99": int(np.sum(probe >= 0.99)),
+                "knn_median": _median([r["knn_accuracy"] for r in mine]),
+                "effective_rank_median": _median([r["effective_rank"] for r in mine]),
+                "loss_gap_median": _median([r["loss_gap"] for r in mine]),
+            }
+    fig.suptitle(f"F11. What the representation is worth downstream: {len(runs)} trained InfoNCE runs of "
+                 "the bundled sweeps, coloured by regime", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out, "F11_downstream")
+    write_table(out / "F11_downstream.csv", [{"sweep": role, "run": r["run"], "regime": r["regime"],
+                                               "loss_gap": r["loss_gap"], "probe_accuracy": r["probe_accuracy"],
+                                               "knn_accuracy": r["knn_accuracy"],
+                                               "effective_rank": r["effective_rank"]} for role, r in runs])
+    return summary
+
+
+# --------------------------------------------------------------------------- F12 layouts
+
+
+def fig_layouts(rows: Sequence[dict], out: Path) -> dict:
+    """F12: clusters in a row against clusters on a simplex (every pair Δ apart).
+
+    Between-cluster distance B of trained networks (and of the class minimum) against the
+    cap, per layout, with the collapse line L = e_m/Δ; the measured collapse boundary of
+    each layout against the line.
+    """
+    if not rows:
+        return {}
+    layouts = sorted({r["data.cluster_layout"] for r in rows})
+    fig, axes = plt.subplots(1, len(layouts), figsize=(5.2 * len(layouts), 4.2), squeeze=False, sharey=True)
+    cells = cell_table(rows, "data.cluster_layout", "model.lipschitz")
+    bnd = {b["data.cluster_layout"]: b for b in boundaries(cells, "data.cluster_layout", "model.lipschitz")}
+    oracle = {b["data.cluster_layout"]: b for b in boundaries(cells, "data.cluster_layout", "model.lipschitz",
+                                                               "oracle_regime")} if "oracle_regime" in cells[0] else {}
+    summary: dict = {}
+    for ax, layout in zip(axes[0], layouts):
+        mine = [r for r in rows if r["data.cluster_layout"] == layout]
+        for regime in REGIMES:
+            pts = [r for r in mine if r["regime"] == regime]
+            ax.scatter([r["model.lipschitz"] for r in pts], [r["between_distance"] for r in pts], s=14,
+                       color=REGIME_COLOURS[regime], label=f"trained: {regime}")
+        if "oracle_between_distance" in mine[0]:
+            lips = sorted({r["model.lipschitz"] for r in mine})
+            ob = [_median([r["oracle_between_distance"] for r in mine if r["model.lipschitz"] == v]) for v in lips]
+            ax.plot(lips, ob, "k:", marker="D", ms=3, label="class minimum (set level)")
+        b = bnd[layout]
+        ax.axvline(b["collapse_line"], color="k", ls="--", lw=1, label=f"L = e_m/Δ = {b['collapse_line']:.2f}")
+        if math.isfinite(b["collapse_boundary"]):
+            ax.axvline(b["collapse_boundary"], color="#1565c0", lw=1.5,
+                       label=f"trained collapse boundary {b['collapse_boundary']:.2f}")
+        ax.set_xscale("log")
+        ax.set_xlabel(CAP_LABEL)
+        ax.set_ylabel("between-cluster distance B")
+        deltas = [r["cluster_distance"] for r in mine]
+        ax.set_title(f"clusters on a {layout} (measured Δ = {min(deltas):.3g})", fontsize=10)
+        ax.legend(fontsize=7)
+        summary[layout] = {**b, "oracle_collapse_boundary": oracle.get(layout, {}).get("collapse_boundary", math.nan)}
+    ratios = ", ".join(f"{k} {v['collapse_ratio']:.2f}" for k, v in summary.items())
+    fig.suptitle("F12. Cluster layouts, trained networks: clusters in a row (only neighbours Δ apart) or "
+                 "on a simplex (every pair Δ apart)\nmeasured collapse boundary / (e_m/Δ): " + ratios,
+                 fontsize=10)
+    fig.tight_layout()
+    _save(fig, out, "F12_layouts")
+    write_table(out / "F12_layouts.csv", cells)
     return summary
 
 

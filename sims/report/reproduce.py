@@ -1,4 +1,4 @@
-"""``reproduce``: run the bundled sweeps (resuming), then write every figure F1–F8.
+"""``reproduce``: run the bundled sweeps (resuming), then write every figure F1–F12.
 
 The sweeps land in ``runs/<sweep name>/`` (resumable sweep folders); the figures, the tidy
 table behind each one and ``summary.json`` land in the figure folder (``figures/``).
@@ -24,6 +24,9 @@ FULL = {
     "temperature": "temperature",
     "imbalanced": "imbalanced",
     "many_clusters": "many_clusters",
+    "objectives": "objectives",
+    "overlap": "overlap",
+    "layouts": "layouts",
 }
 QUICK = {
     "phase_chain": "quick_phase_chain",
@@ -33,6 +36,9 @@ QUICK = {
     "temperature": "quick_temperature",
     "imbalanced": None,
     "many_clusters": "quick_many_clusters",
+    "objectives": "quick_objectives",
+    "overlap": "quick_overlap",
+    "layouts": "quick_layouts",
 }
 
 def _stderr(msg: str) -> None:
@@ -59,7 +65,7 @@ def run_sweeps(quick: bool, runs: Path, progress: bool = True,
 
 def make_figures(folders: dict[str, Path], out: Path, quick: bool,
                  log: Callable[[str], None] = _stderr) -> dict:
-    """Write F1–F8 from the sweep folders; returns the summary also saved as summary.json."""
+    """Write F1–F12 from the sweep folders; returns the summary also saved as summary.json."""
     out.mkdir(parents=True, exist_ok=True)
     rows = {role: load_results(folder) for role, folder in folders.items()}
     summary: dict = {"mode": "quick" if quick else "full"}
@@ -76,12 +82,21 @@ def make_figures(folders: dict[str, Path], out: Path, quick: bool,
     summary["F5"] = figures.fig_negatives_temperature(rows.get("negatives", []),
                                                       rows.get("temperature", []), out)
     log("F6 uniformity")
-    sources = {role: r for role, r in rows.items() if role != "many_clusters"}
+    sources = {role: r for role, r in rows.items()  # InfoNCE on disjoint sets, clusters in a row
+               if role not in ("many_clusters", "objectives", "overlap", "layouts")}
     summary["F6"] = figures.fig_uniformity(sources, rows.get("many_clusters", []), out)
     log("F7 certificate")
     summary["F7"] = figures.fig_certificate(rows, out)
     log("F8 class minimum against trained networks")
     summary["F8"] = figures.fig_oracle(phase, out)
+    log("F9 objectives")
+    summary["F9"] = figures.fig_objectives(rows["phase_chain"], rows.get("objectives", []), out)
+    log("F10 overlapping sets")
+    summary["F10"] = figures.fig_overlap(rows.get("overlap", []), out)
+    log("F11 downstream value")
+    summary["F11"] = figures.fig_downstream(rows, out)
+    log("F12 cluster layouts")
+    summary["F12"] = figures.fig_layouts(rows.get("layouts", []), out)
     figures.write_summary(out, summary)
     return summary
 
