@@ -303,14 +303,21 @@ def check_scales(spec, model=None, swept: Mapping[str, Any] | None = None) -> No
                          f"diameter/{int(1 / MIN_GAP_FRACTION)} = {_first(MIN_GAP_FRACTION * diameter, fine):.3g} "
                          f"so that float32 resolves it next to the data's diameter "
                          f"{_first(diameter, fine):.3g}, got {_first(gap, fine)!r}")
-    if model is not None and model.capped:
-        lip = np.asarray(values["lipschitz"], np.float64)
-        span = lip * diameter
-        wide = span > MAX_LIPSCHITZ_SPAN
-        if wide.any():
-            raise ValueError(f"model.lipschitz: lipschitz × data diameter would be "
-                             f"{_first(span, wide):.3g}, above {MAX_LIPSCHITZ_SPAN:.0e} (float32), "
-                             f"got {_first(lip, wide)!r}")
+    if model is not None:
+        check_lipschitz_span(model, values["lipschitz"], diameter)
+
+
+def check_lipschitz_span(model, lipschitz, diameter) -> None:
+    """Refuse a capped class whose ``lipschitz × diameter`` leaves float32's safe range."""
+    if not model.capped:
+        return
+    lip = np.asarray(lipschitz, np.float64)
+    span = lip * diameter
+    wide = span > MAX_LIPSCHITZ_SPAN
+    if wide.any():
+        raise ValueError(f"model.lipschitz: lipschitz × data diameter would be "
+                         f"{_first(span, wide):.3g}, above {MAX_LIPSCHITZ_SPAN:.0e} (float32), "
+                         f"got {_first(lip, wide)!r}")
 
 
 def check_data(spec) -> None:
@@ -377,4 +384,6 @@ def check_config(config) -> None:
     the data's own limits (:func:`check_data`) are checked when its section is built."""
     check_structure(config)
     check_memory(config)
-    check_scales(config.data, config.model)
+    spec = config.data  # its own scales were checked when it was built (check_data)
+    check_lipschitz_span(config.model, config.model.lipschitz,
+                         layout_diameter(spec, spec.gap, spec.cluster_separation, spec.set_extent))

@@ -46,7 +46,7 @@ from matplotlib.ticker import NullLocator  # noqa: E402
 import theory  # noqa: E402
 from theory.regimes import REGIMES, majority_regime  # noqa: E402
 from sims.metrics import STATUS_DIVERGED, STATUS_OK  # noqa: E402
-from sims.report.analysis import BINDING_SHARE, binds  # noqa: E402
+from sims.report.analysis import BINDING_SHARE, binds, theory_lines  # noqa: E402
 from sims.report.figures import CAP_LABEL, REGIME_COLOURS  # noqa: E402
 from sims.sweep.store import atomic_write_bytes, axis_cells, stderr_warning  # noqa: E402
 from sims.sweep.summary import finished_rows  # noqa: E402
@@ -222,16 +222,15 @@ def measured_lines(rows: Sequence[dict], data_column: str) -> dict[str, tuple[fl
     """
     out: dict[str, tuple[float, float]] = {}
     for value in column_values(rows, data_column):
-        sel = [r for r in rows if str(r[data_column]) == value]
-        dist = [d for d in (_float(r.get("cluster_distance", "")) for r in sel) if math.isfinite(d)]
-        diam = [d for d in (_float(r.get("chain_diameter", "")) for r in sel) if math.isfinite(d)]
-        m = {_float(r.get("data.n_clusters", "")) for r in sel}
-        if not dist or not diam or len(m) != 1:
+        measured = [{k: _float(r.get(k, "")) for k in ("cluster_distance", "chain_diameter", "data.n_clusters")}
+                    for r in rows if str(r[data_column]) == value]
+        measured = [r for r in measured if math.isfinite(r["cluster_distance"])
+                    and math.isfinite(r["chain_diameter"]) and math.isfinite(r["data.n_clusters"])
+                    and r["data.n_clusters"] >= 2 and r["data.n_clusters"] == int(r["data.n_clusters"])]
+        try:
+            out[value] = theory_lines(measured)
+        except ValueError:  # no run with a measurement, or several cluster counts
             continue
-        (count,) = m
-        if not (math.isfinite(count) and count >= 2 and count == int(count)):
-            continue
-        out[value] = theory.phase_lines(max(min(dist), 0.0), max(max(diam), 0.0), int(count))
     return out
 
 
