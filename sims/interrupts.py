@@ -8,10 +8,12 @@ import) arranges instead:
 
 1. the main thread gets ``KeyboardInterrupt`` as usual at its next bytecode, and the command
    line prints one line and exits 130 (128 + SIGINT; 143 for SIGTERM);
-2. a watchdog thread learns of the signal at once (through ``signal.set_wakeup_fd``, written
+2. an interrupt raised where Python cannot deliver it (inside a garbage-collection callback
+   that XLA registers, say) is not reported as an error, since
+3. a watchdog thread learns of the signal at once (through ``signal.set_wakeup_fd``, written
    by the C-level handler), waits :data:`GRACE_SECONDS` for the main thread, then takes the
    write lock (:func:`critical`), so that no file is half written, prints the same line and
-   ends the process with ``os._exit``.
+   ends the process with ``os._exit`` (after the same grace if the main thread never got it).
 
 Every file a command writes is written inside :func:`critical` (to a temporary name, then
 renamed), so an exit at any moment leaves every output folder as a resumable one.
@@ -84,6 +86,14 @@ def install(message: str, grace: float = GRACE_SECONDS) -> None:
         _received.append(signum)
         raise KeyboardInterrupt
 
+    previous_hook = sys.unraisablehook
+
+    def unraisable(report):  # an interrupt raised where Python cannot deliver it
+        if isinstance(report.exc_value, KeyboardInterrupt):
+            return  # (e.g. inside a garbage-collection callback): the watchdog ends the process
+        previous_hook(report)
+
+    sys.unraisablehook = unraisable
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
