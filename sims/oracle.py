@@ -5,17 +5,20 @@ unit ball (SPEC 3.F). Here it runs on the data of a configuration: the generator
 in float64 (:func:`sims.data.design_points`), which is every seed's data up to the rigid
 motion its key draws, so one class minimum serves every seed. ``L`` is the configured cap
 ``model.lipschitz`` for the capped classes, and the certified bound of the trained network
-for the unconstrained ``mlp``.
+for the unconstrained ``mlp``. The objective is the run's ``train.objective``: InfoNCE at
+either level, any other :mod:`sims.loss` objective at the point level, on batches of the
+training batch size.
 
 In a sweep (an ``[oracle]`` section, ``level = "sets"`` or ``"points"``), an
 :class:`OracleTable` computes the class minimum once per data configuration (data, ``d``,
-``K``, ``τ``) for all the caps the sweep gives it, as one compiled program warm-started
+``K``, ``τ``, and the objective with its hyperparameters) for all the caps the sweep gives it, as one compiled program warm-started
 along increasing ``L`` (so the values are non-increasing in ``L`` and do not depend on how
 the sweep is chunked or resumed), and adds :data:`ORACLE_COLUMNS` to every finished run.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, Callable, Iterable, Mapping
@@ -25,6 +28,7 @@ import numpy as np
 import theory
 from sims.config import ExperimentConfig
 from sims.data import design_points
+from sims.loss import objective as loss_objective
 
 #: the class-minimum columns of a results row (sweeps with an ``[oracle]`` section).
 ORACLE_COLUMNS: tuple[str, ...] = (
@@ -39,12 +43,39 @@ LEVELS = theory.oracle.LEVELS
 
 
 def data_key(config: ExperimentConfig) -> tuple:
-    """What the class minimum depends on besides ``L``: the data, ``d``, ``K`` and ``τ``."""
-    return (config.data, config.model.out_dim, config.train.negatives, float(config.train.temperature))
+    """What the class minimum depends on besides ``L``: the data, ``d``, ``K`` and ``τ`` (and,
+    for another objective than InfoNCE, the objective, its hyperparameters and the batch size)."""
+    key = (config.data, config.model.out_dim, config.train.negatives, float(config.train.temperature))
+    tr = config.train
+    if tr.objective == "infonce":
+        return key
+    return (*key, tr.objective, float(tr.tau_plus), float(tr.uniformity_weight), tr.batch_size)
+
+
+def check_level(config: ExperimentConfig, level: str, field: str = "oracle.level") -> None:
+    """Refuse the set level for an objective other than InfoNCE, in one line naming both."""
+    if level != "points" and config.train.objective != "infonce":
+        raise ValueError(f"{field}: the set level minimises InfoNCE exactly; train.objective "
+                         f"{config.train.objective!r} needs the point level (\"points\"), got {level!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def objective_function(name: str, temperature: float, tau_plus: float, uniformity_weight: float):
+    """The :mod:`sims.loss` objective ``name`` with its hyperparameters bound, as
+    :func:`theory.lipschitz_minimum` takes it (``None`` for InfoNCE; one object per value,
+    so that the oracle's compiled programs are reused)."""
+    if name == "infonce":
+        return None
+    hp = {"temperature": temperature, "tau_plus": tau_plus, "uniformity_weight": uniformity_weight}
+    return functools.partial(loss_objective, name, hp=hp)
 
 
 def class_minimum(config: ExperimentConfig, lipschitz, level: str = "sets", **solver: Any):
     """:func:`theory.lipschitz_minimum` on the data of ``config`` (``d``, ``K``, ``τ`` from it).
+
+    The objective is the configuration's ``train.objective`` (:mod:`sims.loss`, with its
+    ``temperature``, ``tau_plus`` and ``uniformity_weight``), on batches of its
+    ``train.batch_size``; other objectives than InfoNCE need ``level="points"``.
 
     Args:
       config: the experiment; its ``model.lipschitz`` is not used.
@@ -55,17 +86,24 @@ def class_minimum(config: ExperimentConfig, lipschitz, level: str = "sets", **so
     Returns:
       An :class:`theory.OracleResult`, or a list of them for a sequence of ``L``.
     """
+    check_level(config, level, "level")
+    tr = config.train
     points, set_ids, cluster_ids = design_points(config.data)
+    objective = objective_function(tr.objective, float(tr.temperature), float(tr.tau_plus),
+                                   float(tr.uniformity_weight))
+    extra = {} if objective is None else {"objective": objective, "batch_size": tr.batch_size}
     return theory.lipschitz_minimum(points, set_ids, cluster_ids, lipschitz, config.model.out_dim,
-                                    config.train.negatives, config.train.temperature, level=level,
-                                    **solver)
+                                    tr.negatives, tr.temperature, level=level, **extra, **solver)
 
 
 def oracle_columns(result, loss_final: float) -> dict[str, Any]:
     """The :data:`ORACLE_COLUMNS` of one run from its class minimum and its trained loss.
 
     ``oracle_gap = loss_final − oracle_loss``: how far training stayed above the class
-    minimum (negative only within estimation noise, or at the point level, by its s.e.).
+    minimum. ``loss_final`` is the run's ``objective_final``, the objective both minimise.
+    The oracle's value is an upper bound on the class minimum, so a negative gap beyond the
+    estimation noise means that training found a better member of the class than the oracle
+    did (as on overlapping sets, where the set level is far from the point level).
     """
     if result is None:
         return {c: (math.nan if c != "oracle_regime" else "") for c in ORACLE_COLUMNS}
@@ -98,6 +136,7 @@ class OracleTable:
         self._caps: dict[tuple, set[float]] = {}
         self._configs: dict[tuple, ExperimentConfig] = {}
         for config in configs:
+            check_level(config, level)
             key = data_key(config)
             self._configs.setdefault(key, config)
             if config.model.capped:
@@ -108,7 +147,8 @@ class OracleTable:
         t0 = time.perf_counter()
         results = class_minimum(self._configs[key], lips, self.level)
         spec = self._configs[key].data
-        self._log(f"class minimum ({self.level} level) of {spec.geometry} data, gap {spec.gap:g}, "
+        self._log(f"class minimum ({self.level} level) of {self._configs[key].train.objective} "
+                  f"on {spec.geometry} data, gap {spec.gap:g}, "
                   f"{len(lips)} value(s) of L: {time.perf_counter() - t0:.1f} s")
         return dict(zip(lips, results))
 
@@ -133,7 +173,8 @@ class OracleTable:
     def columns(self, config: ExperimentConfig, row: Mapping[str, Any]) -> dict[str, Any]:
         """:data:`ORACLE_COLUMNS` for a finished run's metrics ``row``."""
         bound = float(row.get("lipschitz_bound", math.nan))
-        return oracle_columns(self.result(config, bound), float(row["loss_final"]))
+        trained = row.get("objective_final", row["loss_final"])
+        return oracle_columns(self.result(config, bound), float(trained))
 
 
 def caps_of(configs: Iterable[ExperimentConfig]) -> np.ndarray:

@@ -174,6 +174,27 @@ def test_bad_oracle_section_is_refused(text, message):
         parse_sweep(text + SWEEP if text.startswith("oracle =") else SWEEP + text)
 
 
+def test_set_level_oracle_of_another_objective_is_refused_when_the_file_is_read():
+    text = SWEEP.replace("eval_batch = 64", "eval_batch = 64\nobjective = [\"infonce\", \"spectral\"]")
+    assert parse_sweep(text + "\n[oracle]\nlevel = \"points\"\n").oracle == "points"
+    with pytest.raises(ValueError, match="oracle.level: .*'spectral' needs the point level") as info:
+        parse_sweep(text + "\n[oracle]\nlevel = \"sets\"\n")
+    assert "\n" not in str(info.value)
+
+
+def test_class_minimum_of_another_objective_and_its_gap():
+    config = build_config({"n_clusters": 2, "sets_per_cluster": 2, "points_per_set": 4},
+                          {"out_dim": 2, "lipschitz": 2.0},
+                          {"negatives": 3, "objective": "spectral", "batch_size": 32})
+    with pytest.raises(ValueError, match="level: .*'spectral'"):
+        class_minimum(config, 2.0)
+    table = OracleTable([config], "points")
+    cols = table.columns(config, {"loss_final": 9.0, "objective_final": -1.25, "lipschitz_bound": 2.0})
+    result = class_minimum(config, 2.0, "points")
+    assert cols["oracle_loss"] == result.loss and result.loss_collapsed == -1.0
+    assert cols["oracle_gap"] == pytest.approx(-1.25 - result.loss)  # the objective, not InfoNCE
+
+
 def test_oracle_section_is_optional_and_defaults_to_sets():
     assert parse_sweep(SWEEP).oracle is None
     assert parse_sweep(SWEEP + "\n[oracle]\n").oracle == "sets"
@@ -218,6 +239,7 @@ def test_oracle_command_on_a_file(tmp_path, capsys):
     (["--lipschitz", "1", "--level", "pixels"], "--level"),
     (["--lipschitz", "1", "--model", "out_dim=0"], "model.out_dim"),
     (["--lipschitz", "1", "--train", "negatives=0"], "train.negatives"),
+    (["--lipschitz", "1", "--train", "objective=ntxent"], "--level"),
 ])
 def test_oracle_command_bad_input_is_one_line_and_status_2(extra, field, capsys):
     try:
@@ -226,3 +248,19 @@ def test_oracle_command_bad_input_is_one_line_and_status_2(extra, field, capsys)
         status = exc.code
     err = capsys.readouterr().err.strip()
     assert status == 2 and field in err and len(err.splitlines()) == 1
+
+
+def test_oracle_command_minimises_the_configured_objective(capsys):
+    args = ["oracle", "--data", "n_clusters=2", "sets_per_cluster=2", "points_per_set=4", "--model",
+            "out_dim=2", "--train", "negatives=3", "objective=spectral", "batch_size=32", "--lipschitz", "2",
+            "--level", "points"]
+    assert main(args + ["--json"]) == 0
+    record = json.loads(capsys.readouterr().out)[0]  # strict JSON: InfoNCE's floors are null
+    assert record["loss_unconstrained"] is None and record["loss_clusters"] is None
+    config = build_config({"n_clusters": 2, "sets_per_cluster": 2, "points_per_set": 4},
+                          {"out_dim": 2}, {"negatives": 3, "objective": "spectral", "batch_size": 32})
+    assert record["loss"] == class_minimum(config, 2.0, "points").loss
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("class minimum (points level) of spectral (batches of 32)")
+    assert out[1] == "references: best constant map = -1.000000"

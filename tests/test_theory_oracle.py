@@ -290,3 +290,59 @@ def test_bad_input_names_the_argument(change, name):
     with pytest.raises(ValueError, match=name) as info:
         theory.lipschitz_minimum(**args, level=level)
     assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- other objectives
+
+
+def spectral_expectation(z: np.ndarray, sets: np.ndarray) -> float:
+    """Exact expected spectral loss of a point embedding under the oracle's sampling.
+
+    A set by weight (equal), anchor and positive independent uniform points of it, negatives
+    from the marginal ``q``: ``−2 Σ_s w_s ‖μ_s‖² + Σ_ij q_i q_j ⟨z_i, z_j⟩²``.
+    """
+    labels, index = np.unique(sets, return_inverse=True)
+    w = 1.0 / labels.size
+    means = np.array([z[index == s].mean(0) for s in range(labels.size)])
+    q = w / np.bincount(index)[index]
+    return float(-2.0 * w * (means**2).sum() + q @ (z @ z.T) ** 2 @ q)
+
+
+def test_another_objective_at_the_point_level_is_estimated_without_bias_and_feasible():
+    from sims.loss import spectral
+
+    x, sets, clusters = two_by_two(np.random.default_rng(3))
+    lips = [0.5, 4.0]
+    records = theory.lipschitz_minimum(x, sets, clusters, lips, 2, 3, 0.4, level="points", steps=60,
+                                       num_samples=4096, objective=spectral, batch_size=64)
+    for lip, r in zip(lips, records):
+        exact = spectral_expectation(r.embedding, sets)
+        assert 0 < r.loss_se < 0.05
+        assert abs(r.loss - exact) <= 5 * r.loss_se
+        iu = np.triu_indices(x.shape[0], 1)
+        assert (pairwise(r.embedding)[iu] / (lip * pairwise(x)[iu])).max() <= 1.0
+        assert np.linalg.norm(r.embedding, axis=1).max() <= 1.0
+        # the best constant map is a unit vector: −2 + 1; InfoNCE's floors do not apply
+        assert r.loss_collapsed == -1.0
+        assert math.isnan(r.loss_unconstrained) and math.isnan(r.loss_clusters)
+    assert records[1].loss <= records[0].loss  # same draws, the smaller L's answer is a candidate
+    assert records[1].loss < records[1].loss_collapsed
+
+
+@pytest.mark.parametrize("change, name", [
+    ({"level": "sets"}, "objective"),
+    ({"objective": "spectral"}, "objective"),
+    ({"num_samples": 100}, "num_samples"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"objective": lambda a, p, n: (a * p).sum(-1)}, "objective"),
+    ({"objective": lambda a, p, n: 1 / 0}, "objective"),
+    ({"objective": lambda a, p, n: np.log(0.0 * a.sum())}, "objective"),
+])
+def test_bad_objective_input_names_the_argument(change, name):
+    from sims.loss import spectral
+
+    x, sets, clusters = two_by_two(np.random.default_rng(0))
+    args = {"level": "points", "objective": spectral, "batch_size": 64, "num_samples": 256, **change}
+    with pytest.raises(ValueError, match=name) as info:
+        theory.lipschitz_minimum(x, sets, clusters, 1.0, 2, 3, 0.4, **args)
+    assert "\n" not in str(info.value)

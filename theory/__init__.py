@@ -8,8 +8,10 @@ Cluster-Preserving Representations*, COLT 2023 (arXiv:2302.07920); SPEC sections
 * :mod:`theory.certificates`: set-graph certificates of point-cloud data (SPEC 1, 3.D).
 * :mod:`theory.regimes`: the Lipschitz chain bound (SPEC 3.D), predicted regimes, the
   phase-diagram lines (SPEC 3.E) and the regime of an embedding (SPEC 5).
-* :mod:`theory.oracle`: the class minimum, InfoNCE minimised over every ``L``-Lipschitz map
-  into the unit ball on finite data (SPEC 3.F).
+* :mod:`theory.oracle`: the class minimum, InfoNCE (or, at the point level, any objective of
+  a batch) minimised over every ``L``-Lipschitz map into the unit ball on finite data
+  (SPEC 3.F).
+* :mod:`theory.graph`: the augmentation graph of the data, its components and spectrum.
 """
 
 from theory.certificates import Certificate, ClusterCertificate, certificate

@@ -18,6 +18,9 @@ the minimum on finite data is a finite-dimensional problem (SPEC 3.F):
 * **Point level.** One embedding per point under every pairwise constraint; its loss is
   estimated (anchor pairs drawn at random, the ``K`` negatives integrated exactly) with a
   standard error. Started from the set-level solution, so it can only be lower up to noise.
+* **Other objectives.** At the point level the loss may be any objective of a batch (NT-Xent,
+  DCL, debiased, spectral, alignment + uniformity: :mod:`sims.loss`), estimated on fixed
+  batches of the training batch size; the class is the same.
 
 :func:`lipschitz_minimum` solves this non-convex problem by projected Adam on a penalty
 of the relative constraint violations, from structured starts (collapsed, the cluster
@@ -48,7 +51,6 @@ from theory import validate
 from theory.certificates import point_sets, set_distance_matrix
 from theory.floors import (
     _scalar_int,
-    _scalar_positive,
     atom_infonce,
     optimal_atoms,
     quadrature_loss,
@@ -88,6 +90,9 @@ MAX_LIPSCHITZ_VALUES = 1024
 MAX_POINT_COORDINATE = 2.0**500
 #: ``num_samples`` at most this (time of the point-level estimate).
 MAX_SAMPLES = 10**7
+#: ``batch_size`` (anchors per batch of another objective) at most this (memory: a batch holds
+#: ``batch_size · num_negatives · dim`` values, in-batch objectives ``(2·batch_size)²``).
+MAX_OBJECTIVE_BATCH = 8192
 #: returned embeddings are scaled this far inside the constraints, so that ``max_ratio`` and
 #: every norm stay <= 1 whatever the rounding of an independent check.
 _FEASIBILITY_MARGIN = 1e-12
@@ -116,7 +121,8 @@ class OracleResult:
     Attributes:
       level: ``"sets"`` (set-constant maps) or ``"points"`` (one embedding per point).
       lipschitz: the bound ``L`` of the class.
-      loss: InfoNCE of ``embedding`` (exact at the set level, an estimate at the point level).
+      loss: InfoNCE (or the given objective) of ``embedding`` (exact at the set level, an
+        estimate at the point level).
         Since the embedding is feasible, an upper bound on the class minimum.
       loss_se: standard error of ``loss`` (0 at the set level).
       embedding: ``(n_sets, dim)`` atoms in sorted set-id order (sets), or ``(n, dim)`` in
@@ -131,10 +137,13 @@ class OracleResult:
       loss_unconstrained: the set-level optimum without the Lipschitz constraint
         (``ℓ*_N`` for ``N <= dim + 1`` equal sets, else :func:`theory.optimal_atoms`): no map
         of any Lipschitz constant does better at the set level.
-      loss_collapsed: ``log(1 + K)``, the loss of every constant map (the limit ``L → 0``).
-      loss_clusters: ``ℓ*_m`` for ``m`` clusters, a lower bound for every cluster-constant map.
+      loss_collapsed: ``log(1 + K)``, the loss of every constant map (the limit ``L → 0``);
+        for another objective, its best constant map.
+      loss_clusters: ``ℓ*_m`` for ``m`` clusters, a lower bound for every cluster-constant map
+        (NaN for another objective, as is ``loss_unconstrained``).
       loss_sets: the exact loss of the set-level solution of this call at this ``L`` (equal
-        to ``loss`` at the set level; at the point level, the start it can only improve on).
+        to ``loss`` at the set level; at the point level, the start it can only improve on;
+        for another objective, that start's estimated objective).
     """
 
     level: str
@@ -676,8 +685,9 @@ def _principal_map(x: np.ndarray, dim: int) -> np.ndarray:
     return np.pad(z, ((0, 0), (0, dim - z.shape[1])))
 
 
-def _draw_pairs(rng: np.random.Generator, prob: _Problem, tables: _Points, count: int):
-    """``count`` anchor/positive pairs (distinct-point indices): a set by weight, two points in it."""
+def _draw_pairs(rng: np.random.Generator, prob: _Problem, tables: _Points, count):
+    """``count`` (an int or a shape) anchor/positive pairs (distinct-point indices): a set by
+    weight, two points in it. The anchors alone are draws from the data marginal."""
     s = rng.choice(prob.set_labels.size, size=count, p=prob.weights)
     a = tables.set_start[s] + rng.integers(0, tables.set_size[s])
     b = tables.set_start[s] + rng.integers(0, tables.set_size[s])
@@ -720,11 +730,14 @@ def _estimate_points(z_vars: np.ndarray, prob: _Problem, tables: _Points, pairs)
 
 
 @functools.lru_cache(maxsize=16)
-def _point_solver(n_vars: int, dim: int, k: int, n_lips: int, steps: int):
-    """Compiled point-level solver: Monte Carlo InfoNCE, projected Adam, scanned over ``L``.
+def _point_solver(n_vars: int, dim: int, k: int, n_lips: int, steps: int, objective=None,
+                  batch_size: int = 0):
+    """Compiled point-level solver: Monte Carlo loss, projected Adam, scanned over ``L``.
 
-    Per ``L`` a run from each of its own starts (the set-level solution, a linear map) and
-    from the previous ``L``'s pick; the pick among the runs and their starts is by a
+    The loss is InfoNCE (``objective=None``: anchors, positives and ``K`` negatives per
+    anchor drawn from the data), or ``objective`` on whole batches of ``batch_size`` such
+    draws. Per ``L`` a run from each of its own starts (the set-level solution, a linear map)
+    and from the previous ``L``'s pick; the pick among the runs and their starts is by a
     fixed-draw estimate (the same anchors and negatives for every candidate).
     """
     import jax
@@ -735,13 +748,22 @@ def _point_solver(n_vars: int, dim: int, k: int, n_lips: int, steps: int):
     def solve(starts, lips, distance, sorted_var, set_start, set_size, tau, key):
         n_sets = set_start.shape[0]
 
-        def loss_fn(z, key, batch=_POINT_BATCH):
+        def draw(key, shape):
+            """Anchor, positive ``shape`` and negative ``shape + (K,)`` distinct-point indices."""
             ks, ka, kp, kn, km = jax.random.split(key, 5)
-            s = jax.random.randint(ks, (batch,), 0, n_sets)
-            anchor = sorted_var[set_start[s] + jax.random.randint(ka, (batch,), 0, set_size[s])]
-            positive = sorted_var[set_start[s] + jax.random.randint(kp, (batch,), 0, set_size[s])]
-            ns = jax.random.randint(kn, (batch, k), 0, n_sets)
-            negative = sorted_var[set_start[ns] + jax.random.randint(km, (batch, k), 0, set_size[ns])]
+            s = jax.random.randint(ks, shape, 0, n_sets)
+            anchor = sorted_var[set_start[s] + jax.random.randint(ka, shape, 0, set_size[s])]
+            positive = sorted_var[set_start[s] + jax.random.randint(kp, shape, 0, set_size[s])]
+            ns = jax.random.randint(kn, shape + (k,), 0, n_sets)
+            negative = sorted_var[set_start[ns] + jax.random.randint(km, shape + (k,), 0, set_size[ns])]
+            return anchor, positive, negative
+
+        def loss_fn(z, key, batch=_POINT_BATCH):
+            if objective is not None:  # whole batches of the objective's own size
+                anchor, positive, negative = draw(key, (max(1, batch // (2 * batch_size)), batch_size))
+                return jnp.mean(jax.vmap(lambda a, p, n: objective(z[a], z[p], z[n]))(
+                    anchor, positive, negative))
+            anchor, positive, negative = draw(key, (batch,))
             za = z[anchor]
             logits = jnp.concatenate([jnp.sum(za * z[positive], -1, keepdims=True),
                                       jnp.einsum("bd,bkd->bk", za, z[negative])], -1) / tau
@@ -767,13 +789,67 @@ def _point_solver(n_vars: int, dim: int, k: int, n_lips: int, steps: int):
     return jax.jit(solve)
 
 
+@functools.lru_cache(maxsize=16)
+def _batch_estimator(objective):
+    """Compiled ``objective`` on each of a fixed set of batches (one value per batch)."""
+    import jax
+
+    def estimate(z, anchors, positives, negatives):
+        return jax.lax.map(lambda t: objective(z[t[0]], z[t[1]], z[t[2]]), (anchors, positives, negatives))
+
+    return jax.jit(estimate)
+
+
+def _estimate_objective(z_vars: np.ndarray, objective, batches) -> tuple[float, float]:
+    """``objective`` of ``z_vars`` on fixed batches: (mean over batches, standard error)."""
+    import jax
+
+    with jax.enable_x64(True):
+        values = np.asarray(_batch_estimator(objective)(z_vars, *batches), dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        return math.inf, 0.0
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size))
+
+
+def _check_objective(objective, batch_size: int, prob: _Problem) -> float:
+    """Call ``objective`` once on constant embeddings; return the best constant map's value.
+
+    The constant maps ``r·e_1``, ``r`` on a grid of 21 radii in ``[0, 1]``: the limit
+    ``L → 0`` of the class minimum (exact for objectives invariant under rotations, whose
+    value on a constant map depends on its norm only, if their minimum over the radius lies
+    on the grid, as it does for every objective of :mod:`sims.loss`).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def at(radius):
+        v = jnp.zeros(prob.dim).at[0].set(radius)
+        a = jnp.broadcast_to(v, (batch_size, prob.dim))
+        return objective(a, a, jnp.broadcast_to(v, (batch_size, prob.k, prob.dim)))
+
+    with jax.enable_x64(True):
+        try:
+            values = np.asarray(jax.jit(jax.vmap(at))(jnp.linspace(0.0, 1.0, 21)))
+        except Exception as exc:  # noqa: BLE001 - a user's callable: report what it raised
+            raise ValueError(f"objective: calling it on [{batch_size}, {prob.dim}] anchors and positives and "
+                             f"[{batch_size}, {prob.k}, {prob.dim}] negatives raised "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if values.shape != (21,) or not np.all(np.isfinite(values)):
+        raise ValueError(f"objective: must return one finite number per batch, got shape {values.shape[1:]} "
+                         f"or non-finite values on constant embeddings")
+    return float(values.min())
+
+
 def _solve_points(prob: _Problem, set_solutions: np.ndarray, set_losses: list[float],
-                  lips_sorted: np.ndarray, steps: int, seed: int, num_samples: int):
+                  lips_sorted: np.ndarray, steps: int, seed: int, num_samples: int,
+                  objective=None, batch_size: int = 0):
     """Point-level embeddings and estimates for increasing ``L``, from the set-level solutions.
 
     Each ``L`` keeps the lowest of: the solver's pick (estimated), the set-level solution
-    (a point-level embedding too, whose loss is known exactly) and the previous ``L``'s
-    answer (feasible here; estimated on the same anchor pairs).
+    (a point-level embedding too, whose InfoNCE is known exactly; estimated like the others
+    for another ``objective``) and the previous ``L``'s answer (feasible here; estimated on
+    the same draws). Returns the tables, the ``(embedding, loss, se)`` of each ``L`` and the
+    loss of each ``L``'s set-level start.
     """
     import jax
 
@@ -786,24 +862,46 @@ def _solve_points(prob: _Problem, set_solutions: np.ndarray, set_losses: list[fl
     own = np.stack([set_solutions[:, var_set, :],
                     lips_sorted[:, None, None] * _principal_map(tables.unique, prob.dim)[None]], axis=1)
     distance = _padded_distances(tables.distance)
-    with jax.enable_x64(True):
-        solve = _point_solver(n_vars, prob.dim, prob.k, lips_sorted.size, steps)
-        picks = solve(own, lips_sorted, distance, tables.sorted_var, tables.set_start,
-                      tables.set_size, prob.tau, jax.random.PRNGKey(seed))
-        picks = np.asarray(picks, dtype=np.float64)
-    pairs = _draw_pairs(np.random.default_rng(seed), prob, tables, num_samples)
+    solve = _point_solver(n_vars, prob.dim, prob.k, lips_sorted.size, steps, objective, batch_size)
+    if objective is None:
+        with jax.enable_x64(True):
+            picks = solve(own, lips_sorted, distance, tables.sorted_var, tables.set_start,
+                          tables.set_size, prob.tau, jax.random.PRNGKey(seed))
+    else:  # the search in float32 (in-batch objectives cost (2B)² a batch); estimates in float64
+        f32 = functools.partial(np.asarray, dtype=np.float32)
+        picks = solve(f32(own), f32(lips_sorted), f32(np.minimum(distance, 1e30)), tables.sorted_var,
+                      tables.set_start, tables.set_size, np.float32(prob.tau), jax.random.PRNGKey(seed))
+    picks = np.asarray(picks, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    pairs = _draw_pairs(rng, prob, tables, num_samples)
+    if objective is None:
+        def score(z):
+            return _estimate_points(z, prob, tables, pairs)
+
+        starts = [(value, 0.0) for value in set_losses]
+    else:  # whole batches, K negatives per anchor from the data marginal
+        n_batches = num_samples // batch_size
+        shape = (n_batches, batch_size)
+        batches = (pairs[0][: n_batches * batch_size].reshape(shape),
+                   pairs[1][: n_batches * batch_size].reshape(shape),
+                   _draw_pairs(rng, prob, tables, (*shape, prob.k))[0])
+
+        def score(z):
+            return _estimate_objective(z, objective, batches)
+
+        starts = [score(own[i, 0]) for i in range(lips_sorted.size)]
     out = []
     for i, lip in enumerate(lips_sorted):
         # the solver's pick, the set-level solution itself, and the smaller L's answer (also
-        # feasible here), each scored on the same anchor pairs
+        # feasible here), each scored on the same draws
         pick = _make_feasible(picks[i], tables.distance, lip)
-        scored = [(own[i, 0], set_losses[i], 0.0)]
+        scored = [(own[i, 0], *starts[i])]
         if not np.array_equal(pick, own[i, 0]):
-            scored.append((pick, *_estimate_points(pick, prob, tables, pairs)))
+            scored.append((pick, *score(pick)))
         if out:
-            scored.append(out[-1])  # same pairs, so its estimate stands
+            scored.append(out[-1])  # same draws, so its estimate stands
         out.append(min(scored, key=lambda t: t[1]))
-    return tables, out
+    return tables, out, [value for value, _ in starts]
 
 
 # --------------------------------------------------------------------------- public
@@ -846,6 +944,8 @@ def lipschitz_minimum(
     restarts: int = 6,
     steps: int = 400,
     num_samples: int = 4096,
+    objective=None,
+    batch_size: int = 256,
 ):
     """Minimise InfoNCE over every ``L``-Lipschitz map from the data into the unit ball (SPEC 3.F).
 
@@ -864,6 +964,19 @@ def lipschitz_minimum(
       stays a candidate with its exact loss (``loss_se = 0`` when it is kept), so the point
       level is never above the set level; the difference is what a map that is not
       constant on sets gains.
+
+    ``objective`` other than ``None`` (InfoNCE) minimises another loss over the same class,
+    at the point level only, where the loss is estimated anyway: a pure JAX callable
+    ``objective(anchor [B, d], positive [B, d], negatives [B, K, d]) -> mean loss``, such as
+    a :mod:`sims.loss` objective with its hyperparameters bound (what
+    :func:`sims.oracle.class_minimum` passes for a configuration's ``train.objective``). It
+    sees whole batches of ``B = batch_size`` draws (a set by weight, two of its points, ``K``
+    negatives per anchor from the data marginal), since in-batch objectives (NT-Xent, DCL)
+    and uniformity depend on the batch size: give the training batch size. ``loss`` is its
+    mean over ``num_samples // batch_size`` fixed batches and ``loss_se`` the standard error
+    over batches; the InfoNCE set-level solution is a start and a candidate, estimated like
+    the others. ``loss_collapsed`` is then the best constant map's value (the limit
+    ``L → 0``), and ``loss_unconstrained`` and ``loss_clusters`` (InfoNCE's floors) are NaN.
 
     The problem is not convex: projected Adam on a penalty of the relative constraint
     violations runs from structured starts (collapsed; the cluster simplex or
@@ -890,6 +1003,8 @@ def lipschitz_minimum(
       restarts: random starts per ``L`` (set level), besides the structured ones.
       steps: optimiser steps per start.
       num_samples: anchor pairs of the point-level estimate.
+      objective: ``None`` for InfoNCE, or a callable loss of a batch (point level only).
+      batch_size: anchors per batch of ``objective`` (ignored without one).
 
     Returns:
       An :class:`OracleResult` for a scalar ``lipschitz``, else a list of them.
@@ -905,7 +1020,9 @@ def lipschitz_minimum(
         :data:`MAX_POINTS` distinct points and ``num_negatives · dim <=``
         :data:`MAX_POINT_NEGATIVES_DIM`; ``temperature >=`` :data:`MIN_TEMPERATURE`;
         ``lipschitz`` and ``temperature`` must survive the
-        float32 search (:data:`theory.validate.FLOAT32_LIMIT`); ``seed`` is in ``[0, 2^32)``.
+        float32 search (:data:`theory.validate.FLOAT32_LIMIT`); ``seed`` is in ``[0, 2^32)``;
+        ``objective`` needs ``level="points"``, ``batch_size <=`` :data:`MAX_OBJECTIVE_BATCH`,
+        ``num_samples >= 2·batch_size``, and must return one finite number per batch.
 
     Example:
       >>> x = np.array([[0.0, 0], [0.1, 0], [3.0, 0], [3.1, 0]])
@@ -917,22 +1034,35 @@ def lipschitz_minimum(
     """
     if not isinstance(level, str) or level not in LEVELS:
         raise ValueError(f"level: must be one of {', '.join(LEVELS)}, got {level!r}")
+    if objective is not None and not callable(objective):
+        validate.fail("objective", objective, "must be None (InfoNCE) or a callable "
+                                              "(anchor, positive, negatives) -> loss")
+    if objective is not None and level != "points":
+        raise ValueError(f"objective: the set level minimises InfoNCE's exact atom loss; another objective "
+                         f"is estimated on batches and needs level='points', got level={level!r}")
     lips, scalar = _lipschitz_values(lipschitz)
     seed = validate.seed("seed", seed)
     restarts = _scalar_int("restarts", restarts, 0)
     steps = _scalar_int("steps", steps, 1, MAX_STEPS, "time")
     num_samples = _scalar_int("num_samples", num_samples, 2, MAX_SAMPLES, "time")
+    batch_size = _scalar_int("batch_size", batch_size, 1, MAX_OBJECTIVE_BATCH, "memory")
+    if objective is not None and num_samples < 2 * batch_size:
+        validate.fail("num_samples", num_samples, f"must be at least 2·batch_size = {2 * batch_size} with an "
+                                                  "objective (its estimate averages whole batches)")
     prob = _problem(points, set_ids, cluster_ids, dim, num_negatives, temperature)
     _check_sizes(prob, lips, restarts, level)
 
     order = np.argsort(lips, kind="stable")
     lips_sorted = lips[order]
     n_sets = prob.set_labels.size
-    references = (
-        _unconstrained_sets(n_sets, prob.dim, prob.k, prob.tau)[1],
-        math.log1p(prob.k),
-        float(simplex_infonce(prob.n_clusters, prob.k, prob.tau)),
-    )
+    if objective is None:
+        references = (
+            _unconstrained_sets(n_sets, prob.dim, prob.k, prob.tau)[1],
+            math.log1p(prob.k),
+            float(simplex_infonce(prob.n_clusters, prob.k, prob.tau)),
+        )
+    else:  # the exact floors are InfoNCE's; the constant maps' value is the objective's own
+        references = (math.nan, _check_objective(objective, batch_size, prob), math.nan)
     raw = _solve_sets(prob, lips_sorted, restarts, steps, seed)
     set_solutions, set_losses = [], []
     for i, lip in enumerate(lips_sorted):
@@ -948,10 +1078,10 @@ def lipschitz_minimum(
             records.append(_record(prob, "sets", lip, z, value, 0.0, z, _pair_ratio(z, lip * prob.g),
                                    references, value))
     else:
-        tables, solved = _solve_points(prob, np.stack(set_solutions), set_losses, lips_sorted, steps,
-                                       seed, num_samples)
+        tables, solved, starts = _solve_points(prob, np.stack(set_solutions), set_losses, lips_sorted,
+                                               steps, seed, num_samples, objective, batch_size)
         counts = np.bincount(prob.set_index, minlength=n_sets)[:, None]
-        for lip, (z_vars, value, se), start in zip(lips_sorted, solved, set_losses):
+        for lip, (z_vars, value, se), start in zip(lips_sorted, solved, starts):
             z = z_vars[tables.var_of_point]
             means = np.zeros((n_sets, prob.dim))
             np.add.at(means, prob.set_index, z)

@@ -86,7 +86,7 @@ class BenchPlan:
 FULL = BenchPlan()
 #: a plan that exercises every part in well under a minute (``--quick``, the smoke test).
 QUICK = BenchPlan(sweep="quick_phase_chain", steps=5, engine_runs=4, engine_repeats=1, loop_runs=2, torch_runs=1,
-                  scaling=(2, 4, 8), scaling_steps=None, rss_runs=16, rss_steps=2,
+                  scaling=(2, 4), scaling_steps=None, rss_runs=16, rss_steps=2,
                   peak_sizes=(256,), peak_repeats=2, layer_steps=20, layer_repeats=2,
                   oracle_geometries=("chain",),
                   oracle_gaps=(0.1,), oracle_caps=(0.5, 8.0))

@@ -154,6 +154,18 @@ def load_point_sets(path: str, max_bytes: int = 2**31) -> tuple[np.ndarray, np.n
     return arrays[0], arrays[1], arrays[2]
 
 
+def strict_json(value) -> str:
+    """``value`` (dicts, lists, numbers, strings) as strict JSON: non-finite numbers become ``null``."""
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    return json.dumps(clean(value), allow_nan=False)
+
+
 def fmt(value) -> str:
     """A table cell: floats to 6 significant digits (``inf`` for infinity), the rest as text."""
     if isinstance(value, float):

@@ -1,27 +1,29 @@
-"""``infonce-lab oracle``: the class minimum of InfoNCE over L-Lipschitz maps (SPEC 3.F).
+"""``infonce-lab oracle``: the class minimum of InfoNCE (or another objective) over
+L-Lipschitz maps (SPEC 3.F).
 
 ``infonce-lab oracle --data gap=0.08 n_clusters=4 ... --model out_dim=4 --train negatives=8
 temperature=0.3 --lipschitz 0.05 2 30 [--level points] [--json]`` prints one row per ``L``:
 the class minimum on the configuration's data (every ``L``-Lipschitz map into the unit
 ball, :func:`theory.lipschitz_minimum`), its regime and geometry. ``--file FILE.npz`` takes
 the arrays ``points``, ``set_ids`` and ``cluster_ids`` instead of generated data (``d``,
-``K`` and ``τ`` still come from ``--model`` and ``--train``). This is what a trained
+``K`` and ``τ`` still come from ``--model`` and ``--train``). ``--train objective=ntxent``
+(any :mod:`sims.loss` objective) minimises that objective instead, on batches of
+``train.batch_size``, with ``--level points``. This is what a trained
 network of the same class is compared with: its loss can never be below the class minimum
 beyond estimation noise.
 """
 
 from __future__ import annotations
 
-import json
-
-from sims.cli.common import add_section_arguments, config_from_args, fmt, load_point_sets, positive_float
+from sims.cli.common import (add_section_arguments, config_from_args, fmt, load_point_sets, positive_float,
+                             strict_json)
 
 _COLUMNS = ("lipschitz", "regime", "loss", "loss_se", "within_diameter", "between_distance", "max_ratio")
 
 
 def run_oracle(args) -> int:
     import theory
-    from sims.oracle import class_minimum
+    from sims.oracle import check_level, class_minimum, objective_function
 
     from theory import oracle as limits
     from theory import validate
@@ -48,7 +50,13 @@ def run_oracle(args) -> int:
         validate.fail("data.sets_per_cluster", config.data.sets_per_cluster,
                       f"at most {limits.MAX_SETS:,} sets in all for the oracle (memory and time), "
                       f"{sum(config.data.set_counts):,} with data.n_clusters={config.data.n_clusters}")
+    check_level(config, args.level, "--level")
+    tr = config.train
+    objective = objective_function(tr.objective, float(tr.temperature), float(tr.tau_plus),
+                                   float(tr.uniformity_weight))
     solver = {"seed": seed}
+    if objective is not None:
+        solver.update(objective=objective, batch_size=tr.batch_size)
     if args.file:
         points, set_ids, cluster_ids = load_point_sets(args.file)
         records = theory.lipschitz_minimum(points, set_ids, cluster_ids, args.lipschitz,
@@ -56,19 +64,23 @@ def run_oracle(args) -> int:
                                            config.train.temperature, level=args.level, **solver)
         source = args.file
     else:
-        records = class_minimum(config, args.lipschitz, args.level, **solver)
+        records = class_minimum(config, args.lipschitz, args.level, seed=seed)
         d = config.data
         source = (f"{d.geometry} data: {d.n_clusters} clusters, sets {d.sets_per_cluster}, "
                   f"gap {d.gap:g}, separation {d.cluster_separation:g}")
     if args.json:
-        print(json.dumps([r.row() for r in records]))
+        print(strict_json([r.row() for r in records]))
         return 0
     first = records[0]
-    print(f"class minimum ({args.level} level) of InfoNCE over L-Lipschitz maps into the unit ball; "
+    name = "InfoNCE" if objective is None else f"{tr.objective} (batches of {tr.batch_size})"
+    print(f"class minimum ({args.level} level) of {name} over L-Lipschitz maps into the unit ball; "
           f"{source}; d={config.model.out_dim}, K={config.train.negatives}, "
           f"tau={config.train.temperature:g}")
-    print(f"references: collapsed log(1+K) = {first.loss_collapsed:.6f}, clusters l*_m = "
-          f"{first.loss_clusters:.6f}, sets unconstrained = {first.loss_unconstrained:.6f}")
+    if objective is None:
+        print(f"references: collapsed log(1+K) = {first.loss_collapsed:.6f}, clusters l*_m = "
+              f"{first.loss_clusters:.6f}, sets unconstrained = {first.loss_unconstrained:.6f}")
+    else:
+        print(f"references: best constant map = {first.loss_collapsed:.6f}")
     rows = [[fmt(r.row()[c]) for c in _COLUMNS] for r in records]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(_COLUMNS)]
     print("  ".join(c.rjust(w) for c, w in zip(_COLUMNS, widths)))

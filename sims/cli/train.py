@@ -9,19 +9,10 @@ that is not finite is ``null``).
 
 from __future__ import annotations
 
-import json
-import math
-
-from sims.cli.common import add_section_arguments, config_from_args, seed_argument
+from sims.cli.common import add_section_arguments, config_from_args, seed_argument, strict_json
 
 #: exit status of a run that diverged (2 is bad input, 130 an interrupt).
 EXIT_DIVERGED = 3
-
-
-def strict_json(row: dict) -> str:
-    """``row`` as strict JSON: numbers that are not finite become ``null``."""
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-    return json.dumps(clean, allow_nan=False)
 
 
 def _run(args) -> int:

@@ -498,12 +498,19 @@ def _log_index(values, grid: Sequence[float], **kw):
     return np.interp(np.log(values), np.log(grid), np.arange(len(grid)), **kw)
 
 
+def _box_disagreements(ax, cells: Sequence[dict], gaps, lips, lw: float = 1.4) -> None:
+    """A box around each cell whose trained regime differs from its class minimum's."""
+    for c in cells:
+        if c.get("oracle_regime") and c["regime"] != c["oracle_regime"]:
+            i, j = gaps.index(c["data.gap"]), lips.index(c["model.lipschitz"])
+            ax.add_patch(plt.Rectangle((i - 0.42, j - 0.42), 0.84, 0.84, fill=False, lw=lw, ec="k"))
+
+
 def _regime_cells(ax, cells: Sequence[dict], gaps, lips, key: str) -> None:
     for c in cells:
         i, j = gaps.index(c["data.gap"]), lips.index(c["model.lipschitz"])
         ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, color=REGIME_COLOURS[c[key]], alpha=0.8, lw=0))
-        if c["regime"] != c["oracle_regime"]:
-            ax.add_patch(plt.Rectangle((i - 0.42, j - 0.42), 0.84, 0.84, fill=False, lw=1.4, ec="k"))
+    _box_disagreements(ax, cells, gaps, lips)
 
 
 def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool = True) -> dict:
@@ -639,10 +646,11 @@ def _boundary_steps(ax, bnd: Sequence[dict], gaps: Sequence, lips: Sequence, key
 def fig_objectives(infonce_rows: Sequence[dict], rows: Sequence[dict], out: Path) -> dict:
     """F9: the phase map of trained networks for each objective on the same data and grid.
 
-    ``infonce_rows``: the phase_chain sweep (InfoNCE, with the class minimum); ``rows``: the
-    objectives sweep (``train.objective`` an axis). One panel per objective, restricted to
-    the gaps both sweeps share; the InfoNCE class minimum's split boundary (dotted) is drawn
-    on every panel, each objective's own split boundary as a solid step.
+    ``infonce_rows``: the phase_chain sweep (InfoNCE, with its set-level class minimum);
+    ``rows``: the objectives sweep (``train.objective`` an axis, with the point-level class
+    minimum of each objective when it has an ``[oracle]`` section). One panel per objective,
+    restricted to the gaps both sweeps share: each objective's own measured split boundary
+    (solid step) and where the class minimum of that same objective splits (dotted).
     """
     from sims.config import OBJECTIVES
 
@@ -655,50 +663,62 @@ def fig_objectives(infonce_rows: Sequence[dict], rows: Sequence[dict], out: Path
         mine = [r for r in rows if r["train.objective"] == name]
         if mine:
             by_objective[name] = mine
-    oracle_cells = cell_table(by_objective["infonce"], "data.gap", "model.lipschitz") \
-        if by_objective["infonce"] and "oracle_regime" in by_objective["infonce"][0] else []
-    oracle_bnd = boundaries(oracle_cells, "data.gap", "model.lipschitz", "oracle_regime") if oracle_cells else []
     names = [n for n in by_objective if by_objective[n]]
     fig, axes = plt.subplots(1, len(names), figsize=(2.4 * len(names) + 0.6, 4.8), squeeze=False,
                              sharey=True)
     summary: dict = {"gaps": gaps, "objectives": {}}
     table, boundary_rows = [], []
     for ax, name in zip(axes[0], names):
-        cells = cell_table(by_objective[name], "data.gap", "model.lipschitz")
+        mine = by_objective[name]
+        cells = cell_table(mine, "data.gap", "model.lipschitz")
         g, lips = _phase_panel(ax, cells)
         bnd = boundaries(cells, "data.gap", "model.lipschitz")
-        xi = np.arange(len(g))
-        ax.plot(xi, _log_index([b["split_line"] for b in bnd], lips, left=-0.5, right=len(lips) - 0.5),
-                "k-", lw=1.2, label="L = e_m/D_c")
+        has_oracle = bool(mine[0].get("oracle_regime"))
+        oracle_bnd = boundaries(cells, "data.gap", "model.lipschitz", "oracle_regime") if has_oracle else []
+        # the line as a step per gap (drawn even where the sweep has a single gap)
+        _boundary_steps(ax, bnd, g, lips, "split_line", color="k", lw=1.2, label="L = e_m/D_c")
         _boundary_steps(ax, bnd, g, lips, "split_boundary", color="#1565c0", lw=2.2,
                         label="split boundary (trained)")
+        level = "set" if name == "infonce" else "point"
         if oracle_bnd:
             _boundary_steps(ax, oracle_bnd, g, lips, "split_boundary", color="k", lw=1.6, ls=":",
-                            label="InfoNCE class minimum splits")
+                            label=f"class minimum splits ({level} level)")
+            _box_disagreements(ax, cells, g, lips, lw=1.0)
         _grid_axes(ax, g, lips, fontsize=8)
         if ax is not axes[0][0]:
             ax.set_ylabel("")
         ax.set_title(name, fontsize=10)
-        probe = _median([r.get("probe_accuracy", math.nan) for r in by_objective[name]])
-        summary["objectives"][name] = {
-            "boundaries": bnd, "runs": len(by_objective[name]),
-            "regimes": {reg: sum(r["regime"] == reg for r in by_objective[name]) for reg in REGIMES},
-            "median_probe_accuracy": probe,
+        ax.legend(fontsize=5.5, loc="upper left")
+        entry = {
+            "boundaries": bnd, "runs": len(mine),
+            "regimes": {reg: sum(r["regime"] == reg for r in mine) for reg in REGIMES},
+            "median_probe_accuracy": _median([r.get("probe_accuracy", math.nan) for r in mine]),
         }
+        if oracle_bnd:
+            entry.update({
+                "oracle_level": level,
+                "oracle_boundaries": oracle_bnd,
+                "oracle_regimes": {reg: sum(c["oracle_regime"] == reg for c in cells) for reg in REGIMES},
+                "disagreeing_cells": sum(c["regime"] != c["oracle_regime"] for c in cells),
+                "oracle_gap_median": _median([r.get("oracle_gap", math.nan) for r in mine]),
+                "oracle_gap_min": min((r["oracle_gap"] for r in mine if math.isfinite(r["oracle_gap"])),
+                                      default=math.nan),
+            })
+        summary["objectives"][name] = entry
         table += [{"objective": name, **c} for c in cells]
-        boundary_rows += [{"objective": name, **b} for b in bnd]
+        boundary_rows += [{"objective": name, "class_minimum_level": level if oracle_bnd else "",
+                           **b, "oracle_split_boundary": o["split_boundary"] if o else math.nan}
+                          for b, o in zip(bnd, oracle_bnd or [None] * len(bnd))]
     base = {b["data.gap"]: b["split_boundary"] for b in summary["objectives"]["infonce"]["boundaries"]} \
         if "infonce" in summary["objectives"] else {}
     for name, entry in summary["objectives"].items():
         entry["split_over_infonce"] = {f"{b['data.gap']:g}": b["split_boundary"] / base[b["data.gap"]]
                                        if base.get(b["data.gap"]) else math.nan for b in entry["boundaries"]}
-    summary["oracle_boundaries"] = oracle_bnd
-    axes[0][0].legend(fontsize=6, loc="upper left")
     _regime_legend(fig, -0.05)
     fig.suptitle("F9. Trained networks, one objective per panel, on the same chain data and cap grid "
                  "(majority over seeds; cell text = median W/B)\nblue: the objective's measured split "
-                 "boundary; dotted: where the InfoNCE class minimum splits; solid: L = e_m/D_c",
-                 fontsize=9)
+                 "boundary; dotted: where the class minimum of the same objective splits (boxed cells: "
+                 "it differs from training); solid: L = e_m/D_c", fontsize=9)
     fig.tight_layout()
     _save(fig, out, "F9_objectives")
     write_table(out / "F9_objectives.csv", table)
@@ -750,10 +770,7 @@ def fig_overlap(rows: Sequence[dict], out: Path) -> dict:
     summary: dict = {"boundaries": trained, "graph": comps}
     if has_oracle:
         _phase_panel(axes[1], cells, "oracle_regime", text=False)
-        for c in cells:
-            if c["regime"] != c["oracle_regime"]:
-                i, j = gaps.index(c["data.gap"]), lips.index(c["model.lipschitz"])
-                axes[1].add_patch(plt.Rectangle((i - 0.42, j - 0.42), 0.84, 0.84, fill=False, lw=1.2, ec="k"))
+        _box_disagreements(axes[1], cells, gaps, lips, lw=1.2)
         _grid_axes(axes[1], gaps, lips, fontsize=9)
         axes[1].set_xlabel("gap δ (≤ 0: overlap)", fontsize=9)
         axes[1].set_title("class minimum (oracle, set level; boxed: differs from trained)", fontsize=9)

@@ -43,7 +43,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
-import theory  # noqa: E402
 from theory.regimes import REGIMES, majority_regime  # noqa: E402
 from sims.metrics import STATUS_DIVERGED, STATUS_OK  # noqa: E402
 from sims.report.analysis import BINDING_SHARE, binds, theory_lines  # noqa: E402

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from sims.config import MAX_SEED, SECTIONS, SWEPT_NAMES, ExperimentConfig, build_config, section_keys
+from sims.oracle import check_level
 
 #: keys of the ``[sweep]`` section.
 SWEEP_KEYS: tuple[str, ...] = ("seeds", "chunk_size", "name")
@@ -322,10 +323,13 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
         raise ValueError(f"sweep: {n_configs:,} configurations × {len(seeds):,} seeds = "
                          f"{n_configs * len(seeds):,} runs, more than {MAX_RUNS:,}")
     first = {(a.section, a.key): a.values[0] for a in axes}
-    _config(fixed, first)
+    checked = [_config(fixed, first)]
     for a in axes:  # every axis value, with the other axes at their first value
         for v in a.values[1:]:
-            _config(fixed, {**first, (a.section, a.key): v})
+            checked.append(_config(fixed, {**first, (a.section, a.key): v}))
+    if oracle is not None:  # every objective of the grid appears among these
+        for config in checked:
+            check_level(config, oracle)
     runs = _expand(fixed, axes, seeds) if n_configs <= EAGER_CONFIGS else None
     return Sweep(
         name=name,
