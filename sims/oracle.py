@@ -152,6 +152,17 @@ class OracleTable:
                   f"{len(lips)} value(s) of L: {time.perf_counter() - t0:.1f} s")
         return dict(zip(lips, results))
 
+    def prepare(self, configs: Iterable[ExperimentConfig]) -> None:
+        """Solve, before any training, the class minima of the capped runs among ``configs``.
+
+        The solver is compute-heavy: run while a chunk trains, it competes with the training
+        program for the cores and slows both (and XLA's CPU collectives then warn that a
+        device thread "may be stuck"). Values are those :meth:`result` would compute later.
+        """
+        for config in configs:
+            if config.model.capped:
+                self.result(config, math.nan)
+
     def result(self, config: ExperimentConfig, lipschitz_bound: float):
         """The class minimum for one run: at its cap, or at its certified bound (``mlp``)."""
         key = data_key(config)

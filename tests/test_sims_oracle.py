@@ -264,3 +264,16 @@ def test_oracle_command_minimises_the_configured_objective(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("class minimum (points level) of spectral (batches of 32)")
     assert out[1] == "references: best constant map = -1.000000"
+
+
+def test_prepare_solves_before_training_and_columns_reuse_it():
+    configs = [build_config({"n_clusters": 2, "sets_per_cluster": 2, "points_per_set": 4},
+                            {"out_dim": 2, "lipschitz": cap}, {"negatives": 3}) for cap in (0.5, 4.0)]
+    notes: list[str] = []
+    table = OracleTable(configs, "sets", log=notes.append)
+    table.prepare(configs)
+    assert len(notes) == 1 and "2 value(s) of L" in notes[0]  # one solve for both caps
+    cols = [table.columns(c, {"loss_final": 2.0}) for c in configs]
+    assert len(notes) == 1  # nothing solved again while the runs finish
+    lazy = OracleTable(configs, "sets")
+    assert cols == [lazy.columns(c, {"loss_final": 2.0}) for c in configs]

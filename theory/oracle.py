@@ -736,7 +736,8 @@ def _point_solver(n_vars: int, dim: int, k: int, n_lips: int, steps: int, object
 
     The loss is InfoNCE (``objective=None``: anchors, positives and ``K`` negatives per
     anchor drawn from the data), or ``objective`` on whole batches of ``batch_size`` such
-    draws. Per ``L`` a run from each of its own starts (the set-level solution, a linear map)
+    draws. Per ``L`` a run from each of its own starts (the set-level solution, a linear map;
+    for another objective also an orthonormal cluster frame)
     and from the previous ``L``'s pick; the pick among the runs and their starts is by a
     fixed-draw estimate (the same anchors and negatives for every candidate).
     """
@@ -859,8 +860,15 @@ def _solve_points(prob: _Problem, set_solutions: np.ndarray, set_losses: list[fl
     # the linear map L·(x − x̄)V onto the leading principal directions (L-Lipschitz)
     var_set = np.zeros(n_vars, dtype=np.int64)
     var_set[tables.var_of_point] = prob.set_index
-    own = np.stack([set_solutions[:, var_set, :],
-                    lips_sorted[:, None, None] * _principal_map(tables.unique, prob.dim)[None]], axis=1)
+    starts = [set_solutions[:, var_set, :],
+              lips_sorted[:, None, None] * _principal_map(tables.unique, prob.dim)[None]]
+    if objective is not None and prob.n_clusters <= prob.dim:
+        # another objective's best cluster-constant map need not be InfoNCE's simplex (the
+        # spectral loss prefers orthonormal clusters): each cluster a vector of an
+        # orthonormal frame, scaled into each L's constraints
+        frame = np.eye(prob.dim)[prob.set_cluster[var_set]]
+        starts.append(np.stack([_make_feasible(frame, tables.distance, lip) for lip in lips_sorted]))
+    own = np.stack(starts, axis=1)
     distance = _padded_distances(tables.distance)
     solve = _point_solver(n_vars, prob.dim, prob.k, lips_sorted.size, steps, objective, batch_size)
     if objective is None:
@@ -975,7 +983,8 @@ def lipschitz_minimum(
     and uniformity depend on the batch size: give the training batch size. ``loss`` is its
     mean over ``num_samples // batch_size`` fixed batches and ``loss_se`` the standard error
     over batches; the InfoNCE set-level solution is a start and a candidate, estimated like
-    the others. ``loss_collapsed`` is then the best constant map's value (the limit
+    the others, and so (when ``m <= dim``) is an orthonormal frame with one vector per
+    cluster, scaled into the constraints. ``loss_collapsed`` is then the best constant map's value (the limit
     ``L → 0``), and ``loss_unconstrained`` and ``loss_clusters`` (InfoNCE's floors) are NaN.
 
     The problem is not convex: projected Adam on a penalty of the relative constraint

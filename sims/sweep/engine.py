@@ -318,6 +318,7 @@ def _run_chunks(sweep: Sweep, out: Path, backend: Backend, assembler: Assembler,
         from sims.oracle import OracleTable
 
         oracle = OracleTable((r.config for r in sweep.runs), sweep.oracle, log=say)
+        oracle.prepare(run.config for chunk in todo for run in chunk.runs)  # before training
     if finished or (out / RESULTS).exists():
         with locked(out):  # a resumed folder: results.csv rebuilt from the chunk files
             assembler.write(curves=False)
