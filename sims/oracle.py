@@ -89,11 +89,18 @@ def class_minimum(config: ExperimentConfig, lipschitz, level: str = "sets", **so
     check_level(config, level, "level")
     tr = config.train
     points, set_ids, cluster_ids = design_points(config.data)
+    return theory.lipschitz_minimum(points, set_ids, cluster_ids, lipschitz, config.model.out_dim,
+                                    tr.negatives, tr.temperature, level=level,
+                                    **objective_arguments(config), **solver)
+
+
+def objective_arguments(config: ExperimentConfig) -> dict[str, Any]:
+    """The ``objective`` and ``batch_size`` arguments of :func:`theory.lipschitz_minimum` for
+    the configuration's ``train.objective`` (none for InfoNCE)."""
+    tr = config.train
     objective = objective_function(tr.objective, float(tr.temperature), float(tr.tau_plus),
                                    float(tr.uniformity_weight))
-    extra = {} if objective is None else {"objective": objective, "batch_size": tr.batch_size}
-    return theory.lipschitz_minimum(points, set_ids, cluster_ids, lipschitz, config.model.out_dim,
-                                    tr.negatives, tr.temperature, level=level, **extra, **solver)
+    return {} if objective is None else {"objective": objective, "batch_size": tr.batch_size}
 
 
 def oracle_columns(result, loss_final: float) -> dict[str, Any]:

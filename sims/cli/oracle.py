@@ -23,7 +23,7 @@ _COLUMNS = ("lipschitz", "regime", "loss", "loss_se", "within_diameter", "betwee
 
 def run_oracle(args) -> int:
     import theory
-    from sims.oracle import check_level, class_minimum, objective_function
+    from sims.oracle import check_level, class_minimum, objective_arguments
 
     from theory import oracle as limits
     from theory import validate
@@ -52,16 +52,12 @@ def run_oracle(args) -> int:
                       f"{sum(config.data.set_counts):,} with data.n_clusters={config.data.n_clusters}")
     check_level(config, args.level, "--level")
     tr = config.train
-    objective = objective_function(tr.objective, float(tr.temperature), float(tr.tau_plus),
-                                   float(tr.uniformity_weight))
-    solver = {"seed": seed}
-    if objective is not None:
-        solver.update(objective=objective, batch_size=tr.batch_size)
     if args.file:
         points, set_ids, cluster_ids = load_point_sets(args.file)
         records = theory.lipschitz_minimum(points, set_ids, cluster_ids, args.lipschitz,
                                            config.model.out_dim, config.train.negatives,
-                                           config.train.temperature, level=args.level, **solver)
+                                           config.train.temperature, level=args.level, seed=seed,
+                                           **objective_arguments(config))
         source = args.file
     else:
         records = class_minimum(config, args.lipschitz, args.level, seed=seed)
@@ -72,11 +68,12 @@ def run_oracle(args) -> int:
         print(strict_json([r.row() for r in records]))
         return 0
     first = records[0]
-    name = "InfoNCE" if objective is None else f"{tr.objective} (batches of {tr.batch_size})"
+    infonce = tr.objective == "infonce"
+    name = "InfoNCE" if infonce else f"{tr.objective} (batches of {tr.batch_size})"
     print(f"class minimum ({args.level} level) of {name} over L-Lipschitz maps into the unit ball; "
           f"{source}; d={config.model.out_dim}, K={config.train.negatives}, "
           f"tau={config.train.temperature:g}")
-    if objective is None:
+    if infonce:
         print(f"references: collapsed log(1+K) = {first.loss_collapsed:.6f}, clusters l*_m = "
               f"{first.loss_clusters:.6f}, sets unconstrained = {first.loss_unconstrained:.6f}")
     else:
