@@ -1,17 +1,20 @@
-# Quick start: `make reproduce` and `make test`. Both (re)build .venv from pyproject.toml.
+# Quick start: `make reproduce` and `make test`. Both (re)build .venv from pyproject.toml,
+# installed against the exact versions of constraints.txt (the lock; `make lock` refreshes it).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := constraints.txt
+PIP := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: venv test reproduce reproduce-quick bench clean
+.PHONY: venv test reproduce reproduce-quick bench lock clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PIP) --upgrade pip
+	PIP_CONSTRAINT=$(CURDIR)/$(LOCK) $(PIP) -e '.[test]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -24,8 +27,22 @@ reproduce-quick: $(STAMP)
 	$(BIN)/infonce-lab reproduce --quick --out figures
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	PIP_CONSTRAINT=$(CURDIR)/$(LOCK) $(PIP) -e '.[bench]'
 	$(BIN)/infonce-lab bench
+
+# The lock: resolve pyproject.toml's ranges in a throw-away environment and write every
+# installed version (pip and the build backend included) to constraints.txt. After a
+# refresh, rerun `make test` and `make reproduce` and commit the lock with the figures.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip setuptools
+	.lock-venv/bin/python -m pip install --quiet '.[test]'
+	{ echo "# The lock: exact versions for make test / reproduce / bench. Written by 'make lock'"; \
+	  echo "# on Python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())'); refresh with 'make lock'."; \
+	  .lock-venv/bin/python -m pip freeze --all --exclude infonce-lab; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv build *.egg-info
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,7 +3,7 @@
 An experiment is three frozen dataclasses, one per section of a ``train_one`` call or a
 sweep file:
 
-* ``[data]``  -> :class:`MixtureSpec`  (SPEC sections 1 and 4)
+* ``[data]``  -> :class:`MixtureSpec`  (docs/theory.md §1 and §4)
 * ``[model]`` -> :class:`ModelConfig`  (function class, head, certified bound)
 * ``[train]`` -> :class:`TrainConfig`  (InfoNCE with K negatives, optimiser, steps)
 
@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from sims import limits
 from theory import validate
+from theory.limits import RUN_MIN_TEMPERATURE
 
 GEOMETRIES = ("chain", "interleaved", "lattice")
 MODEL_KINDS = ("linear", "mlp", "lipschitz_mlp", "rff")
@@ -35,6 +36,12 @@ SCHEDULES = ("constant", "cosine")
 #: training objectives (:mod:`sims.loss`): InfoNCE with i.i.d. negatives (the paper's), and
 #: the objectives practitioners train with, on the same data and function classes.
 OBJECTIVES = ("infonce", "ntxent", "dcl", "debiased", "spectral", "align_uniform")
+#: objectives whose negatives are the other samples of the batch (:func:`sims.loss.ntxent`,
+#: :func:`sims.loss.dcl`): a batch of one sample has none, so they need ``batch_size >= 2``
+#: (and ``eval_batch >= 2``, the batch of ``objective_final``).
+IN_BATCH_OBJECTIVES = ("ntxent", "dcl")
+#: longest key or text a message quotes whole (a longer one is cut, :func:`shown`).
+SHOWN_CHARS = 60
 #: how the clusters are placed: in a ``row`` (neighbours Δ apart) or on a regular ``simplex``
 #: (every pair Δ apart).
 CLUSTER_LAYOUTS = ("row", "simplex")
@@ -65,6 +72,23 @@ def check_seed(value: Any, name: str = "seed") -> int:
     return validate.integer(name, value, minimum=0, maximum=MAX_SEED)
 
 
+def shown(text: Any, limit: int = SHOWN_CHARS) -> str:
+    """``text`` (a key, a name) for a one-line message: its first ``limit`` characters and
+    ``…`` when it is longer, so that a message never echoes a huge key whole.
+
+    Example:
+      >>> shown("x" * 100)[-4:], len(shown("x" * 100))
+      ('xxx…', 61)
+    """
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def shown_repr(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut like :func:`shown`."""
+    return shown(repr(value), limit)
+
+
 def _fail(section: str, name: str, value: Any, why: str) -> None:
     validate.fail(f"{section}.{name}", value, why)
 
@@ -87,7 +111,7 @@ def _check_choice(obj: Any, section: str, name: str, choices: tuple[str, ...]) -
 
 @dataclass(frozen=True)
 class MixtureSpec:
-    """A mixture of clusters of disjoint but intertwined augmentation sets (SPEC 1, 4).
+    """A mixture of clusters of disjoint but intertwined augmentation sets (docs/theory.md §1, §4).
 
     Attributes:
       geometry: ``chain`` (parallel segments, consecutive gap δ: β = δ, D_c = (n−1)δ),
@@ -232,7 +256,8 @@ class TrainConfig:
 
     Attributes:
       steps: optimisation steps (one ``lax.scan``).
-      batch_size: anchors per step.
+      batch_size: anchors per step (at least 2 for the in-batch objectives,
+        :data:`IN_BATCH_OBJECTIVES`, whose negatives are the other samples of the batch).
       negatives: K, the number of negatives per anchor (at least 1).
       temperature: τ (> 0). Sweepable.
       learning_rate: Adam's step size. Sweepable.
@@ -245,7 +270,7 @@ class TrainConfig:
         ``loss_final`` is InfoNCE whatever the objective (comparable with the floors),
         ``objective_final`` the objective itself, both on the evaluation batch.
       tau_plus: τ⁺, the class prior of the ``debiased`` objective, in (0, 1) (the true
-        prior of m equal clusters is 1/m). Sweepable.
+        prior of m equal clusters is 1/m; the loss divides by ``1 − τ⁺``). Sweepable.
       uniformity_weight: weight of the uniformity term of ``align_uniform`` (> 0). Sweepable.
     """
 
@@ -267,17 +292,31 @@ class TrainConfig:
         _check_int(self, s, "steps", 1)
         _check_int(self, s, "batch_size", 1)
         _check_int(self, s, "negatives", 1)
-        _check_real(self, s, "temperature", minimum=limits.MIN_TEMPERATURE)
+        _check_real(self, s, "temperature", minimum=RUN_MIN_TEMPERATURE)
         _check_real(self, s, "learning_rate", positive=True)
         _check_choice(self, s, "negative_mode", NEGATIVE_MODES)
         _check_choice(self, s, "schedule", SCHEDULES)
         _check_int(self, s, "eval_batch", 1)
         _check_int(self, s, "curve_points", 1)
         _check_choice(self, s, "objective", OBJECTIVES)
-        _check_real(self, s, "tau_plus", positive=True, maximum=1.0)
-        if self.tau_plus >= 1.0:
-            _fail(s, "tau_plus", self.tau_plus, "must be in (0, 1)")
+        if self.objective in IN_BATCH_OBJECTIVES:
+            for name in ("batch_size", "eval_batch"):
+                if getattr(self, name) < 2:
+                    _fail(s, name, getattr(self, name),
+                          f"must be at least 2 with train.objective {self.objective!r} (its negatives "
+                          "are the other samples of the batch; one sample has none)")
+        _check_real(self, s, "tau_plus")
+        check_tau_plus(f"{s}.tau_plus", self.tau_plus)
         _check_real(self, s, "uniformity_weight", positive=True)
+
+
+def check_tau_plus(where: str, value: float) -> None:
+    """τ⁺ in ``(0, 1)``: the debiased loss divides by ``1 − τ⁺`` (:func:`sims.loss.debiased`),
+    so 1 is refused with everything above it; 0 would be InfoNCE itself (``objective =
+    "infonce"``). One rule and one message for the field and its swept values."""
+    if not 0.0 < value < 1.0:
+        validate.fail(where, value, "must be in (0, 1), both ends excluded (the debiased loss divides "
+                                    "by 1 - tau_plus; tau_plus = 0 is objective \"infonce\")")
 
 
 SECTIONS: dict[str, type] = {"data": MixtureSpec, "model": ModelConfig, "train": TrainConfig}
@@ -290,7 +329,8 @@ def check_swept(swept: Mapping[str, Any], config: "ExperimentConfig | None" = No
 
     Every name of :data:`SWEPT_NAMES` must be present, and every value (a number or an array
     of them, one per run) pass its configuration field's rule: finite, positive (``gap`` may
-    be <= 0), float32-representable, ``temperature >= sims.limits.MIN_TEMPERATURE``. With
+    be <= 0), float32-representable, ``temperature >= theory.limits.RUN_MIN_TEMPERATURE``,
+    ``tau_plus`` in ``(0, 1)``. With
     ``config`` (the static part they are trained with), their combinations must also pass the
     scale limits of :func:`sims.limits.check_scales`, which include the overlap rules of
     ``gap <= 0`` (:func:`sims.limits.check_gap`: chain only, every set keeps 2 own points).
@@ -309,16 +349,18 @@ def check_swept(swept: Mapping[str, Any], config: "ExperimentConfig | None" = No
         raise ValueError(f"swept: missing values for {', '.join(missing)}")
     unknown = [n for n in swept if n not in SWEPT_NAMES]
     if unknown:
-        raise ValueError(f"swept: unknown names {', '.join(unknown)}; valid: {', '.join(SWEPT_NAMES)}")
+        raise ValueError(f"swept: unknown names {shown(', '.join(map(str, unknown)))}; "
+                         f"valid: {', '.join(SWEPT_NAMES)}")
     for name in SWEPT_NAMES:
         where = f"{SWEPT_SECTION[name]}.{name}"
         values = validate.real_array(where, swept[name])
-        low = limits.MIN_TEMPERATURE if name == "temperature" else None
+        low = RUN_MIN_TEMPERATURE if name == "temperature" else None
         for v in np.unique(values):  # each distinct value through the field's own rule
             # (the gap may be <= 0: its sign rules need the data section, limits.check_gap)
+            if name == "tau_plus":
+                check_tau_plus(where, validate.real(where, v, float32=True))
+                continue
             validate.real(where, v, positive=low is None and name != "gap", minimum=low, float32=True)
-            if name == "tau_plus" and v >= 1.0:
-                validate.fail(where, float(v), "must be in (0, 1)")
     if config is not None:
         limits.check_scales(config.data, config.model, swept)
 
@@ -340,6 +382,9 @@ class ExperimentConfig:
         for name, kind in SECTIONS.items():
             if not isinstance(getattr(self, name), kind):
                 validate.fail(name, getattr(self, name), f"must be a {kind.__name__}")
+        # structure and scales only: they hold on every machine. The memory estimate is this
+        # machine's, checked where runs start (sims.limits.check_memory), so that a run folder
+        # written under a larger memory limit is read anywhere.
         limits.check_config(self)
 
     def swept_values(self) -> dict[str, float]:
@@ -359,7 +404,7 @@ class ExperimentConfig:
         new = {}
         for name in values:
             if name not in SWEPT_NAMES:
-                raise ValueError(f"{name}: not a sweepable field; valid: {', '.join(SWEPT_NAMES)}")
+                raise ValueError(f"{shown(name)}: not a sweepable field; valid: {', '.join(SWEPT_NAMES)}")
         for section, names in SWEEPABLE.items():
             mine = {n: float(values[n]) for n in names if n in values}
             new[section] = dataclasses.replace(getattr(self, section), **mine)
@@ -385,7 +430,7 @@ class ExperimentConfig:
 def build_section(section: str, values: Mapping[str, Any] | None) -> Any:
     """Build one section's dataclass from a mapping, refusing unknown keys."""
     if section not in SECTIONS:
-        raise ValueError(f"unknown section {section!r}; valid sections: {', '.join(SECTIONS)}")
+        raise ValueError(f"unknown section {shown_repr(section)}; valid sections: {', '.join(SECTIONS)}")
     if values is None:
         values = {}
     if not isinstance(values, Mapping):
@@ -394,7 +439,7 @@ def build_section(section: str, values: Mapping[str, Any] | None) -> Any:
     valid = section_keys(section)
     for key in values:
         if key not in valid:
-            raise ValueError(f"{section}.{key}: unknown key; valid keys: {', '.join(valid)}")
+            raise ValueError(f"{section}.{shown(key)}: unknown key; valid keys: {', '.join(valid)}")
     return SECTIONS[section](**values)
 
 

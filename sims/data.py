@@ -1,7 +1,7 @@
 """Mixtures of disjoint but intertwined augmentation sets, and InfoNCE batches.
 
 Each cluster is a 2-D layout of ``n`` augmentation sets (point clouds of
-``points_per_set`` = ``P`` points), built on a grid whose spacing is the gap δ (SPEC section 4):
+``points_per_set`` = ``P`` points), built on a grid whose spacing is the gap δ (docs/theory.md §4):
 
 * ``chain``: ``n`` parallel segments of length ``set_extent`` at x = 0, δ, 2δ, …
   Set distances ``g(s, s') = |s − s'| δ``: bottleneck β = δ, chain diameter
@@ -13,12 +13,12 @@ Each cluster is a 2-D layout of ``n`` augmentation sets (point clouds of
   sequence in which every pair of sets is consecutive at least once, so every pair of
   sets touches at distance δ: β = δ, ``D_c = δ`` (one hop).
 
-**Overlapping sets** (δ <= 0, the augmentation-overlap regime of SPEC 6; chain only): the
+**Overlapping sets** (δ <= 0, the augmentation-overlap regime of docs/theory.md §6; chain only): the
 ``n`` segments of a cluster lie end to end on *one* line (x = 0, along y), consecutive
 segments sharing a stretch of length about ``|δ|``. So that shared points coincide exactly, all
 sets of a cluster sit on one grid of spacing ``h = set_extent / (P − 1)``: point ``j`` of
 set ``s`` is at ``y = (s·(P − 1 − r) + j)·h`` with ``r = round(|δ| / h)`` (computed in
-float32, :func:`shared_spacings`), so consecutive sets share ``k = r + 1`` points (δ = 0:
+float32, :func:`sims.limits.shared_spacings`), so consecutive sets share ``k = r + 1`` points (δ = 0:
 they touch, sharing one endpoint). The realised overlap is ``r·h``, ``|δ|`` rounded to whole
 point spacings; that is what :func:`design_certificate` reports (``overlap``). Sets that
 share points are at set distance 0: ``min_gap = β = D_c = 0``, and a shortest path between
@@ -59,9 +59,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.config import MixtureSpec
-
-#: teeth per comb in the interleaved geometry (two periods make the set graph a ring).
-TEETH = 2
+# the static layout of one cluster lives below this module, in the size model, which bounds
+# the layout's diameter with it (and imports nothing of sims: no import circle)
+from sims.limits import shared_spacings
+from sims.limits import layout_units as _layout_units
 
 
 class Mixture(NamedTuple):
@@ -74,70 +75,6 @@ class Mixture(NamedTuple):
     points: jax.Array
     set_ids: jax.Array
     cluster_ids: jax.Array
-
-
-def _lattice_sequence(n: int, p: int) -> np.ndarray:
-    """Colour sequence of length ``n·p``: each colour ``p`` times, every pair consecutive once."""
-    seq: list[int] = []
-    for d in range(1, n // 2 + 1):
-        for x in range(n):
-            seq += [x, (x + d) % n]
-    counts = np.bincount(np.array(seq, dtype=int), minlength=n) if seq else np.zeros(n, int)
-    rest = p - counts  # equal for every colour: each block emits every colour twice
-    for _ in range(int(rest[0])):
-        seq += list(range(n))
-    return np.array(seq, dtype=int)
-
-
-def _layout_units(geometry: str, n: int, p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Static layout of one cluster: x in units of δ and y in units of the extent (or δ).
-
-    Returns ``(x_units [n, p], y_units [n, p])``. For chain and interleaved, y is a fraction of
-    ``set_extent``; for the lattice, y is in units of δ (the grid is δ-spaced in both axes).
-    """
-    i = np.arange(p)
-    if geometry == "chain":
-        x = np.repeat(np.arange(n)[:, None], p, axis=1).astype(float)
-        y = np.broadcast_to(i / (p - 1), (n, p)).astype(float)
-        return x, y
-    if geometry == "interleaved":
-        tooth = i % TEETH
-        rows = -(-p // TEETH)
-        x = (tooth[None, :] * n + np.arange(n)[:, None]).astype(float)
-        y = np.broadcast_to((i // TEETH) / max(rows - 1, 1), (n, p)).astype(float)
-        return x, y
-    if geometry == "lattice":
-        seq = _lattice_sequence(n, p)
-        width = int(np.ceil(np.sqrt(n * p)))
-        t = np.arange(n * p)
-        row, col = t // width, t % width
-        col = np.where(row % 2 == 0, col, width - 1 - col)
-        x = np.zeros((n, p))
-        y = np.zeros((n, p))
-        for s in range(n):
-            idx = np.flatnonzero(seq == s)
-            x[s], y[s] = col[idx], row[idx]
-        return x, y
-    raise ValueError(f"data.geometry: unknown geometry {geometry!r}")
-
-
-def shared_spacings(gap, extent, p: int, xp=np):
-    """``r = round(|δ| / h)`` with ``h = set_extent / (P − 1)``: the point spacings that
-    consecutive overlapping sets share (they share ``r + 1`` points); 0 where δ > 0.
-
-    Computed in float32 as ``round((−δ)·(P − 1) / set_extent)`` (round half to even) both
-    on the host (``xp=numpy``, any shape) and in the compiled program (``xp=jax.numpy``,
-    traced float32 δ), so the host copy of the data (:func:`design_points`) realises the same
-    overlap as the training data.
-    """
-    if xp is np:
-        g = np.asarray(gap, np.float32)
-        e = np.asarray(extent, np.float32)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            r = np.round(-g * np.float32(p - 1) / e)
-        return np.where(g > 0, 0.0, r).astype(np.float64) + 0.0  # + 0.0: no −0 at δ = 0
-    r = jnp.round(-gap * (p - 1) / extent)
-    return jnp.where(gap > 0, jnp.zeros_like(r), r)
 
 
 def _chain_overlap(n: int, p: int, gap, extent, xp):
@@ -178,7 +115,7 @@ def layout_dim(spec: MixtureSpec) -> int:
 def layout_2d(spec: MixtureSpec, gap, separation, extent, xp=jnp):
     """Every set's points before the embedding, ``[n_sets, P, layout_dim]``, centred.
 
-    ``row``: clusters side by side along x, neighbours exactly ``separation`` apart (SPEC 4).
+    ``row``: clusters side by side along x, neighbours exactly ``separation`` apart (docs/theory.md §4).
     ``simplex``: cluster ``c`` in the plane of coordinates ``2c, 2c + 1``, shifted by
     ``separation/√2`` along its first axis: every pair of clusters exactly ``separation`` apart.
     """
@@ -267,7 +204,7 @@ def random_frame(key: jax.Array, dim: int, k: int = 2) -> jax.Array:
 
 
 def diameter_in_gaps(geometry: str, n: int) -> int:
-    """Chain diameter ``D_c / δ`` of a cluster of ``n`` sets (SPEC 4) for δ > 0: chain
+    """Chain diameter ``D_c / δ`` of a cluster of ``n`` sets (docs/theory.md §4) for δ > 0: chain
     ``n − 1``, interleaved ``⌊n/2⌋``, lattice ``1``."""
     return {"chain": n - 1, "interleaved": n // 2, "lattice": 1}[geometry]
 
@@ -282,7 +219,7 @@ def realised_overlap(spec: MixtureSpec) -> float:
 
 
 def design_certificate(spec: MixtureSpec) -> dict[str, float]:
-    """The certificate the generator builds in, per SPEC section 4 (max over clusters).
+    """The certificate the generator builds in, per docs/theory.md §4 (max over clusters).
 
     Returns ``gap`` (smallest set distance inside a cluster: δ, or 0 for overlapping or
     touching sets), ``bottleneck`` (δ, or 0), ``chain_diameter`` (largest ``D_c``: the
@@ -373,7 +310,7 @@ def sample_batch(key: jax.Array, points: jax.Array, batch_size: int, negatives: 
 
     ``mode="independent"`` draws K negatives per anchor; ``mode="shared"`` draws one pool of
     K i.i.d. negatives used by every anchor. Both are unbiased for the same expected InfoNCE
-    (SPEC section 1); the shared pool embeds K points instead of B·K.
+    (docs/theory.md §1); the shared pool embeds K points instead of B·K.
     """
     if mode not in ("shared", "independent"):
         raise ValueError(f"train.negative_mode: must be one of shared, independent, got {mode!r}")

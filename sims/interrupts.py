@@ -15,8 +15,17 @@ import) arranges instead:
    write lock (:func:`critical`), so that no file is half written, prints the same line and
    ends the process with ``os._exit`` (after the same grace if the main thread never got it).
 
-Every file a command writes is written inside :func:`critical` (to a temporary name, then
-renamed), so an exit at any moment leaves every output folder as a resumable one.
+What holds, and makes an exit at any moment leave every output folder resumable and every
+output file whole: every file the project writes (a sweep's chunk files, manifest,
+results.csv and curves.npz; the report's figures, tables and summary.json; ``plot``'s PNG and
+PDF; ``bench``'s scratch sweep file) goes through its one writer,
+:func:`sims.sweep.atomic.atomic_write_bytes`, which writes a temporary name, flushes it to
+disk (``fsync``) and renames it into place, all inside :func:`critical`. Two
+writes are made in place, also inside :func:`critical`: a finished chunk's rows appended to
+results.csv (cut back to the previous end if the append fails) and a sweep process's pid and
+host in its run lock ``.running-p<I>``. Creating a folder or the empty ``.lock`` file is not
+guarded (either is whole or absent). The watchdog's forced exit takes the same lock, so it
+waits for a write in progress.
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ _received = [signal.SIGINT]
 
 @contextlib.contextmanager
 def critical() -> Iterator[None]:
-    """Hold off a forced exit while the block runs (wrap every file write in it)."""
+    """Hold off a forced exit while the block runs (every file write is wrapped in it, by
+    :func:`sims.sweep.atomic.atomic_write_bytes` and the two in-place writes)."""
     with _write_lock:
         yield
 

@@ -1,30 +1,47 @@
-"""The size model: what one run may ask of this machine, checked before anything is allocated.
+"""The size model: what one run may ask, checked before anything is allocated.
 
-Every configuration (:class:`sims.config.ExperimentConfig`) passes :func:`check_config` when
-it is built, and the swept values of a direct ``train(key, swept)`` call pass
-:func:`check_scales`. A refusal is one ``ValueError`` line naming the field, its value, the
-estimate and the limit. The model has three parts.
+The numbers are :mod:`theory.limits` (one table for the whole project, each limit under its
+own name); this module holds the functions that apply the training run's limits (``RUN_*``
+and the structural ones). A refusal is one ``ValueError`` line naming the field, its value,
+the estimate and the limit. The model has three parts, structure, scales and memory, and
+only the last one depends on the machine.
 
-**Memory** (:func:`run_bytes`): a rough upper estimate of one run's working memory in
-float32 words, doubled for XLA's temporaries. One run must fit in :data:`MEMORY_FRACTION` of
-this machine's memory (:func:`memory_limit`; ``INFONCE_LAB_MEMORY_LIMIT`` in bytes overrides
-it, e.g. for an accelerator with less memory than its host). A sweep chunks its runs so
-that a chunk fits its memory budget, so one run is what must fit.
+**Structure and scales** hold whatever machine reads the configuration: every configuration
+(:class:`sims.config.ExperimentConfig`) passes :func:`check_config` when it is built (its data
+section :func:`check_data`), and the swept values of a direct ``train(key, swept)`` call pass
+:func:`check_scales`. So a run folder written on one machine is read (summarised, plotted,
+resumed) on any other.
 
-**Structure**: limits on what the compiled program unrolls or the host loops over, where
-memory is not the constraint but compilation or host time is (:data:`MAX_DEPTH` layers,
-:data:`MAX_CLUSTERS` clusters, :data:`MAX_SETS` sets, :data:`MAX_INPUT_DIM` for the
-``D × D`` orthogonal embedding, :data:`MAX_CURVE_POINTS`, :data:`MAX_STEPS`) and int32 index
-ranges (:data:`MAX_INDEX`).
+* Structure: limits on what the compiled program unrolls or the host loops over, where
+  memory is not the constraint but compilation or host time is (:data:`~theory.limits.MAX_DEPTH`
+  layers, :data:`~theory.limits.MAX_CLUSTERS` clusters, :data:`~theory.limits.RUN_MAX_SETS`
+  sets, :data:`~theory.limits.MAX_INPUT_DIM` for the ``D × D`` orthogonal embedding,
+  :data:`~theory.limits.MAX_CURVE_POINTS`, :data:`~theory.limits.RUN_MAX_STEPS`) and int32
+  index ranges (:data:`~theory.limits.MAX_INDEX`).
+* Scales (:func:`check_scales`): the data are computed in float32, so the layout's diameter
+  ``X`` (:func:`layout_diameter`, in either cluster layout), its square, and ``L·X`` (what a
+  network of Lipschitz bound ``L`` can make of it before its head) must stay far inside
+  float32's range (:data:`~theory.limits.MAX_DIAMETER`, :data:`~theory.limits.MAX_LIPSCHITZ_SPAN`),
+  and the gap δ must be resolvable next to ``X`` (``δ ≥ X · 2^-16``,
+  :data:`~theory.limits.MIN_GAP_FRACTION`; float32 resolves ``2^-24``): otherwise sets that
+  are apart by design would touch in float32 and every certificate would be wrong.
+  Overlapping sets (δ <= 0, chain only, :func:`check_gap`) are counted in point spacings
+  ``h = set_extent/(P − 1)``, which must be resolvable in the same way (``h ≥ X · 2^-16``).
 
-**Scales** (:func:`check_scales`): the data are computed in float32, so the layout's
-diameter ``X`` (:func:`layout_diameter`, in either cluster layout), its square, and ``L·X`` (what a network of
-Lipschitz bound ``L`` can make of it before its head) must stay far inside float32's range
-(:data:`MAX_DIAMETER`, :data:`MAX_LIPSCHITZ_SPAN`), and the gap δ must be resolvable next to
-``X`` (``δ ≥ X · 2^-16``, :data:`MIN_GAP_FRACTION`; float32 resolves ``2^-24``): otherwise
-sets that are apart by design would touch in float32 and every certificate would be wrong.
-Overlapping sets (δ <= 0, chain only, :func:`check_gap`) are counted in point spacings
-``h = set_extent/(P − 1)``, which must be resolvable in the same way (``h ≥ X · 2^-16``).
+**Memory** depends on the machine that trains, so it is checked where runs start, not when a
+configuration is built (:func:`check_memory`: :func:`sims.train.grid_inputs` and
+:func:`sims.train.make_train`, the sweep engine before it writes or trains anything, and
+``infonce-lab sweep --dry-run`` for the groups it lists):
+:func:`run_bytes` is a rough upper estimate of one run's working memory in float32 words,
+doubled for XLA's temporaries, and one run must fit in
+:data:`~theory.limits.MEMORY_FRACTION` of this machine's memory (:func:`memory_limit`;
+``INFONCE_LAB_MEMORY_LIMIT`` in bytes overrides it, e.g. for an accelerator with less memory
+than its host). A sweep chunks its runs so that a chunk fits its memory budget, so one run is
+what must fit.
+
+The static layout of one cluster (:func:`layout_units`, :func:`shared_spacings`) is defined
+here, below :mod:`sims.data`, which builds the points from it: the diameter bound and the
+generator read one definition, and this module imports nothing of :mod:`sims`.
 """
 
 from __future__ import annotations
@@ -35,37 +52,89 @@ from typing import Any, Mapping
 
 import numpy as np
 
-#: most layers of an MLP (each is its own operation in the compiled program).
-MAX_DEPTH = 64
-#: most clusters (the generator lays them out one by one; metrics are O(m²)).
-MAX_CLUSTERS = 1024
-#: most augmentation sets in all (the certificate's set graph is O(N³)).
-MAX_SETS = 4096
-#: most points in all (``n_sets · points_per_set``; the certificate measures all of them).
-MAX_POINTS = 2**21
-#: largest input dimension (the random embedding is the QR of a ``D × D`` Gaussian).
-MAX_INPUT_DIM = 4096
-#: most points of the returned loss curve.
-MAX_CURVE_POINTS = 100_000
-#: most optimisation steps of one run.
-MAX_STEPS = 10**8
-#: largest index of a flattened array the program builds (int32).
-MAX_INDEX = 2**31 - 1
-#: largest diameter of the data layout (its square, in float32, keeps a factor 2^28 of room).
-MAX_DIAMETER = 1e15
-#: largest ``lipschitz × diameter`` (a network's output before the head, squared in float32).
-MAX_LIPSCHITZ_SPAN = 1e15
-#: smallest ``gap / diameter`` (float32 resolves 2^-24 of the diameter; keep 2^8 of room).
-MIN_GAP_FRACTION = 2.0**-16
-#: fewest points of its own (shared with no other set) an overlapping set keeps (δ <= 0).
-MIN_OWN_POINTS = 2
-#: smallest temperature: the logits (up to 2/τ for embeddings in the unit ball), the
-#: per-example losses and their squares stay far inside float32's range.
-MIN_TEMPERATURE = 1e-6
-#: share of this machine's memory one run may use.
-MEMORY_FRACTION = 0.5
-#: environment variable that sets the memory limit in bytes.
-MEMORY_ENV = "INFONCE_LAB_MEMORY_LIMIT"
+from theory.limits import (
+    MAX_CLUSTERS,
+    MAX_CURVE_POINTS,
+    MAX_DEPTH,
+    MAX_DIAMETER,
+    MAX_INDEX,
+    MAX_INPUT_DIM,
+    MAX_LIPSCHITZ_SPAN,
+    MEMORY_ENV,
+    MEMORY_FRACTION,
+    MIN_GAP_FRACTION,
+    MIN_OWN_POINTS,
+    RUN_MAX_POINTS,
+    RUN_MAX_SETS,
+    RUN_MAX_STEPS,
+)
+
+#: teeth per comb in the interleaved geometry (two periods make the set graph a ring).
+TEETH = 2
+
+
+def lattice_sequence(n: int, p: int) -> np.ndarray:
+    """Colour sequence of length ``n·p``: each colour ``p`` times, every pair consecutive once."""
+    seq: list[int] = []
+    for d in range(1, n // 2 + 1):
+        for x in range(n):
+            seq += [x, (x + d) % n]
+    counts = np.bincount(np.array(seq, dtype=int), minlength=n) if seq else np.zeros(n, int)
+    rest = p - counts  # equal for every colour: each block emits every colour twice
+    for _ in range(int(rest[0])):
+        seq += list(range(n))
+    return np.array(seq, dtype=int)
+
+
+def layout_units(geometry: str, n: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Static layout of one cluster: x in units of δ and y in units of the extent (or δ).
+
+    Returns ``(x_units [n, p], y_units [n, p])``. For chain and interleaved, y is a fraction of
+    ``set_extent``; for the lattice, y is in units of δ (the grid is δ-spaced in both axes).
+    """
+    i = np.arange(p)
+    if geometry == "chain":
+        x = np.repeat(np.arange(n)[:, None], p, axis=1).astype(float)
+        y = np.broadcast_to(i / (p - 1), (n, p)).astype(float)
+        return x, y
+    if geometry == "interleaved":
+        tooth = i % TEETH
+        rows = -(-p // TEETH)
+        x = (tooth[None, :] * n + np.arange(n)[:, None]).astype(float)
+        y = np.broadcast_to((i // TEETH) / max(rows - 1, 1), (n, p)).astype(float)
+        return x, y
+    if geometry == "lattice":
+        seq = lattice_sequence(n, p)
+        width = int(np.ceil(np.sqrt(n * p)))
+        t = np.arange(n * p)
+        row, col = t // width, t % width
+        col = np.where(row % 2 == 0, col, width - 1 - col)
+        x = np.zeros((n, p))
+        y = np.zeros((n, p))
+        for s in range(n):
+            idx = np.flatnonzero(seq == s)
+            x[s], y[s] = col[idx], row[idx]
+        return x, y
+    raise ValueError(f"data.geometry: unknown geometry {geometry!r}")
+
+
+def shared_spacings(gap, extent, p: int, xp=np):
+    """``r = round(|δ| / h)`` with ``h = set_extent / (P − 1)``: the point spacings that
+    consecutive overlapping sets share (they share ``r + 1`` points); 0 where δ > 0.
+
+    Computed in float32 as ``round((−δ)·(P − 1) / set_extent)`` (round half to even) both
+    on the host (``xp=numpy``, any shape) and in the compiled program (``xp=jax.numpy``,
+    traced float32 δ), so the host copy of the data (:func:`sims.data.design_points`)
+    realises the same overlap as the training data.
+    """
+    if xp is np:
+        g = np.asarray(gap, np.float32)
+        e = np.asarray(extent, np.float32)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            r = np.round(-g * np.float32(p - 1) / e)
+        return np.where(g > 0, 0.0, r).astype(np.float64) + 0.0  # + 0.0: no −0 at δ = 0
+    r = xp.round(-gap * (p - 1) / extent)
+    return xp.where(gap > 0, xp.zeros_like(r), r)
 
 
 def memory_limit() -> int:
@@ -130,13 +199,11 @@ def run_bytes(config) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _layout_units(geometry: str, counts: tuple[int, ...], points_per_set: int) -> tuple[float, float]:
+def _layout_span(geometry: str, counts: tuple[int, ...], points_per_set: int) -> tuple[float, float]:
     """``(x span in gaps, y span in gaps for the lattice)`` of the layout, summed over clusters."""
-    from sims.data import _layout_units as units
-
     xs, ys = 0.0, 0.0
     for n in sorted(set(counts)):
-        xu, yu = units(geometry, n, points_per_set)
+        xu, yu = layout_units(geometry, n, points_per_set)
         xs += float(xu.max()) * counts.count(n)
         ys = max(ys, float(yu.max()))
     return xs, ys
@@ -145,9 +212,7 @@ def _layout_units(geometry: str, counts: tuple[int, ...], points_per_set: int) -
 @functools.lru_cache(maxsize=4096)
 def _cluster_units(geometry: str, n: int, points_per_set: int) -> tuple[float, float]:
     """``(x span in gaps, y span in gaps for the lattice)`` of one cluster of ``n`` sets."""
-    from sims.data import _layout_units as units
-
-    xu, yu = units(geometry, n, points_per_set)
+    xu, yu = layout_units(geometry, n, points_per_set)
     return float(xu.max()), float(yu.max())
 
 
@@ -158,8 +223,6 @@ def _spacing(spec, extent: np.ndarray) -> np.ndarray:
 
 def _overlap_length(spec, n: int, gap: np.ndarray, extent: np.ndarray) -> np.ndarray:
     """Length ``((n − 1)(P − 1 − r) + P − 1)·h`` of a chain of ``n`` overlapping sets."""
-    from sims.data import shared_spacings
-
     p = spec.points_per_set
     r = shared_spacings(gap, extent, p)
     return ((n - 1) * (p - 1 - r) + (p - 1)) * _spacing(spec, extent)
@@ -199,7 +262,7 @@ def layout_diameter(spec, gap, separation, extent) -> np.ndarray:
         radii = np.stack(np.broadcast_arrays(*(radius[n] for n in spec.set_counts)))
         top = np.sort(radii, axis=0)[-2:]
         return np.sqrt(top[0] ** 2 + top[1] ** 2)
-    xs, ys = _layout_units(spec.geometry, spec.set_counts, spec.points_per_set)
+    xs, ys = _layout_span(spec.geometry, spec.set_counts, spec.points_per_set)
     width = xs * gap + (spec.n_clusters - 1) * separation
     height = ys * gap if spec.geometry == "lattice" else extent
     if spec.geometry == "chain" and np.any(gap <= 0):
@@ -230,15 +293,13 @@ def check_gap(spec, gap, extent) -> None:
     """Refuse gaps δ <= 0 (overlapping sets) the generator does not define.
 
     δ <= 0 is defined for the chain geometry only, and the overlap, ``k = r + 1`` shared
-    points with ``r = round(|δ|/h)``, ``h = set_extent/(P − 1)`` (:func:`sims.data.shared_spacings`),
+    points with ``r = round(|δ|/h)``, ``h = set_extent/(P − 1)`` (:func:`shared_spacings`),
     must leave every set at least :data:`MIN_OWN_POINTS` points of its own: ``P − 2k >= 2``
     when a cluster has three sets or more (inner sets share with two neighbours), else
     ``P − k >= 2``. Then only consecutive sets meet. So ``|δ| < (b + 1/2)·h`` with ``b`` of
     :func:`own_points_needed` (about ``set_extent/2`` for ``n >= 3``; the rounding of ``|δ|/h``
     decides at exactly ``b + 1/2``), and δ <= 0 needs ``P >= 4`` (``P >= 3`` with two sets).
     """
-    from sims.data import shared_spacings
-
     gap, extent = np.broadcast_arrays(np.asarray(gap, np.float64), np.asarray(extent, np.float64))
     over = gap <= 0
     if not over.any():
@@ -325,18 +386,18 @@ def check_data(spec) -> None:
     for field, value, limit in (("data.n_clusters", spec.n_clusters, MAX_CLUSTERS),
                                 ("data.input_dim", spec.input_dim, MAX_INPUT_DIM)):
         if value > limit:
-            _refuse(field, value, f"must be at most {limit:,} (size model, sims.limits)")
+            _refuse(field, value, f"must be at most {limit:,} (size model, theory.limits)")
     if spec.cluster_layout == "simplex" and spec.input_dim < 2 * spec.n_clusters:
         _refuse("data.input_dim", spec.input_dim,
                 f"the simplex cluster layout needs at least 2·n_clusters = {2 * spec.n_clusters} "
                 f"(one plane per cluster)")
-    if spec.n_sets > MAX_SETS:
+    if spec.n_sets > RUN_MAX_SETS:
         _refuse("data.sets_per_cluster", spec.sets_per_cluster,
-                f"{spec.n_sets:,} sets in all, more than {MAX_SETS:,} (size model, sims.limits)")
-    if spec.n_sets * spec.points_per_set > MAX_POINTS:
+                f"{spec.n_sets:,} sets in all, more than {RUN_MAX_SETS:,} (size model, theory.limits)")
+    if spec.n_sets * spec.points_per_set > RUN_MAX_POINTS:
         _refuse("data.points_per_set", spec.points_per_set,
-                f"{spec.n_sets * spec.points_per_set:,} points in all, more than {MAX_POINTS:,} "
-                "(size model, sims.limits)")
+                f"{spec.n_sets * spec.points_per_set:,} points in all, more than {RUN_MAX_POINTS:,} "
+                "(size model, theory.limits)")
     check_scales(spec)
 
 
@@ -348,11 +409,11 @@ def check_structure(config) -> None:
     """The structural limits of the module docstring (one line naming the field)."""
     d, m, t = config.data, config.model, config.train
     for field, value, limit in (
-        ("model.depth", m.depth, MAX_DEPTH), ("train.steps", t.steps, MAX_STEPS),
+        ("model.depth", m.depth, MAX_DEPTH), ("train.steps", t.steps, RUN_MAX_STEPS),
         ("train.curve_points", t.curve_points, MAX_CURVE_POINTS),
     ):
         if value > limit:
-            _refuse(field, value, f"must be at most {limit:,} (size model, sims.limits)")
+            _refuse(field, value, f"must be at most {limit:,} (size model, theory.limits)")
     per_anchor = t.negatives if t.negative_mode == "independent" else 1
     big_k = "train.negatives"
     for field, count in (
@@ -368,22 +429,31 @@ def check_structure(config) -> None:
 
 
 def check_memory(config) -> None:
-    """Refuse a run whose memory estimate (:func:`run_bytes`) exceeds :func:`memory_limit`."""
+    """Refuse a run whose memory estimate (:func:`run_bytes`) exceeds :func:`memory_limit`.
+
+    Checked where runs start on this machine (training, a sweep before it writes anything),
+    never when a configuration is read: a run folder made under a larger limit stays readable.
+    """
     need, limit = run_bytes(config), memory_limit()
     if need > limit:
         terms = run_terms(config)
         field = max(terms, key=terms.get)
         section, name = field.split(".")
         value = getattr(getattr(config, section), name)
-        _refuse(field, value, f"one run needs ~{need / 2**30:.3g} GiB (size model, sims.limits), "
-                              f"more than this machine's limit of {limit / 2**30:.3g} GiB")
+        needs, has = f"{need / 2**30:.3g} GiB", f"{limit / 2**30:.3g} GiB"
+        if needs == has:  # close: the bytes tell them apart
+            needs, has = f"{needs} ({need:,} bytes)", f"{has} ({limit:,} bytes)"
+        _refuse(field, value, f"one run needs ~{needs} (size model, theory.limits), more than this "
+                              f"machine's limit of {has} ({MEMORY_ENV})")
 
 
 def check_config(config) -> None:
-    """Every limit of the size model for one configuration (structure, memory, scales);
-    the data's own limits (:func:`check_data`) are checked when its section is built."""
+    """The limits of one configuration that hold on every machine: structure and scales.
+
+    The data's own limits (:func:`check_data`) are checked when its section is built; the
+    memory estimate (:func:`check_memory`) where a run starts.
+    """
     check_structure(config)
-    check_memory(config)
     spec = config.data  # its own scales were checked when it was built (check_data)
     check_lipschitz_span(config.model, config.model.lipschitz,
                          layout_diameter(spec, spec.gap, spec.cluster_separation, spec.set_extent))

@@ -1,4 +1,4 @@
-"""InfoNCE with K negatives and a temperature, on embeddings (SPEC section 1), and the
+"""InfoNCE with K negatives and a temperature, on embeddings (docs/theory.md §1), and the
 objectives practitioners train with instead, on the same embeddings.
 
 :func:`infonce` is the paper's objective. Beside it: :func:`ntxent` (SimCLR),

@@ -1,4 +1,4 @@
-"""Every results column of SPEC section 5.
+"""Every results column of docs/theory.md §5.
 
 Two halves:
 
@@ -9,8 +9,8 @@ Two halves:
   value* below), the evaluation loss, the simplex error, the spread ``r`` and the
   certified Lipschitz bound.
 * :func:`finalize` runs on the host and adds what depends only on the configuration and
-  the exact theory: the loss floor ``ℓ*_m`` (SPEC B), the gap to it, the design
-  certificate (gap, bottleneck, chain diameter), the chain-bound slack (SPEC D), the
+  the exact theory: the loss floor ``ℓ*_m`` (docs/theory.md §3.B), the gap to it, the design
+  certificate (gap, bottleneck, chain diameter), the chain-bound slack (docs/theory.md §3.D), the
   regime label and ``cap_utilization`` = ``lipschitz_bound / model.lipschitz``, the share
   of the configured cap that the trained network's certified bound uses (capped classes;
   NaN for the unconstrained ``mlp``). A cap the network does not use does not bind: the
@@ -51,15 +51,18 @@ every set, hence every cluster, has points on both sides, in the same proportion
 * ``effective_rank`` (:func:`effective_rank`): the entropy effective rank of Roy and
   Vetterli (2007) in the RankMe form of Garrido et al. (2023), of the uncentred
   ``[n_points, d]`` embedding matrix ``Z`` (RankMe does not centre): with ``σ`` its ``d``
-  singular values, ``p_i = σ_i / Σσ + ε`` (``ε =`` :data:`ERANK_EPS`) and
-  ``erank = exp(−Σ p_i log p_i)``, between 1 and ``d`` up to ``ε``.
+  singular values (``min(n_points, d)`` of them padded with zeros), every
+  ``σ_i ≤ ρ·σ_max`` (``ρ =`` :data:`ERANK_FLOOR`) counted as 0, ``p_i = σ_i / Σσ + ε``
+  (``ε =`` :data:`ERANK_EPS`) and ``erank = exp(−Σ p_i log p_i)``, between 1 and ``d`` up
+  to ``ε``. The floor makes a rank-deficient ``Z`` read the same on every backend (why
+  ``ρ = 1e-5``: :func:`effective_rank`).
 
 A collapsed embedding (every point the same) gives ``probe_accuracy = knn_accuracy =`` the
 share of the largest cluster among the test points (every point gets the same prediction:
 the cluster with the most train points, which is the one with the most test points) and
 ``effective_rank = exp(−(1+ε)log(1+ε) − (d−1)·ε·log ε) ≈ 1 + (d−1)·ε·ln(1/ε)`` (1.0000031
-at ``d = 3``, 1.00010 at ``d = 64``; float32 adds up to ``~10⁻⁵·d``: :func:`effective_rank`);
-the zero matrix gives ``exp(−d·ε·log ε)``.
+at ``d = 3``, 1.00010 at ``d = 64``; its ``d − 1`` zero singular values fall under the floor,
+so float32 adds only the rounding of the formula); the zero matrix gives ``exp(−d·ε·log ε)``.
 """
 
 from __future__ import annotations
@@ -133,6 +136,10 @@ KNN_MAX_TEST = 2048
 KNN_BLOCK_WORDS = 2**20
 #: ``ε`` of the RankMe effective rank (Garrido et al., 2023).
 ERANK_EPS = 1e-7
+#: relative floor ``ρ`` of the effective rank: singular values ``σ_i ≤ ρ·σ_max`` count as 0
+#: (:func:`effective_rank` says why 1e-5: 168 float32 unit roundoffs, 40× the measured
+#: float32 SVD error).
+ERANK_FLOOR = 1e-5
 
 
 #: a run's ``status``: trained to a finite loss, or not.
@@ -154,7 +161,7 @@ def blank_row() -> dict:
 
 
 def classify(within: float, between: float, n_clusters: int) -> str:
-    """Regime label from ``W`` and ``B``: :func:`theory.classify_embedding` (SPEC 5)."""
+    """Regime label from ``W`` and ``B``: :func:`theory.classify_embedding` (docs/theory.md §5)."""
     return theory.classify_embedding(within, between, n_clusters)
 
 
@@ -306,21 +313,36 @@ def knn_test_indices(n_points: int, n_test: int) -> np.ndarray:
     return np.round(np.linspace(0, n_test - 1, KNN_MAX_TEST)).astype(np.int64)
 
 
-def effective_rank(z: jax.Array, eps: float = ERANK_EPS) -> jax.Array:
+def effective_rank(z: jax.Array, eps: float = ERANK_EPS, floor: float = ERANK_FLOOR) -> jax.Array:
     """Entropy effective rank of ``z [n, d]``, uncentred (Roy and Vetterli 2007; RankMe).
 
-    ``σ`` are the ``d`` singular values of ``z``, ``p_i = σ_i / Σσ + eps`` and the result
-    is ``exp(−Σ p_i log p_i)`` (Garrido et al. 2023, with ``eps = 1e-7``). ``σ_i = ‖z v_i‖``
-    with ``v_i`` the eigenvectors of the ``d × d`` Gram ``zᵀz`` (:func:`jax.numpy.linalg.eigh`):
-    in exact arithmetic ``sqrt(λ_i)``, but the ``sqrt`` of float32 eigenvalues resolves
-    ``σ`` only down to ``~sqrt(2⁻²³)·σ_max ≈ 3·10⁻⁴·σ_max`` (a rank-1 matrix reads
-    1.003–1.008), while ``‖z v_i‖`` resolves it to ``~10⁻⁶·σ_max`` (a rank-1 matrix reads
-    its exact value below plus ``~10⁻⁵·d``). The zero matrix (``Σσ = 0``) gives
-    ``p_i = eps``.
+    Formula: ``σ`` are the ``d`` singular values of ``z`` (:func:`jax.numpy.linalg.svd`; the
+    ``min(n, d)`` it returns, padded with zeros), every ``σ_i ≤ floor·σ_max`` is set to 0,
+    ``p_i = σ_i / Σσ + eps`` and the result is ``exp(−Σ p_i log p_i)`` (Garrido et al. 2023,
+    with ``eps = 1e-7``). The zero matrix (``Σσ = 0``) gives ``p_i = eps``.
+
+    Why the floor (``floor =`` :data:`ERANK_FLOOR` ``= 1e-5``): a rank-deficient ``z`` (fewer
+    points than dimensions, a collapsed direction) has exact zero singular values, which float32
+    returns as rounding noise whose size and sign pattern depend on the backend (LAPACK build,
+    CPU, GPU); with ``ε = 1e-7`` in the entropy, noise of ``10⁻⁶·σ_max`` moves the rank by
+    ``~10⁻⁵`` per zero value. The float32 SVD is backward stable: its ``σ̂`` are the exact
+    singular values of ``z + E`` with ``‖E‖₂ ≤ p(n, d)·u·‖z‖₂`` (``u = 2⁻²⁴`` the unit
+    roundoff, ``p`` a modest polynomial that LAPACK's own error estimates take as 1), so
+    ``|σ̂_i − σ_i| ≤ p·u·σ_max`` (Weyl); measured: at most ``4u·σ_max`` for ``n ≤ 4000``,
+    ``d ≤ 64`` and condition numbers up to ``3·10³``. ``floor = 1e-5 = 168u`` sits 40 times
+    above that, so an exact zero reads 0 on every backend; a genuine ``σ_i`` under the floor is
+    dropped, which changes the entropy by at most ``−p ln p ≤ 1.2·10⁻⁴`` (``p ≤ 10⁻⁵``) each.
+    (The ``d × d`` Gram matrix ``zᵀz`` and its float32 eigenvalues, cheaper for large ``n·d``,
+    resolve ``σ`` only to ``~sqrt(u)·σ_max ≈ 3·10⁻⁴·σ_max`` when ``z`` is ill-conditioned:
+    too coarse for a floor that leaves genuine small directions alone. Cost of the SVD on this
+    CPU: under a millisecond per run for the usual ``d = 3``, about 0.2 s per run at
+    ``n = 4096, d = 64``, once per run at the end of training.)
     """
-    gram = jnp.matmul(z.T, z, precision=_HIGHEST)
-    _, vecs = jnp.linalg.eigh(gram)
-    sigma = jnp.sqrt(jnp.sum(jnp.matmul(z, vecs, precision=_HIGHEST) ** 2, 0))
+    n, d = z.shape
+    sigma = jnp.linalg.svd(z, compute_uv=False)  # min(n, d) values, descending
+    if n < d:
+        sigma = jnp.concatenate([sigma, jnp.zeros((d - n,), sigma.dtype)])
+    sigma = jnp.where(sigma > floor * jnp.max(sigma), sigma, 0.0)
     total = jnp.sum(sigma)
     p = sigma / jnp.where(total > 0, total, 1.0) + eps
     return jnp.exp(-jnp.sum(p * jnp.log(p)))
@@ -411,7 +433,7 @@ def cluster_floors(n_clusters: int, weights: tuple[float, ...], out_dim: int, ne
     """``(loss_floor, loss_floor_attainable)``: what a cluster-preserving ``f`` can reach.
 
     * ``loss_floor``, a lower bound in any dimension: for equal weights the simplex floor
-      ``ℓ*_m(K, τ)`` of SPEC B; for unequal weights the optimal configuration of ``m``
+      ``ℓ*_m(K, τ)`` of docs/theory.md §3.B; for unequal weights the optimal configuration of ``m``
       atoms (:func:`theory.optimal_atoms` in ``m − 1`` dimensions, where the atom loss,
       convex in the Gram matrix, is minimised over every Gram matrix).
     * ``loss_floor_attainable``, the best ``m`` atoms in the representation's dimension
@@ -448,7 +470,7 @@ def finalize(config: ExperimentConfig, device_metrics: dict) -> dict:
 
     ``device_metrics`` holds :func:`embedding_metrics` and ``lipschitz_bound`` as numbers.
     The certificate columns are measured from the run's data (:func:`measured_certificate`);
-    the two slacks are the chain bound of SPEC 3.D (:func:`theory.chain_bound`, built from the
+    the two slacks are the chain bound of docs/theory.md §3.D (:func:`theory.chain_bound`, built from the
     certified bound of the trained network) minus the measured ``W``: ``certificate_slack``
     with ``2(n − 1)·r`` (the loose bound), ``certificate_slack_tight`` with ``2·h·r``, ``h`` the
     measured ``max_hops``. A run whose evaluation loss or its standard error is not finite

@@ -15,7 +15,7 @@ A representation is ``f = head ∘ g``. ``g`` is one of
 Heads: ``ball`` is the projection onto the unit ball ``g / max(1, ‖g‖)`` (1-Lipschitz, so
 ``Lip(f) ≤ Lip(g)`` exactly); ``sphere`` is ``g / ‖g‖`` (SimCLR; not Lipschitz near 0, so
 the bound certifies ``g`` only). The reported bound (``lipschitz_bound``) uses exact spectral
-norms (largest singular value), never estimates (SPEC section 1). The cap applied after every
+norms (largest singular value), never estimates (docs/theory.md §1). The cap applied after every
 update uses a certified *upper* bound on the norm built from matrix products only
 (:func:`spectral_norm_upper`, at most 1 % above the exact norm), so every iterate is certainly
 inside the class without a decomposition per step.

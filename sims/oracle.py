@@ -1,7 +1,7 @@
 """The class minimum on a run's own data: what the theorem is about, beside what training found.
 
 :func:`theory.lipschitz_minimum` minimises InfoNCE over every ``L``-Lipschitz map into the
-unit ball (SPEC 3.F). Here it runs on the data of a configuration: the generator's layout
+unit ball (docs/theory.md §3.F). Here it runs on the data of a configuration: the generator's layout
 in float64 (:func:`sims.data.design_points`), which is every seed's data up to the rigid
 motion its key draws, so one class minimum serves every seed. ``L`` is the configured cap
 ``model.lipschitz`` for the capped classes, and the certified bound of the trained network
@@ -19,15 +19,17 @@ the sweep is chunked or resumed), and adds :data:`ORACLE_COLUMNS` to every finis
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import time
 from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
-
 import theory
+from theory import limits as size
+from theory import validate
 from sims.config import ExperimentConfig
 from sims.data import design_points
+from sims.limits import shared_spacings
 from sims.loss import objective as loss_objective
 
 #: the class-minimum columns of a results row (sweeps with an ``[oracle]`` section).
@@ -103,11 +105,11 @@ def objective_arguments(config: ExperimentConfig) -> dict[str, Any]:
     return {} if objective is None else {"objective": objective, "batch_size": tr.batch_size}
 
 
-def oracle_columns(result, loss_final: float) -> dict[str, Any]:
+def oracle_columns(result, objective_final: float) -> dict[str, Any]:
     """The :data:`ORACLE_COLUMNS` of one run from its class minimum and its trained loss.
 
-    ``oracle_gap = loss_final − oracle_loss``: how far training stayed above the class
-    minimum. ``loss_final`` is the run's ``objective_final``, the objective both minimise.
+    ``oracle_gap = objective_final − oracle_loss``: how far training stayed above the class
+    minimum, in the objective both minimise (for InfoNCE ``objective_final`` is ``loss_final``).
     The oracle's value is an upper bound on the class minimum, so a negative gap beyond the
     estimation noise means that training found a better member of the class than the oracle
     did (as on overlapping sets, where the set level is far from the point level).
@@ -120,7 +122,7 @@ def oracle_columns(result, loss_final: float) -> dict[str, Any]:
         "oracle_regime": result.regime,
         "oracle_within_diameter": result.within_diameter,
         "oracle_between_distance": result.between_distance,
-        "oracle_gap": loss_final - result.loss,
+        "oracle_gap": objective_final - result.loss,
     }
 
 
@@ -195,6 +197,124 @@ class OracleTable:
         return oracle_columns(self.result(config, bound), float(trained))
 
 
-def caps_of(configs: Iterable[ExperimentConfig]) -> np.ndarray:
-    """Sorted distinct configured caps of some configurations (for tables and figures)."""
-    return np.array(sorted({float(c.model.lipschitz) for c in configs if c.model.capped}))
+def _solver_default(name: str) -> int:
+    """The default of one of :func:`theory.lipschitz_minimum`'s solver arguments (a sweep's
+    class minima use the defaults: :func:`sims.oracle.class_minimum` passes none)."""
+    return inspect.signature(theory.lipschitz_minimum).parameters[name].default
+
+
+@functools.lru_cache(maxsize=1024)
+def _solver_nodes(negatives: int, temperature: float) -> int:
+    """Quadrature nodes of the class minimum's set-level solver for ``K`` and ``τ`` (what
+    its memory grows with, besides the sets and the dimension)."""
+    from theory.oracle.problem import solver_rule
+
+    # kernels of embeddings in the unit ball are at most exp(1/(4τ)) (theory.oracle.problem.set_rule)
+    return int(solver_rule(negatives, 1.0 / (4.0 * temperature))[0].size)
+
+
+def _smallest_set_distance(spec) -> float:
+    """The smallest positive distance between two sets of the layout: δ (neighbours of a
+    cluster) or Δ (two clusters) for δ > 0; for overlapping sets (δ <= 0, whose neighbours
+    are at distance 0) Δ, or ``(P − 2k + 1)·h`` between sets two apart (``k`` shared points,
+    :mod:`sims.data`)."""
+    separation = float(spec.cluster_separation)
+    if spec.gap > 0:
+        return min(float(spec.gap), separation)
+    if max(spec.set_counts) < 3:
+        return separation
+    k = float(shared_spacings(spec.gap, spec.set_extent, spec.points_per_set)) + 1
+    h = spec.set_extent / (spec.points_per_set - 1)
+    return min(separation, (spec.points_per_set - 2 * k + 1) * h)
+
+
+def _distinct_points(spec) -> int:
+    """Distinct points of the layout: overlapping neighbours (δ <= 0) share ``k`` points."""
+    total = spec.n_sets * spec.points_per_set
+    if spec.gap > 0:
+        return total
+    k = int(shared_spacings(spec.gap, spec.set_extent, spec.points_per_set)) + 1
+    return total - k * sum(n - 1 for n in spec.set_counts)
+
+
+def check_oracle(config: ExperimentConfig, level: str, caps: int = 1) -> None:
+    """Refuse a configuration whose class minimum (an ``[oracle]`` section) the oracle would
+    refuse, in one line naming the sweep file's keys.
+
+    What :func:`theory.lipschitz_minimum` checks before it solves, under the limits of
+    :mod:`theory.limits` (``ORACLE_*``), on the data of the configuration: the level (the set
+    level is InfoNCE's, :func:`sims.oracle.check_level`), ``model.out_dim``,
+    ``train.negatives``, ``train.temperature``, the number of sets (``data.n_clusters`` x
+    ``data.sets_per_cluster``) and the memory of the set-level solver they set with the
+    default solver arguments, ``caps`` (the values of ``model.lipschitz`` solved together for
+    one data configuration) and ``L`` times the smallest set distance (float32); at the point
+    level, the distinct points and ``train.negatives · model.out_dim``; for another objective,
+    ``train.batch_size``. (The point level's coordinate limit, 2^500, is far beyond the size
+    model's largest diameter.) So a sweep the oracle would refuse is refused when its file is
+    read, by ``--dry-run`` too, before anything is written into the output folder.
+    """
+    check_level(config, level)
+    d, m, t = config.data, config.model, config.train
+    why = "for the class minimum ([oracle])"
+    dim = m.out_dim
+    if dim > size.ORACLE_MAX_DIM:
+        validate.fail("model.out_dim", dim, f"must be at most {size.ORACLE_MAX_DIM:,} {why} (memory)")
+    k = t.negatives
+    if k > size.ORACLE_MAX_NEGATIVES:
+        validate.fail("train.negatives", k, f"must be at most {size.ORACLE_MAX_NEGATIVES:,} {why} (int32)")
+    tau = float(t.temperature)
+    if tau < size.ORACLE_MIN_TEMPERATURE:
+        validate.fail("train.temperature", tau,
+                      f"must be at least {size.ORACLE_MIN_TEMPERATURE:.4g} {why}: the kernels "
+                      "exp(1/(4·temperature)) of embeddings in the unit ball must stay below e^650")
+    n_sets = d.n_sets
+    sets = f"{n_sets:,} sets in all with data.n_clusters = {d.n_clusters}"
+    if n_sets > size.ORACLE_MAX_SETS:
+        validate.fail("data.sets_per_cluster", d.sets_per_cluster,
+                      f"at most {size.ORACLE_MAX_SETS:,} sets in all {why} (memory and time: its solver "
+                      f"grows with the square of the number of sets), {sets}")
+    restarts = _solver_default("restarts")
+    nodes = _solver_nodes(k, tau)
+
+    def solver(n: int) -> int:  # the set-level solver's values, every start together
+        return (restarts + 5) * n * (n * nodes + 8 * dim)
+
+    if solver(n_sets) > size.ORACLE_MAX_SOLVER_ELEMENTS:
+        most = 1
+        while solver(most + 1) <= size.ORACLE_MAX_SOLVER_ELEMENTS:
+            most += 1
+        validate.fail("data.sets_per_cluster", d.sets_per_cluster,
+                      f"at most {most:,} sets in all {why} with model.out_dim = {dim}, train.negatives = "
+                      f"{k}, train.temperature = {tau:g} (memory of its solver: {nodes} quadrature "
+                      f"nodes), {sets}")
+    if m.capped:
+        per_value = (restarts + 4) * n_sets * dim
+        most = min(size.ORACLE_MAX_LIPSCHITZ_VALUES, size.ORACLE_MAX_SOLVER_ELEMENTS // per_value)
+        if caps > most:
+            raise ValueError(f"model.lipschitz: at most {most:,} values {why} of one data configuration "
+                             f"with {n_sets:,} sets and model.out_dim = {dim} (memory and time: they are "
+                             f"solved together), got {caps:,} values")
+        lip = float(m.lipschitz)
+        smallest = _smallest_set_distance(d)
+        if lip * smallest < validate.FLOAT32_TINY:
+            validate.fail("model.lipschitz", lip,
+                          f"times the smallest set distance ({smallest:.6g}) must be at least "
+                          f"{validate.FLOAT32_TINY:.3g} {why} (computed in float32)")
+    if level == "points":
+        where = 'at the point level (oracle.level = "points")'
+        distinct = _distinct_points(d)
+        if distinct > size.ORACLE_MAX_POINTS:
+            validate.fail("data.points_per_set", d.points_per_set,
+                          f"at most {size.ORACLE_MAX_POINTS:,} distinct points {why} {where}, which keeps "
+                          f"every pairwise constraint; {distinct:,} with {sets} (use oracle.level = "
+                          '"sets" or fewer points)')
+        if k * dim > size.ORACLE_MAX_POINT_NEGATIVES_DIM:
+            validate.fail("train.negatives", k,
+                          f"must be at most {size.ORACLE_MAX_POINT_NEGATIVES_DIM // dim:,} with model.out_dim "
+                          f"= {dim} {why} {where} (memory: anchors x negatives x dim)")
+    if t.objective != "infonce":
+        most = min(size.ORACLE_MAX_OBJECTIVE_BATCH, _solver_default("num_samples") // 2)
+        if t.batch_size > most:
+            validate.fail("train.batch_size", t.batch_size,
+                          f"must be at most {most:,} {why} of train.objective {t.objective!r} (memory, and "
+                          f"its estimate averages whole batches of {_solver_default('num_samples'):,} samples)")

@@ -29,6 +29,7 @@ import optax
 
 from sims.config import SWEPT_NAMES, ExperimentConfig, build_config, check_seed, check_swept
 from sims.data import Batch, embedded_points, materialize, sample_batch
+from sims.limits import check_memory
 from sims.loss import infonce
 from sims.loss import objective as loss_objective
 from sims.metrics import STATUS_OK, blank_row, embedding_metrics, finalize, run_status
@@ -136,7 +137,8 @@ def make_train(config: ExperimentConfig):
     :func:`sims.metrics.embedding_metrics` plus ``lipschitz_bound``. Only the static fields
     of ``config`` are read; the swept values come from ``swept``. Called with concrete
     values, ``train`` validates ``swept`` on the host first (:func:`sims.config.check_swept`);
-    traced (inside ``jit``/``vmap``), it is the pure program.
+    traced (inside ``jit``/``vmap``), it is the pure program. A run starts here, so the
+    configuration must fit this machine's memory (:func:`sims.limits.check_memory`).
 
     Example:
       >>> cfg = build_config(train={"steps": 10, "batch_size": 16})
@@ -144,6 +146,7 @@ def make_train(config: ExperimentConfig):
       >>> out["curve"].shape
       (10,)
     """
+    check_memory(config)
     core = _train_program(config.static_part())
 
     def train(key, swept):
@@ -198,7 +201,13 @@ def grid_program(static: ExperimentConfig, keep_params: bool = False):
 
 
 def grid_inputs(configs: Sequence[ExperimentConfig], seeds: Sequence[int]) -> tuple[np.ndarray, dict]:
-    """Keys ``[n, 2]`` and every swept value as float32 ``[n]`` of validated configurations."""
+    """Keys ``[n, 2]`` and every swept value as float32 ``[n]`` of validated configurations.
+
+    Where every grid starts (:func:`train_grid`, hence :func:`fit_grid`, :func:`fit` and
+    :func:`train_one`, and the sweep engine's chunks): one run of the grid must fit this
+    machine's memory (:func:`sims.limits.check_memory`; configurations are valid on every
+    machine, their memory is this one's).
+    """
     if len(configs) != len(seeds) or not configs:
         raise ValueError(f"configs and seeds: need as many of each, at least one; got "
                          f"{len(configs)} and {len(seeds)}")
@@ -207,8 +216,9 @@ def grid_inputs(configs: Sequence[ExperimentConfig], seeds: Sequence[int]) -> tu
         if c.static_part() != static:
             raise ValueError("configs: a grid shares one static configuration (shapes); "
                          "these differ in a field that is not swept")
+    check_memory(static)  # the swept values change no array shape: one estimate for the grid
     keys = np.stack([seed_key(check_seed(s)) for s in seeds])
-    # every configuration was validated when it was built (fields, size model, scales)
+    # every configuration was validated when it was built (fields, structure, scales)
     swept = {n: np.array([c.swept_values()[n] for c in configs], dtype=np.float32) for n in SWEPT_NAMES}
     return keys, swept
 

@@ -1,7 +1,42 @@
+"""Test session setup: the JAX backend, hypothesis's profile, the ``cpu_only`` marker, file order.
+
+Backend. The suite runs on the CPU unless ``JAX_PLATFORMS`` says otherwise; on a GPU::
+
+    JAX_PLATFORMS=cuda make test
+
+On any backend other than the CPU, float32 matrix products run at full float32 precision
+(``JAX_DEFAULT_MATMUL_PRECISION=highest``: no TF32 or bf16 passes, which the tolerances,
+derived from float32 rounding, do not allow for), the xdist workers share the device
+without preallocating its memory (``XLA_PYTHON_CLIENT_PREALLOCATE=false``), and the tests
+marked ``cpu_only`` (assertions about the CPU backend's compiled program, e.g. the name of
+a LAPACK routine) are skipped. Both settings are environment variables, so the child
+processes some tests start (the bench's memory sweep, the CLI) inherit them.
+
+Compilation. Many tests compile the same programs (the CLI's default run in one subprocess
+after another, the quick sweeps in several files), so the session shares one persistent
+XLA compilation cache (``JAX_COMPILATION_CACHE_DIR``): a fresh folder made by the first
+process of the run, inherited by the xdist workers and every child process, removed at the
+end. A cached program is the same executable, so no result changes; set the variable
+yourself to keep a cache across runs.
+"""
+
+import atexit
 import os
+import shutil
+import tempfile
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="infonce-lab-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+ON_CPU = os.environ["JAX_PLATFORMS"].split(",")[0].strip().lower() == "cpu"
+if not ON_CPU:
+    os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("project", deadline=None, max_examples=25, derandomize=True)
@@ -13,5 +48,16 @@ settings.load_profile("project")
 LONG_FILES = ("test_reproduce.py", "test_bench.py", "test_notebook.py")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "cpu_only: holds only on JAX's CPU backend (skipped when JAX_PLATFORMS "
+                   "names another platform)")
+
+
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path.name not in LONG_FILES)  # stable: order kept otherwise
+    if not ON_CPU:
+        skip = pytest.mark.skip(reason=f"cpu_only: JAX_PLATFORMS={os.environ['JAX_PLATFORMS']}")
+        for item in items:
+            if item.get_closest_marker("cpu_only"):
+                item.add_marker(skip)

@@ -215,3 +215,87 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, runs, tmp_path, c
     assert len(lines) == 1 and option in lines[0] and words in lines[0], captured.err
     assert "Traceback" not in captured.err and captured.out == ""
     assert (_listing(runs["two"]), _listing(tmp_path)) == before
+
+
+def test_out_into_an_unwritable_place_names_the_users_path(runs, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    real_open = os.open
+
+    def refuse(path, flags, *args, **kwargs):  # a read-only folder (the tests may run as root)
+        if ".tmp-" in os.fsdecode(path):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    assert main(["plot", str(runs["two"]), "--out", str(tmp_path / "fig")]) == 2
+    monkeypatch.undo()
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert "--out" in lines[0] and str(tmp_path / "fig.png") in lines[0] and ".tmp-" not in lines[0]
+    assert "Permission denied" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_chunk_whose_header_claims_a_huge_array_is_skipped_with_a_warning(runs, tmp_path, capsys):
+    import io
+    import zipfile
+
+    import numpy as np
+
+    folder = tmp_path / "run"
+    shutil.copytree(runs["two"], folder)
+    chunk = sorted((folder / "chunks").iterdir())[0]
+    with zipfile.ZipFile(chunk) as z:
+        members = {m: z.read(m) for m in z.namelist()}
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**11, 2)})
+    members["curve.npy"] = header.getvalue()  # a 1.46 TiB allocation, were it believed
+    with zipfile.ZipFile(chunk, "w") as z:
+        for m, data in members.items():
+            z.writestr(m, data)
+    assert main(["plot", str(folder), "--out", str(tmp_path / "fig")]) == 0
+    err = capsys.readouterr().err
+    assert chunk.name in err and "damaged chunk file" in err and "(100000000000, 2)" in err
+    _assert_figures([tmp_path / "fig.png", tmp_path / "fig.pdf"])
+
+
+def test_the_pdf_is_reproducible(runs, tmp_path):
+    first = plot.plot_run(runs["two"], out=tmp_path / "a")
+    second = plot.plot_run(runs["two"], out=tmp_path / "b")
+    assert first[1].read_bytes() == second[1].read_bytes()
+    assert b"CreationDate" not in first[1].read_bytes()
+
+
+def test_report_files_go_through_the_one_writer_inside_critical(tmp_path, monkeypatch):
+    """Figures, tables and summary.json: temporary name, fsync, rename, under the write lock."""
+    import os
+
+    import matplotlib.pyplot as plt
+
+    from sims import interrupts
+    from sims.report import figures
+    from sims.report.analysis import write_table
+
+    renamed, real_replace = [], os.replace
+
+    def replace(src, dst):
+        renamed.append((Path(dst).name, interrupts._write_lock._is_owned()))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    pdfs = []
+    for name in ("one", "two"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        pdfs.append(figures._save(fig, tmp_path, name)[1].read_bytes())
+    write_table(tmp_path / "table.csv", [{"a": 1, "b": 2.5}, {"a": 3, "c": "x"}])
+    figures.write_summary(tmp_path, {"F1": {"n": 1}})
+    assert renamed == [(n, True) for n in ("one.png", "one.pdf", "two.png", "two.pdf",
+                                            "table.csv", "summary.json")]
+    assert pdfs[0] == pdfs[1] and b"CreationDate" not in pdfs[0]  # reproducible
+    assert (tmp_path / "table.csv").read_bytes() == b"a,b,c\r\n1,2.5,\r\n3,,x\r\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name) == []

@@ -141,6 +141,82 @@ def test_sweep_refuses_an_empty_out(tmp_path, capsys):
     one_error_line(capsys, status, "--out", "''")
 
 
+# --- hostile .npz files: one line naming the file and the array, status 2 -----------------
+def _npy(shape, descr: str = "<f8", data: bytes = b"") -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue() + data
+
+
+def _point_sets(path: Path, **replace: bytes) -> Path:
+    """Point sets of 30 points as an .npz file, members in ``replace`` swapped for raw bytes."""
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    arrays = {"points": rng.normal(size=(30, 2)), "set_ids": np.repeat(np.arange(6), 5),
+              "cluster_ids": np.repeat(np.arange(2), 15)}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, a in arrays.items():
+            z.writestr(f"{name}.npy", replace.get(name, _npy(a.shape, a.dtype.str, a.tobytes())))
+    return path
+
+
+def flip_bytes(path: Path, member: str, skip: int, count: int = 8) -> Path:
+    """Flip ``count`` bytes of the zip file ``path``, ``skip`` bytes into ``member``'s stored
+    (e.g. compressed) data."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(member)
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + skip
+    for i in range(start, start + count):
+        data[i] ^= 0xA5
+    path.write_bytes(bytes(data))
+    return path
+
+
+NPZ_PROBES = {
+    "flipped_compressed_bytes": (lambda p: flip_bytes(_point_sets(p), "points.npy", 40),
+                                 ["array 'points' is damaged"]),
+    "header_claims_1.46_TiB": (lambda p: _point_sets(p, points=_npy((10**11, 2))),
+                               ["array 'points'", "(100000000000, 2)", "1,600,000,000,000 bytes"]),
+    "damaged_npy_header": (lambda p: _point_sets(p, set_ids=b"\x93NUMPY\x01\x00garbage"),
+                           ["array 'set_ids' has no valid .npy header"]),
+    "cut_short_array": (lambda p: _point_sets(p, points=_npy((30, 2), "<f8", b"\0" * 16)),
+                        ["array 'points'", "(30, 2)", "the archive holds 16"]),
+    "pickled_objects": (lambda p: _point_sets(p, points=_npy((3,), "|O")),
+                        ["array 'points' holds Python objects"]),
+}
+
+
+@pytest.mark.parametrize("command", ["certify", "oracle"])
+@pytest.mark.parametrize("case", sorted(NPZ_PROBES))
+def test_hostile_npz_is_one_line_naming_the_file_and_array(case, command, tmp_path, capsys):
+    make, needles = NPZ_PROBES[case]
+    path = make(tmp_path / "sets.npz")
+    argv = ["certify", str(path)] if command == "certify" else \
+        ["oracle", "--lipschitz", "1", "--file", str(path)]
+    line = one_error_line(capsys, main(argv), str(path), *needles)
+    if case != "pickled_objects":
+        assert "Python objects" not in line
+
+
+def test_reproduce_refuses_a_bad_out_before_any_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("x")
+    for out, needles in [(str(tmp_path / "file" / "figures"), ["--out", "file", "not a folder"]),
+                         ("", ["--out", "''"])]:
+        status = main(["reproduce", "--quick", "--quiet", "--out", out])
+        one_error_line(capsys, status, *needles)
+    if Path("/proc/self").is_dir():  # a place no one can write, not even root
+        one_error_line(capsys, main(["reproduce", "--quick", "--quiet", "--out", "/proc/self/figures"]),
+                       "--out", "/proc/self/figures", "cannot write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no runs/, no figures
+
+
 # --- the Python API: one ValueError naming the field ----------------------------------------
 def _materialize_dict():
     return sims.materialize({"gap": 0.1}, sims.run_keys(0).data)
@@ -199,11 +275,12 @@ def test_repeated_section_flags_keep_every_value(capsys):
 # --- the size model ------------------------------------------------------------------------
 def test_memory_limit_names_the_estimate_and_the_limit(monkeypatch):
     monkeypatch.setenv(limits.MEMORY_ENV, str(2**20))
+    config = build_config()  # building a configuration never reads this machine's memory
     with pytest.raises(ValueError, match=r"GiB .*limit of 0.000977 GiB"):
-        build_config()
+        limits.check_memory(config)
     monkeypatch.setenv(limits.MEMORY_ENV, "lots")
     with pytest.raises(ValueError, match=limits.MEMORY_ENV):
-        build_config()
+        limits.check_memory(config)
 
 
 def test_run_bytes_is_the_sum_of_its_terms():
@@ -268,7 +345,24 @@ def _cli(args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+def _wait_for_handlers(proc, timeout=120.0):
+    """Block until ``proc`` has installed its SIGINT and SIGTERM handlers (Linux: the caught-
+    signal mask of /proc/PID/status), so that a loaded machine, where the imports before
+    :func:`sims.interrupts.install` can take many seconds, does not turn the test into a race
+    with the interpreter's default handlers."""
+    status = Path(f"/proc/{proc.pid}/status")
+    want = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    deadline = time.perf_counter() + timeout
+    while status.exists() and time.perf_counter() < deadline and proc.poll() is None:
+        caught = next((int(line.split()[1], 16) for line in status.read_text().splitlines()
+                       if line.startswith("SigCgt:")), 0)
+        if caught & want == want:
+            return
+        time.sleep(0.05)
+
+
 def _interrupt_after(proc, seconds, sig=signal.SIGINT):
+    _wait_for_handlers(proc)
     time.sleep(seconds)
     assert proc.poll() is None, proc.communicate()
     sent = time.perf_counter()

@@ -4,7 +4,7 @@ Every case goes through the command line in-process (``sims.cli.main``) on a cop
 small finished sweep (6 runs of the real training program, 3 chunks of 2; compiled once for
 the module) and checks the exit status, that stderr is exactly one line naming the file or
 field (never a traceback), and that nothing finished is lost or mixed: a repaired folder
-ends with exactly the rows of the uninterrupted run. The rules are in :mod:`sims.sweep.store`.
+ends with exactly the rows of the uninterrupted run. The rules are in :mod:`sims.sweep.folder`.
 """
 
 from __future__ import annotations
@@ -12,19 +12,25 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sims.cli import main
-from sims.sweep import store
+from sims.sweep.atomic import NoSpaceError, atomic_write_bytes
+from sims.sweep.chunks import ChunkResult, DamagedChunk, read_chunk_arrays
+from sims.sweep.npz import npz_bytes
+from sims.sweep.results import Assembler, read_results
+from test_reliability import flip_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,7 +118,7 @@ def _without_array(name: str):
     def damage(path: Path) -> None:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files if k != name}
-        path.write_bytes(store.npz_bytes(arrays))
+        path.write_bytes(npz_bytes(arrays))
     return damage
 
 
@@ -120,10 +126,42 @@ def _misshapen_curve(path: Path) -> None:
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     arrays["curve"] = arrays["curve"][:1]
-    path.write_bytes(store.npz_bytes(arrays))
+    path.write_bytes(npz_bytes(arrays))
+
+
+def _npy_header(shape, descr: str = "<f4") -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _replace_member(path: Path, name: str, data: bytes, compression=zipfile.ZIP_STORED) -> None:
+    """Rewrite the ``.npz`` file ``path`` with member ``name`` replaced by ``data``."""
+    with zipfile.ZipFile(path) as z:
+        members = {m: z.read(m) for m in z.namelist()}
+    members[name] = data
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for m, content in members.items():
+            z.writestr(m, content)
+
+
+def _huge_header(path: Path) -> None:
+    """A 'curve' whose header claims shape (10**11, 2) (a 1.46 TiB allocation)."""
+    _replace_member(path, "curve.npy", _npy_header((10**11, 2), "<f8"))
+
+
+def _flipped_compressed(path: Path) -> None:
+    """The chunk file compressed, then a run of bytes inside its 'curve' data flipped."""
+    with zipfile.ZipFile(path) as z:
+        curve = z.read("curve.npy")
+    _replace_member(path, "curve.npy", curve, zipfile.ZIP_DEFLATED)
+    flip_bytes(path, "curve.npy", 4)
 
 
 CHUNK_DAMAGE = {
+    "huge_header": _huge_header,
+    "flipped_compressed": _flipped_compressed,
+    "bad_npy_header": lambda p: _replace_member(p, "run.npy", b"\x93NUMPY\x01\x00garbage"),
     "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
     "empty": lambda p: p.write_bytes(b""),
     "no_columns_array": _without_array("columns"),
@@ -143,11 +181,12 @@ def test_damaged_chunk_is_trained_again_on_resume(damage, work, done, capsys):
     assert "6 of 6 runs" in out and "complete" in out
     assert _rows(done) == reference
     assert _manifest(done)["sessions"][-1]["runs_run"] == 2  # that chunk alone
-    assert store._read_chunk_arrays(done / CHUNK)["run"].tolist() == [2, 3]
+    assert read_chunk_arrays(done / CHUNK)["run"].tolist() == [2, 3]
     assert _temps(done) == []
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "no_columns_array"])
+@pytest.mark.parametrize("damage", ["truncated", "empty", "no_columns_array", "huge_header",
+                                    "flipped_compressed", "bad_npy_header"])
 def test_summarize_skips_and_reports_a_damaged_chunk(damage, done, capsys):
     CHUNK_DAMAGE[damage](done / CHUNK)
     before = _listing(done)
@@ -156,6 +195,23 @@ def test_summarize_skips_and_reports_a_damaged_chunk(damage, done, capsys):
     _one_line(err, "warning", CHUNK, "skipped")
     assert "4 of 6 runs finished" in out and "incomplete" in out
     assert _listing(done) == before  # summarize writes nothing
+
+
+CHUNK_REASONS = {
+    "huge_header": "array 'curve' is damaged: its header claims shape (100000000000, 2)",
+    "flipped_compressed": "array 'curve' is damaged (",
+    "bad_npy_header": "array 'run' has no valid .npy header",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CHUNK_REASONS))
+def test_a_damaged_chunk_gives_its_true_reason(damage, done):
+    CHUNK_DAMAGE[damage](done / CHUNK)
+    with pytest.raises(DamagedChunk) as info:
+        read_chunk_arrays(done / CHUNK)
+    message = str(info.value)
+    assert CHUNK_REASONS[damage] in message and CHUNK in message and "\n" not in message
+    assert "Python objects" not in message
 
 
 def test_assemble_skips_a_damaged_chunk_and_keeps_the_others(done):
@@ -174,7 +230,7 @@ def test_chunk_of_another_sweep_is_refused_not_overwritten(work, done, capsys):
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     arrays["sweep_sha256"] = np.array("f" * 64)
-    path.write_bytes(store.npz_bytes(arrays))
+    path.write_bytes(npz_bytes(arrays))
     before = _listing(done)
     status, _, err = _run(_sweep(work, done), capsys)
     assert status == 2
@@ -340,8 +396,8 @@ def test_append_rebuilds_instead_of_continuing_a_partial_line(work, done):
 
     sweep = load_sweep(work / "tiny.toml")
     chunks = plan_chunks(group_runs(sweep.runs), {0: 2})
-    assembler = store.Assembler(done, sweep, chunks)
-    result = store.ChunkResult.load(done / CHUNK, sweep.sha256, chunks[1])
+    assembler = Assembler(done, sweep, chunks)
+    result = ChunkResult.load(done / CHUNK, sweep.sha256, chunks[1])
     (done / "results.csv").write_text((done / "results.csv").read_text()[:-7])
     assembler.append(chunks[1], result)
     assert [r["run"] for r in _rows(done)] == [str(i) for i in range(6)]
@@ -417,9 +473,9 @@ def test_atomic_write_never_leaves_its_temporary_file(failure, tmp_path, monkeyp
         expected = PermissionError
     else:
         _fail_writes(monkeypatch, tmp_path, "file.bin")
-        expected = store.NoSpaceError
+        expected = NoSpaceError
     with pytest.raises(expected):
-        store.atomic_write_bytes(path, b"new content")
+        atomic_write_bytes(path, b"new content")
     monkeypatch.undo()
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
@@ -474,7 +530,7 @@ def test_a_second_sweep_on_the_same_folder_refuses_at_once(folder, work, done, c
 def test_the_lock_of_a_running_process_refuses_another(work, done, capsys):
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom sims.sweep.store import run_lock\n"
+         "import sys, time\nfrom sims.sweep.lock import run_lock\n"
          f"with run_lock(__import__('pathlib').Path({str(done)!r}), 0):\n"
          "    print('held', flush=True)\n    sys.stdin.read()\n"],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -529,6 +585,27 @@ def test_read_results_names_the_file_and_dedups_in_run_order(done):
     lines = path.read_text().splitlines(keepends=True)
     path.write_text(lines[0] + "".join(reversed(lines[1:])) + lines[2])
     warnings: list[str] = []
-    rows = store.read_results(done, warn=warnings.append, runs_total=6)
+    rows = read_results(done, warn=warnings.append, runs_total=6)
     assert [r["run"] for r in rows] == [str(i) for i in range(6)]
     assert len(warnings) == 1 and str(path) in warnings[0] and "repeats run 1" in warnings[0]
+
+
+def test_every_file_a_sweep_writes_is_renamed_into_place_inside_critical(work, done, capsys,
+                                                                         monkeypatch):
+    from sims import interrupts
+
+    CHUNK_DAMAGE["truncated"](done / CHUNK)
+    (done / "curves.npz").unlink()
+    renamed, real_replace = [], os.replace
+
+    def replace(src, dst):
+        renamed.append((str(Path(dst).relative_to(done)), interrupts._write_lock._is_owned()))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    status, _, err = _run(_sweep(work, done), capsys)
+    monkeypatch.undo()
+    assert status == 0, err
+    assert {name for name, _ in renamed} == {CHUNK, "manifest.json", "results.csv", "curves.npz"}
+    assert all(owned for _, owned in renamed), renamed
+    assert _temps(done) == []

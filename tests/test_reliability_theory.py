@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 import theory
 from test_theory_certificates import gaussian_point_sets
 from sims.cli import main
-from theory import floors, oracle
+from theory import floors, limits
 from theory.floors import simplex_vectors
 
 NAN, INF = float("nan"), float("inf")
@@ -468,8 +468,10 @@ def test_limits_are_documented_module_constants():
     for module, names in [(floors, ["MAX_NEGATIVES", "MAX_FLOOR_VALUES", "BINOMIAL_MAX_K", "MAX_SIMPLEX_ATOMS",
                                     "MAX_VECTOR_ELEMENTS", "MAX_ATOMS", "MAX_SAMPLES", "MAX_COUNT_VECTORS_LIMIT",
                                     "MAX_SOLVER_ELEMENTS", "MAX_STEPS"]),
-                          (oracle, ["MAX_POINTS", "MAX_SETS", "MAX_DIM", "MAX_NEGATIVES", "MAX_SOLVER_ELEMENTS",
-                                    "MAX_POINT_NEGATIVES_DIM", "MAX_STEPS", "MAX_SAMPLES", "MAX_LIPSCHITZ_VALUES"])]:
+                          (limits, [f"ORACLE_{name}" for name in (
+                              "MAX_POINTS", "MAX_SETS", "MAX_DIM", "MAX_NEGATIVES", "MAX_SOLVER_ELEMENTS",
+                              "MAX_POINT_NEGATIVES_DIM", "MAX_STEPS", "MAX_SAMPLES", "MAX_LIPSCHITZ_VALUES",
+                              "MIN_TEMPERATURE", "MAX_POINT_COORDINATE", "MAX_OBJECTIVE_BATCH")])]:
         source = open(module.__file__, encoding="utf-8").read()
         for name in names:
             assert isinstance(getattr(module, name), (int, float)), name

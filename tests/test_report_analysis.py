@@ -16,11 +16,20 @@ from its definition, never by calling the function under test twice):
   counts per regime; the median ``preservation_ratio`` and ``cap_utilization``; the mean
   losses and distances; ``cap_binds`` (a strict majority of the cell's runs bind); the
   cell's theory lines; the oracle columns when present.
-* :func:`boundaries`: the geometric mean of the bracketing caps for the collapse boundary
-  (last collapsed cap and the next) and the split boundary (first split cap and the one
-  before), NaN when not bracketed (all split, never split, split only at the first cap,
-  collapsed up to the last cap, never collapsed), the first split counting when a split goes
-  back to preserved at a larger cap, and the ratios to the theory lines.
+* :func:`boundaries`: the interval of each boundary, ``low`` the last cap up to which every
+  seed of every cap is below it and ``high`` the first from which every seed is above it
+  (nan where the grid does not reach), for one label per cell and for the seed counts of
+  :func:`cell_table`; every mixed cell and every cap where the regime goes back lies inside;
+  a seed changing sides in a mixed cell (the two CPUs of issue 17) moves the majority but
+  not the interval; the geometric middle and the ratios of the ends and the middle to the
+  theory lines. ``seeds_agree`` of :func:`cell_table`.
+* :func:`split_is_tie`: a class minimum's split that gains less than 2 standard errors of
+  the loss difference is a tie (the spectral loss's −5/3 of F9), a strict gain of an exact
+  loss is not; :func:`boundaries` on the oracle column says so.
+* :func:`compare_boundaries`, :func:`boundary_report`, :func:`read_boundary_tables`: the
+  interval ends and class-minimum points of two sets of boundary tables, matched by key
+  columns, equal or listed one line per difference (with ties named), rows and tables on
+  one side only, committed tables of older code without interval columns.
 """
 
 from __future__ import annotations
@@ -31,7 +40,21 @@ import numpy as np
 import pytest
 
 import theory
-from sims.report.analysis import BINDING_SHARE, binds, boundaries, cell_table, middle, theory_lines
+from sims.report.analysis import (
+    BINDING_SHARE,
+    BOUNDARY_TABLES,
+    TIE_STANDARD_ERRORS,
+    binds,
+    boundaries,
+    boundary_columns,
+    boundary_report,
+    cell_table,
+    compare_boundaries,
+    middle,
+    read_boundary_tables,
+    split_is_tie,
+    theory_lines,
+)
 
 X, Y = "data.gap", "model.lipschitz"
 C, P, S = "collapsed", "preserved", "split"
@@ -240,31 +263,39 @@ def column(gap, caps, regimes, collapse_line=2.0, split_line=20.0, key="regime")
 
 
 CAPS = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+NAN = math.nan
+
+
+def same(a, b):
+    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12)
 
 
 @pytest.mark.parametrize("regimes,collapse,split", [
-    ([C, C, P, P, S, S], math.sqrt(1.0 * 2.0), math.sqrt(4.0 * 8.0)),
-    ([C, P, P, P, P, S], math.sqrt(0.5 * 1.0), math.sqrt(8.0 * 16.0)),
-    ([C, C, C, C, C, S], math.sqrt(8.0 * 16.0), math.sqrt(8.0 * 16.0)),  # straight to split
-    ([S] * 6, math.nan, math.nan),  # all split
-    ([C, C, P, P, P, P], math.sqrt(1.0 * 2.0), math.nan),  # never split
-    ([S, P, P, P, P, P], math.nan, math.nan),  # split only at the first cap
-    ([S, S, P, P, P, P], math.nan, math.nan),  # split from the first cap on
-    ([C] * 6, math.nan, math.nan),  # collapsed up to the last cap
-    ([P, P, S, P, P, S], math.nan, math.sqrt(1.0 * 2.0)),  # back to preserved: the first split
-    ([C, P, S, P, S, S], math.sqrt(0.5 * 1.0), math.sqrt(1.0 * 2.0)),
-    ([C, P, C, P, P, P], math.sqrt(2.0 * 4.0), math.nan),  # the last collapsed cap
+    ([C, C, P, P, S, S], (1.0, 2.0), (4.0, 8.0)),
+    ([C, P, P, P, P, S], (0.5, 1.0), (8.0, 16.0)),
+    ([C, C, C, C, C, S], (8.0, 16.0), (8.0, 16.0)),  # straight to split
+    ([S] * 6, (NAN, 0.5), (NAN, 0.5)),  # all split: both below the grid
+    ([C, C, P, P, P, P], (1.0, 2.0), (16.0, NAN)),  # never split: above the grid
+    ([S, P, P, P, P, P], (NAN, 0.5), (NAN, NAN)),  # split only at the first cap
+    ([S, S, P, P, P, P], (NAN, 0.5), (NAN, NAN)),  # split from the first cap on, then not
+    ([C] * 6, (16.0, NAN), (16.0, NAN)),  # collapsed up to the last cap
+    ([P, P, S, P, P, S], (NAN, 0.5), (1.0, 16.0)),  # back to preserved: inside the interval
+    ([C, P, S, P, S, S], (0.5, 1.0), (1.0, 8.0)),
+    ([C, P, C, P, P, P], (0.5, 4.0), (16.0, NAN)),  # collapsed again: inside the interval
+    ([C, C, "", P, S, S], (1.0, 4.0), (1.0, 8.0)),  # a cell of diverged runs is on no side
 ])
 def test_boundaries_along_one_column(regimes, collapse, split):
     (b,) = boundaries(column(0.05, CAPS, regimes), X, Y)
     assert b[X] == 0.05
     assert b["collapse_line"] == 2.0 and b["split_line"] == 20.0
-    for name, value, line in (("collapse", collapse, 2.0), ("split", split, 20.0)):
-        if math.isnan(value):
-            assert math.isnan(b[f"{name}_boundary"]) and math.isnan(b[f"{name}_ratio"])
-        else:
-            assert b[f"{name}_boundary"] == pytest.approx(value, rel=1e-12)
-            assert b[f"{name}_ratio"] == pytest.approx(value / line, rel=1e-12)
+    for name, (low, high), line in (("collapse", collapse, 2.0), ("split", split, 20.0)):
+        assert same(b[f"{name}_low"], low) and same(b[f"{name}_high"], high)
+        middle_value = math.sqrt(low * high)  # nan unless both ends are finite
+        assert same(b[f"{name}_boundary"], middle_value)
+        assert same(b[f"{name}_ratio_low"], low / line)
+        assert same(b[f"{name}_ratio_high"], high / line)
+        assert same(b[f"{name}_ratio"], middle_value / line)
+    assert "split_tie" not in b  # trained columns carry no tie
 
 
 def test_boundaries_per_column_sorted_and_on_the_oracle_column():
@@ -272,6 +303,8 @@ def test_boundaries_per_column_sorted_and_on_the_oracle_column():
              + column(0.05, CAPS, [C, C, C, P, P, S], 1.0, 40.0, key="oracle_regime"))
     out = boundaries(cells, X, Y, regime="oracle_regime")
     assert [b[X] for b in out] == [0.05, 0.1]
+    assert (out[0]["collapse_low"], out[0]["collapse_high"]) == (2.0, 4.0)
+    assert (out[0]["split_low"], out[0]["split_high"]) == (8.0, 16.0)
     assert out[0]["collapse_boundary"] == pytest.approx(math.sqrt(2.0 * 4.0))
     assert out[0]["split_boundary"] == pytest.approx(math.sqrt(8.0 * 16.0))
     assert out[0]["collapse_ratio"] == pytest.approx(math.sqrt(8.0) / 1.0)
@@ -280,19 +313,197 @@ def test_boundaries_per_column_sorted_and_on_the_oracle_column():
     assert out[1]["split_boundary"] == pytest.approx(math.sqrt(2.0 * 4.0))
     assert out[1]["collapse_ratio"] == pytest.approx(math.sqrt(0.5) / 1.5)
     assert out[1]["split_ratio"] == pytest.approx(math.sqrt(8.0) / 10.0)
+    assert out[1]["split_ratio_low"] == pytest.approx(2.0 / 10.0)
+    assert out[1]["split_ratio_high"] == pytest.approx(4.0 / 10.0)
+    assert all("split_tie" not in b for b in out)  # no oracle_loss in these cells
 
 
-def test_boundaries_from_cell_table_majorities():
-    """Runs → cells → boundaries: the majority (with ties to the later regime) decides."""
-    seeds = {0.5: [C, C, P], 1.0: [C, P, P], 2.0: [P, P, S], 4.0: [P, S, ""], 8.0: [S, S, S]}
-    rows = [row(0.05, cap, g, seed=i, cluster_distance=3.0, chain_diameter=0.15)
+def phase_rows(seeds, gap=0.05):
+    """Runs of one column from ``{cap: [regime of each seed]}``."""
+    return [row(gap, cap, g, seed=i, cluster_distance=3.0, chain_diameter=3 * gap)
             for cap, labels in seeds.items() for i, g in enumerate(labels)]
-    cells = cell_table(rows, X, Y)
+
+
+def test_boundaries_from_cell_table_seeds():
+    """Runs → cells → boundaries: the interval ends are caps where every seed agrees."""
+    seeds = {0.5: [C, C, P], 1.0: [C, P, P], 2.0: [P, P, S], 4.0: [P, S, ""], 8.0: [S, S, S]}
+    cells = cell_table(phase_rows(seeds), X, Y)
     assert [c["regime"] for c in cells] == [C, P, P, S, S]
+    assert [c["seeds_agree"] for c in cells] == [False, False, False, False, True]
     (b,) = boundaries(cells, X, Y)
-    assert b["collapse_boundary"] == pytest.approx(math.sqrt(0.5 * 1.0))
-    assert b["split_boundary"] == pytest.approx(math.sqrt(2.0 * 4.0))
+    # no cap where every seed collapsed: the collapse boundary may lie below the grid; from
+    # cap 2 on no seed is collapsed
+    assert math.isnan(b["collapse_low"]) and b["collapse_high"] == 2.0
+    assert math.isnan(b["collapse_boundary"]) and math.isnan(b["collapse_ratio_low"])
+    # no seed split up to cap 1, every seed from cap 8 on (the diverged run counts on no side)
+    assert (b["split_low"], b["split_high"]) == (1.0, 8.0)
+    assert b["split_boundary"] == pytest.approx(math.sqrt(8.0))
+    line = edge(3) / 0.15
+    assert b["split_line"] == pytest.approx(line)
     assert b["collapse_line"] == pytest.approx(edge(3) / 3.0)
-    assert b["split_line"] == pytest.approx(edge(3) / 0.15)
-    assert b["collapse_ratio"] == pytest.approx(math.sqrt(0.5) / (edge(3) / 3.0))
-    assert b["split_ratio"] == pytest.approx(math.sqrt(8.0) / (edge(3) / 0.15))
+    assert b["collapse_ratio_high"] == pytest.approx(2.0 / (edge(3) / 3.0))
+    assert b["split_ratio_low"] == pytest.approx(1.0 / line)
+    assert b["split_ratio_high"] == pytest.approx(8.0 / line)
+
+
+def test_a_seed_changing_sides_in_a_mixed_cell_keeps_the_interval():
+    """The case of issue 17: one seed of a cell near the split boundary lands on the other side
+    on another CPU. The majority moves (the old point boundary halved); the interval does not."""
+    amd = {0.5: [C] * 3, 1.0: [C] * 3, 2.0: [P] * 3, 4.0: [P, P, S], 8.0: [S] * 3, 16.0: [S] * 3}
+    xeon = {**amd, 4.0: [P, S, S]}
+    a, x = (cell_table(phase_rows(s, gap=0.1), X, Y) for s in (amd, xeon))
+    assert cell_of(a, 0.1, 4.0)["regime"] == P and cell_of(x, 0.1, 4.0)["regime"] == S
+    assert not cell_of(a, 0.1, 4.0)["seeds_agree"] and not cell_of(x, 0.1, 4.0)["seeds_agree"]
+    (ba,), (bx,) = boundaries(a, X, Y), boundaries(x, X, Y)
+    for key in ("collapse_low", "collapse_high", "split_low", "split_high"):
+        assert ba[key] == bx[key]
+    assert (ba["split_low"], ba["split_high"]) == (2.0, 8.0)
+    assert (ba["collapse_low"], ba["collapse_high"]) == (1.0, 2.0)
+
+
+def test_cell_table_seeds_agree():
+    cells = cell_table([row(cap=1.0, regime=P), row(cap=1.0, regime=P, seed=1),
+                        row(cap=2.0, regime=P), row(cap=2.0, regime=S, seed=1),
+                        row(cap=4.0, regime=S), row(cap=4.0, regime="", seed=1),
+                        row(cap=8.0, regime=""), row(cap=8.0, regime="", seed=1)], X, Y)
+    assert [c["seeds_agree"] for c in cells] == [True, False, True, True]
+
+
+# --------------------------------------------------------------------------- class-minimum ties
+
+
+def oracle_cell(cap, regime, loss, se=None):
+    c = {X: 0.05, Y: cap, "oracle_regime": regime, "oracle_loss": loss,
+         "collapse_line": 2.0, "split_line": 20.0}
+    if se is not None:
+        c["oracle_loss_se"] = se
+    return c
+
+
+@pytest.mark.parametrize("below,above,tie", [
+    ((-1.6660, 0.002), (-1.6675, 0.001), True),  # F9's spectral loss: −5/3 either way
+    ((1.828, 0.0), (1.593, 0.0), False),  # InfoNCE at the set level: the split gains 0.24
+    ((1.828, None), (1.828, None), True),  # exact and equal: gains nothing
+    ((1.828, math.nan), (1.827, math.nan), False),  # no s.e. recorded: exact, it gains
+    ((-1.6660, 0.001), (-1.6660 - 2 * math.hypot(0.001, 0.001) * 1.01, 0.001), False),  # just beyond
+    ((-1.6660, 0.001), (-1.6660 - 2 * math.hypot(0.001, 0.001) * 0.99, 0.001), True),  # just within
+])
+def test_split_is_tie(below, above, tie):
+    assert TIE_STANDARD_ERRORS == 2.0
+    got = split_is_tie(oracle_cell(16.0, P, *below), oracle_cell(64.0, S, *above))
+    assert got is tie
+
+
+def test_boundaries_say_where_the_class_minimum_split_is_a_tie():
+    spectral = [oracle_cell(0.25, C, -1.10, 0.003), oracle_cell(1.0, P, -1.600, 0.002),
+                oracle_cell(4.0, P, -1.666, 0.002), oracle_cell(16.0, P, -1.666, 0.002),
+                oracle_cell(64.0, S, -1.6675, 0.001)]
+    (b,) = boundaries(spectral, X, Y, regime="oracle_regime")
+    assert (b["split_low"], b["split_high"]) == (16.0, 64.0)
+    assert b["split_boundary"] == pytest.approx(32.0)
+    assert b["split_tie"] is True
+    infonce = [oracle_cell(0.25, C, 2.736), oracle_cell(1.0, P, 2.104), oracle_cell(4.0, P, 1.828),
+               oracle_cell(16.0, S, 1.593), oracle_cell(64.0, S, 1.573)]
+    (b,) = boundaries(infonce, X, Y, regime="oracle_regime")
+    assert b["split_tie"] is False and b["split_boundary"] == pytest.approx(8.0)
+    never = [oracle_cell(cap, P, -1.666, 0.002) for cap in (1.0, 4.0, 16.0)]
+    (b,) = boundaries(never, X, Y, regime="oracle_regime")
+    assert b["split_tie"] is False and math.isnan(b["split_boundary"])
+
+
+def test_cell_table_keeps_the_class_minimum_standard_error():
+    rows = [row(seed=0, oracle_regime=P, oracle_loss=1.0, oracle_loss_se=0.002, oracle_gap=0.1),
+            row(seed=1, oracle_regime=P, oracle_loss=1.0, oracle_loss_se=0.004, oracle_gap=0.1)]
+    (cell,) = cell_table(rows, X, Y)
+    assert cell["oracle_loss_se"] == pytest.approx(0.003)
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def table(rows):
+    """Rows as read back from CSV: every value text."""
+    return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else str(v)) for k, v in r.items()}
+            for r in rows]
+
+
+F2 = [{"geometry": "chain", "data.gap": 0.1, "collapse_low": 1.0, "collapse_high": 2.0,
+       "collapse_boundary": 1.41, "split_low": 2.0, "split_high": 8.0, "split_boundary": 4.0,
+       "collapse_line": 1.73, "split_line": 5.77, "split_ratio_low": 0.35, "split_ratio_high": 1.39},
+      {"geometry": "lattice", "data.gap": 0.02, "collapse_low": 0.5, "collapse_high": 2.0,
+       "collapse_boundary": 1.0, "split_low": 128.0, "split_high": math.nan,
+       "split_boundary": math.nan, "collapse_line": 1.73, "split_line": 86.6,
+       "split_ratio_low": 1.48, "split_ratio_high": math.nan}]
+F9 = [{"objective": "spectral", "class_minimum_level": "point", "data.gap": 0.05,
+       "collapse_low": 1.0, "collapse_high": 4.0, "split_low": 64.0, "split_high": math.nan,
+       "split_boundary": math.nan, "oracle_split_boundary": 32.0, "oracle_split_tie": True}]
+
+
+def test_boundary_columns():
+    cols = list(F2[0]) + ["oracle_split_boundary", "oracle_over_trained_low", "trained_split_low",
+                          "oracle_split_tie", "largest_cap"]
+    assert boundary_columns(cols) == ["collapse_low", "collapse_high", "split_low", "split_high",
+                                      "oracle_split_boundary", "trained_split_low"]
+    assert set(BOUNDARY_TABLES) >= {"F2_boundaries.csv", "F8_boundaries.csv", "F9_boundaries.csv"}
+
+
+def test_compare_boundaries_equal():
+    committed = {"F2_boundaries.csv": table(F2), "F9_boundaries.csv": table(F9)}
+    # a fresh run writes its numbers with other digits of the same values: still equal
+    fresh = {"F2_boundaries.csv": table([{**r, "data.gap": r["data.gap"] + 0.0} for r in F2]),
+             "F9_boundaries.csv": table(F9)}
+    compared, lines = compare_boundaries(committed, fresh)
+    assert compared == 2 * 4 + 5  # four interval ends per F2 row; four and the class minimum in F9
+    assert lines == []
+    assert boundary_report(committed, fresh) == ["boundaries: all 13 equal to the committed ones"]
+
+
+def test_compare_boundaries_differences():
+    committed = {"F2_boundaries.csv": table(F2), "F9_boundaries.csv": table(F9)}
+    fresh_f2 = [dict(F2[0], split_low=1.0, split_boundary=2.83, split_ratio_low=0.17),
+                dict(F2[1], split_high=128.0)]
+    fresh_f9 = [dict(F9[0], oracle_split_boundary=math.nan, oracle_split_tie=False)]
+    fresh = {"F2_boundaries.csv": table(fresh_f2), "F9_boundaries.csv": table(fresh_f9)}
+    compared, lines = compare_boundaries(committed, fresh)
+    assert compared == 13
+    assert lines == [
+        "F2_boundaries.csv chain, δ=0.1: split_low 2 → 1",
+        "F2_boundaries.csv lattice, δ=0.02: split_high none → 128",
+        "F9_boundaries.csv spectral, δ=0.05: oracle_split_boundary 32 → none "
+        "(the class minimum is a tie there)",
+    ]
+    report = boundary_report(committed, fresh)
+    assert report[0] == "boundaries: 3 of 13 differ from the committed ones"
+    assert report[1:] == ["  " + line for line in lines]
+
+
+def test_compare_boundaries_rows_tables_and_older_columns():
+    old_f2 = [{k: v for k, v in r.items() if not k.endswith(("_low", "_high"))} for r in F2]
+    committed = {"F2_boundaries.csv": table(old_f2), "F9_boundaries.csv": table(F9)}
+    fresh = {"F2_boundaries.csv": table(F2[:1] + [dict(F2[1], geometry="interleaved")]),
+             "F12_boundaries.csv": table([{"data.cluster_layout": "row", "collapse_low": 0.71,
+                                           "collapse_high": 2.0}])}
+    compared, lines = compare_boundaries(committed, fresh)
+    assert compared == 0  # the older F2 table has no interval ends
+    assert lines == [
+        "F2_boundaries.csv: the committed table has no collapse_low, collapse_high, split_low, "
+        "split_high (older code); compared the other columns",
+        "F2_boundaries.csv interleaved, δ=0.02: new in this run",
+        "F2_boundaries.csv lattice, δ=0.02: committed, not in this run",
+        "F9_boundaries.csv: committed, but this run did not write it",
+        "no committed F12_boundaries.csv to compare with",
+    ]
+    assert boundary_report({}, fresh) == [
+        "boundaries: no committed boundary tables in the figure folder to compare with"]
+
+
+def test_read_boundary_tables(tmp_path):
+    assert read_boundary_tables(tmp_path) == {}
+    (tmp_path / "F2_boundaries.csv").write_text(
+        "geometry,data.gap,split_low,split_high\nchain,0.1,2.0,8.0\nchain,0.2,0.5,nan\n", encoding="utf-8")
+    (tmp_path / "F2_phase.csv").write_text("geometry\nchain\n", encoding="utf-8")  # not a boundary table
+    tables = read_boundary_tables(tmp_path)
+    assert tables == {"F2_boundaries.csv": [
+        {"geometry": "chain", "data.gap": "0.1", "split_low": "2.0", "split_high": "8.0"},
+        {"geometry": "chain", "data.gap": "0.2", "split_low": "0.5", "split_high": "nan"}]}
+    assert compare_boundaries(tables, tables) == (4, [])

@@ -1,5 +1,7 @@
 """`infonce-lab reproduce --quick` writes every figure, and the data behind them has the
-order SPEC E predicts."""
+order docs/theory.md §3.E predicts; its boundary intervals bracket every disagreeing seed, and it ends by
+comparing its boundaries with the ones the figure folder held before (a committed
+F2_boundaries.csv is planted in the folder first). The regimes are those of docs/theory.md §5."""
 
 import csv
 import json
@@ -13,10 +15,19 @@ FIGURES = ["F1_geometry", "F2_phase", "F3_loss_floor", "F4_embeddings",
            "F9_objectives", "F10_overlap", "F11_downstream", "F12_layouts"]
 
 
+#: a "committed" boundary table planted before the run: one row of the quick grid with a split
+#: boundary no run can have, one row of a gap the quick grid does not have.
+COMMITTED_F2 = ("geometry,data.gap,collapse_low,collapse_high,split_low,split_high\n"
+                "chain,0.05,nan,nan,999.0,nan\n"
+                "chain,0.7,0.5,1.0,2.0,4.0\n")
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
     out, runs = root / "figures", root / "runs"
+    out.mkdir()
+    (out / "F2_boundaries.csv").write_text(COMMITTED_F2, encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "sims", "reproduce", "--quick", "--quiet",
                            "--out", str(out), "--runs", str(runs)],
                           capture_output=True, text=True, timeout=900)
@@ -122,3 +133,36 @@ def test_objectives_overlap_downstream_and_layouts(quick):
     assert set(summary["F12"]) == {"row", "simplex"}
     for b in summary["F12"].values():
         assert b["collapse_line"] > 0
+
+
+def test_boundary_intervals_bracket_every_seed(quick):
+    """Below an interval every seed of every cap is on one side, above it on the other
+    (recomputed here from the seed counts of F2_phase.csv); F10 and F12 write theirs too."""
+    out, _, _ = quick
+    cells = _rows(out / "F2_phase.csv")
+    assert all(c["seeds_agree"] in ("True", "False") for c in cells)
+    below = {"collapse": ("n_collapsed",), "split": ("n_collapsed", "n_preserved")}
+    for b in _rows(out / "F2_boundaries.csv"):
+        mine = [c for c in cells if c["geometry"] == b["geometry"] and c["data.gap"] == b["data.gap"]]
+        for name, lower in below.items():
+            low, high = float(b[f"{name}_low"]), float(b[f"{name}_high"])
+            for c in mine:
+                cap, runs = float(c["model.lipschitz"]), float(c["runs"])
+                under = sum(float(c[k]) for k in lower)
+                if cap <= low:
+                    assert under == runs, (b, c)
+                if cap >= high:
+                    assert under == 0, (b, c)
+    for name in ("F10_boundaries", "F12_boundaries"):
+        assert {"collapse_low", "collapse_high", "split_low", "split_high"} <= set(_rows(out / f"{name}.csv")[0])
+
+
+def test_boundaries_compared_with_the_committed_ones(quick):
+    out, _, proc = quick
+    check = json.loads((out / "summary.json").read_text())["boundary_check"]
+    assert check[0].startswith("boundaries: ") and "differ from the committed ones" in check[0]
+    assert any(line.startswith("  F2_boundaries.csv chain, δ=0.05: split_low 999 → ") for line in check)
+    assert "  F2_boundaries.csv chain, δ=0.7: committed, not in this run" in check
+    assert "  F2_boundaries.csv lattice, δ=0.2: new in this run" in check
+    assert all(line in proc.stderr for line in check)  # printed at the end of the run
+    assert proc.stderr.rstrip().endswith(check[-1])

@@ -68,3 +68,80 @@ def test_with_swept_replaces_by_flat_name():
         cfg.with_swept(width=3)
     with pytest.raises(ValueError, match="data.gap"):
         cfg.with_swept(gap=-1.0)
+
+
+# --- validity does not depend on the reading machine's memory -----------------------------
+def test_configurations_are_valid_on_any_machine_and_runs_check_memory_where_they_start(monkeypatch):
+    from sims import limits
+    from sims.train import grid_inputs, make_train
+
+    config = build_config(model={"width": 256})
+    monkeypatch.setenv(limits.MEMORY_ENV, str(limits.run_bytes(config) - 1))
+    assert build_config(model={"width": 256}) == config  # reading a configuration: no memory check
+    refusal = r"^train\.eval_batch: one run needs .* GiB .*INFONCE_LAB_MEMORY_LIMIT.*got 8192$"
+    for start in (lambda: grid_inputs([config], [0]), lambda: make_train(config),
+                  lambda: limits.check_memory(config)):
+        with pytest.raises(ValueError, match=refusal):  # the field that drives the estimate
+            start()
+    monkeypatch.setenv(limits.MEMORY_ENV, str(limits.run_bytes(config)))
+    limits.check_memory(config)
+    grid_inputs([config], [0])
+
+
+def test_the_size_model_has_one_table_of_limits():
+    """sims.limits applies theory.limits' numbers and defines none of its own."""
+    import ast
+    from pathlib import Path
+
+    import sims.limits
+    import theory.limits
+
+    tree = ast.parse(Path(sims.limits.__file__).read_text(encoding="utf-8"))
+    constants = [t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                 for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                 if isinstance(t, ast.Name) and t.id.isupper() and t.id.startswith(("MAX_", "MIN_", "RUN_"))]
+    assert constants == []
+    assert sims.limits.RUN_MAX_SETS is theory.limits.RUN_MAX_SETS
+    with pytest.raises(ValueError, match="train.temperature: must be >= 1e-06"):
+        build_config(train={"temperature": theory.limits.RUN_MIN_TEMPERATURE / 2})
+
+
+# --- hostile probes -------------------------------------------------------------------------
+@pytest.mark.parametrize("objective", ["ntxent", "dcl"])
+@pytest.mark.parametrize("field", ["batch_size", "eval_batch"])
+def test_in_batch_objectives_need_two_samples(objective, field):
+    with pytest.raises(ValueError) as info:
+        TrainConfig(objective=objective, **{field: 1})
+    message = str(info.value)
+    assert message.startswith(f"train.{field}: must be at least 2 with train.objective {objective!r}")
+    assert message.endswith("got 1") and "\n" not in message
+    TrainConfig(objective=objective, **{field: 2})
+    TrainConfig(objective="infonce", **{field: 1})  # K given negatives: one anchor is enough
+
+
+@pytest.mark.parametrize("value", [1.0, 1.5, 0.0, -0.2])
+def test_tau_plus_message_says_what_the_check_refuses(value):
+    from sims.config import ExperimentConfig, check_swept
+
+    for refuse in (lambda: TrainConfig(tau_plus=value),
+                   lambda: check_swept({**ExperimentConfig().swept_values(), "tau_plus": value})):
+        with pytest.raises(ValueError) as info:
+            refuse()
+        message = str(info.value)
+        assert message.startswith("train.tau_plus: must be in (0, 1), both ends excluded")
+        assert "<= 1" not in message and message.endswith(f"got {value!r}")
+    assert TrainConfig(tau_plus=0.999).tau_plus == 0.999
+
+
+def test_a_huge_key_is_quoted_cut():
+    from sims.config import SHOWN_CHARS, build_section, shown
+
+    key = "k" * 100_000
+    with pytest.raises(ValueError) as info:
+        build_section("data", {key: 1})
+    message = str(info.value)
+    assert message.startswith("data." + "k" * SHOWN_CHARS + "…: unknown key") and len(message) < 400
+    with pytest.raises(ValueError) as info:
+        build_section(key, {})
+    assert len(str(info.value)) < 300
+    assert shown("short") == "short" and shown("x" * (SHOWN_CHARS + 1)) == "x" * SHOWN_CHARS + "…"

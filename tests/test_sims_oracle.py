@@ -75,7 +75,7 @@ def test_oracle_columns_and_the_gap():
     config = build_config({"n_clusters": 2, "sets_per_cluster": 2, "points_per_set": 4},
                           {"out_dim": 2}, {"negatives": 3})
     result = class_minimum(config, 2.0, **SOLVER)
-    cols = oracle_columns(result, loss_final=2.5)
+    cols = oracle_columns(result, objective_final=2.5)
     assert tuple(cols) == ORACLE_COLUMNS
     assert cols["oracle_gap"] == pytest.approx(2.5 - result.loss)
     assert cols["oracle_regime"] == result.regime
@@ -214,6 +214,13 @@ def test_oracle_command_prints_one_row_per_l(capsys):
     assert out[0].startswith("class minimum (sets level)")
     assert out[2].split()[:2] == ["lipschitz", "regime"]
     assert [line.split()[0] for line in out[3:]] == ["0.05", "2", "30"]
+
+
+def test_oracle_command_gives_one_answer_per_l(capsys):
+    # `--lipschitz 2 2 2` once printed three losses for one L
+    assert main(ORACLE_ARGS + ["--lipschitz", "2", "2", "2", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 3 and records[0] == records[1] == records[2]
 
 
 def test_oracle_command_json_is_strict_and_matches_the_library(capsys):

@@ -1,5 +1,6 @@
 """Malformed sweep files and command lines: exit status 2, one line on stderr, no traceback,
-nothing written. All refused before any training, so these are fast."""
+nothing written. All refused before any training, so these are fast; one test then runs the
+corrected file of a refused sweep into the same folder (a tiny sweep with its class minimum)."""
 
 import json
 import os
@@ -174,3 +175,75 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     status, _ = _run(["sweep", good, "--out", tmp_path / "out", "--dry-run"], capsys)
     assert status == 0
     assert not (tmp_path / "out").exists()
+
+
+# --- the class minimum's limits: refused by --dry-run, before the folder exists -------------
+ORACLE_SWEEP = """
+[data]
+n_clusters = {clusters}
+sets_per_cluster = {sets}
+points_per_set = 4
+[model]
+width = 4
+depth = 1
+[train]
+steps = 2
+batch_size = 4
+negatives = 2
+eval_batch = 8
+curve_points = 2
+[oracle]
+level = "sets"
+"""
+
+
+def test_a_sweep_the_oracle_would_refuse_is_refused_by_dry_run_and_the_fix_runs(tmp_path, capsys):
+    path, out = tmp_path / "oracle.toml", tmp_path / "out"
+    path.write_text(ORACLE_SWEEP.format(clusters=10, sets=20))
+    for extra in (["--dry-run"], []):
+        status, err = _run(["sweep", path, "--out", out, "--quiet", *extra], capsys)
+        _assert_refused(status, err)
+        assert "data.sets_per_cluster: at most 128 sets in all" in err and "got 20" in err, err
+        assert "set_ids" not in err and "level=" not in err
+        assert not out.exists()
+    path.write_text(ORACLE_SWEEP.format(clusters=2, sets=2))  # corrected: the same folder takes it
+    status, _ = _run(["sweep", path, "--out", out, "--quiet", "--dry-run"], capsys)
+    assert status == 0 and not out.exists()
+    status, err = _run(["sweep", path, "--out", out, "--quiet"], capsys)
+    assert status == 0, err
+    assert json.loads((out / "manifest.json").read_text())["complete"]
+
+
+# --- hostile probes: one line, exit 2, naming the field -----------------------------------------
+TINY_TRAIN = ["steps=2", "negatives=2", "eval_batch=8", "curve_points=2"]
+PROBES = {
+    "ntxent_one_sample": (["train", "--train", "objective=ntxent", "batch_size=1", *TINY_TRAIN],
+                          ["train.batch_size", "at least 2", "'ntxent'", "got 1"]),
+    "dcl_one_sample": (["train", "--train", "objective=dcl", "batch_size=1", *TINY_TRAIN],
+                       ["train.batch_size", "at least 2", "'dcl'", "got 1"]),
+    "dcl_one_evaluation_sample": (["train", "--train", "objective=dcl", "batch_size=4", "steps=2",
+                                   "negatives=2", "eval_batch=1"], ["train.eval_batch", "got 1"]),
+    "tau_plus_one": (["train", "--train", "tau_plus=1"], ["train.tau_plus", "must be in (0, 1)", "got 1"]),
+    "tau_plus_above_one": (["train", "--train", "tau_plus=1.5"], ["train.tau_plus", "must be in (0, 1)"]),
+    "huge_data_key": (["train", "--data", "g" * 100_000 + "=1"], ["data.ggg", "…: unknown key"]),
+    "huge_model_key": (["train", "--model", "w" * 100_000 + "=1"], ["model.www", "…: unknown key"]),
+}
+
+
+@pytest.mark.parametrize("argv,needles", PROBES.values(), ids=PROBES.keys())
+def test_hostile_probes_are_one_short_line_naming_the_field(argv, needles, capsys):
+    status, err = _run(argv, capsys)
+    _assert_refused(status, err)
+    assert len(err) < 400, err[:200]
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def test_a_huge_key_in_a_sweep_file_is_named_cut(tmp_path, capsys):
+    path = tmp_path / "huge.toml"
+    path.write_text(f"[data]\n{'g' * 100_000} = 1\n")
+    for extra in (["--dry-run"], []):
+        status, err = _run(["sweep", path, "--out", tmp_path / "out", "--quiet", *extra], capsys)
+        _assert_refused(status, err)
+        assert len(err) < 400 and "data.ggg" in err and "…: unknown key" in err, err[:200]
+        assert not (tmp_path / "out").exists()

@@ -246,3 +246,88 @@ def test_sigkill_after_first_chunk_then_resume_gives_exactly_the_rows(work, refe
     _assert_same_rows(reference, rows, tol=0.0)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] and manifest["sessions"][-1]["runs_run"] == 13
+
+
+# --- a folder is read on any machine, and resumed where its runs fit --------------------------
+SMALL = """
+[data]
+gap = [0.05, 0.2]
+points_per_set = 8
+
+[model]
+width = 8
+depth = 2
+
+[train]
+steps = 3
+batch_size = 8
+negatives = 2
+eval_batch = 16
+curve_points = 2
+
+[sweep]
+name = "small"
+"""
+
+
+def test_a_folder_from_a_larger_machine_is_read_anywhere_and_resumed_where_it_fits(
+        tmp_path, monkeypatch, capsys):
+    """The memory estimate is checked where runs start, not where configurations are read:
+    written under a large ``INFONCE_LAB_MEMORY_LIMIT``, a folder is summarised and plotted
+    under a small one, refused (one line, nothing written) when its runs left to train do not
+    fit, and resumed when they do."""
+    from sims import limits
+    from sims.cli import main
+    from sims.sweep.file import load_sweep
+
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL)
+    out = tmp_path / "out"
+    need = limits.run_bytes(load_sweep(path).runs[0].config)
+    monkeypatch.setenv(limits.MEMORY_ENV, str(2**40))
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", "--chunk-size", "1"]) == 0
+    complete = _rows(out)
+    (out / "chunks" / "g000-c0001.npz").unlink()  # one chunk left to train
+    capsys.readouterr()
+
+    monkeypatch.setenv(limits.MEMORY_ENV, str(need - 1))  # a smaller machine
+    with pytest.raises(ValueError, match="GiB"):
+        limits.check_memory(load_sweep(path).runs[0].config)
+    assert main(["summarize", str(out)]) == 0
+    assert "small" in capsys.readouterr().out
+    assert main(["plot", str(out), "--out", str(tmp_path / "figure.png")]) == 0
+    assert (tmp_path / "figure.png").is_file()
+    capsys.readouterr()
+
+    def listing():
+        return {p.name: p.read_bytes() for p in out.rglob("*")
+                if p.is_file() and not p.name.startswith(".running")}
+
+    before = listing()
+    status = main(["sweep", str(path), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert "GiB" in err[0] and limits.MEMORY_ENV in err[0] and err[0].split(": ")[2].startswith(
+        ("data.", "model.", "train.")), err  # the field that drives the estimate
+    assert listing() == before
+
+    monkeypatch.setenv(limits.MEMORY_ENV, str(need))  # just enough
+    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 0
+    _assert_same_rows(_rows(out), complete)
+    assert len(_rows(out)) == 2 and (out / "chunks" / "g000-c0001.npz").is_file()
+
+
+def test_a_new_folder_is_refused_before_its_manifest_when_a_run_does_not_fit(tmp_path, monkeypatch,
+                                                                              capsys):
+    from sims import limits
+    from sims.cli import main
+    from sims.sweep.file import load_sweep
+
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL)
+    monkeypatch.setenv(limits.MEMORY_ENV, str(limits.run_bytes(load_sweep(path).runs[0].config) - 1))
+    for extra in (["--dry-run"], []):
+        status = main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(err) == 1 and "GiB" in err[0], err
+        assert not (tmp_path / "out").exists()

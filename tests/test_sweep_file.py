@@ -6,13 +6,14 @@ Nothing here trains: these run in well under a second.
 import io
 
 import hashlib
+import inspect
 
 import pytest
 
 from sims.config import build_config
 from sims.sweep.progress import Progress, format_duration
 from sims.sweep.plan import Chunk, choose_chunk_size, group_runs, padded_size, plan_chunks, run_bytes
-from sims.sweep.store import config_columns, format_cell
+from sims.sweep.cells import config_columns, format_cell
 from sims.sweep.file import bundled_sweeps, load_sweep, parse_sweep
 
 GRID = """
@@ -171,3 +172,130 @@ def test_progress_bar_reports_done_total_rate_and_time_left():
     assert format_duration(float("nan")) == "--"
     with pytest.raises(ValueError, match="done"):
         Progress(3, done=4)
+
+
+# --- the class minimum's limits, applied when the file is read -----------------------------
+def _toml(level, data=None, model=None, train=None, lipschitz=None):
+    def value(v):
+        return f'"{v}"' if isinstance(v, str) else repr(v)
+
+    lines = []
+    for name, section in (("data", data), ("model", model), ("train", train)):
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {value(v)}" for k, v in (section or {}).items()]
+        if name == "model" and lipschitz is not None:
+            lines.append(f"lipschitz = [{', '.join(repr(v) for v in lipschitz)}]")
+    lines += ["[oracle]", f'level = "{level}"']
+    return "\n".join(lines) + "\n"
+
+
+def _oracle_refuses(config, level, lipschitz) -> bool:
+    """Whether :func:`theory.lipschitz_minimum` refuses the configuration's class minimum
+    before it solves (its own up-front checks, on the generated data)."""
+    import numpy as np
+
+    import theory
+    from sims.data import design_points
+    from theory.limits import ORACLE_MAX_OBJECTIVE_BATCH
+    from theory.oracle.problem import build_problem, check_sizes
+
+    defaults = {n: p.default for n, p in inspect.signature(theory.lipschitz_minimum).parameters.items()}
+    tr = config.train
+    if tr.objective != "infonce" and (level != "points" or tr.batch_size > ORACLE_MAX_OBJECTIVE_BATCH
+                                      or defaults["num_samples"] < 2 * tr.batch_size):
+        return True
+    try:
+        prob = build_problem(*design_points(config.data), config.model.out_dim, tr.negatives, tr.temperature)
+        check_sizes(prob, np.unique(lipschitz), defaults["restarts"], level)
+    except ValueError:
+        return True
+    return False
+
+
+def _oracle_cases() -> dict:
+    """Cases on both sides of each of the class minimum's limits (:mod:`theory.limits`)."""
+    import theory
+    from theory import limits
+
+    restarts = inspect.signature(theory.lipschitz_minimum).parameters["restarts"].default
+    most_sets = limits.ORACLE_MAX_SETS
+    p_over = limits.ORACLE_MAX_POINTS // 8 + 1  # 2 clusters x 4 sets: 8·P points, one too many
+    most_caps = min(limits.ORACLE_MAX_LIPSCHITZ_VALUES,
+                    limits.ORACLE_MAX_SOLVER_ELEMENTS // ((restarts + 4) * 64 * 1024))
+    caps = [1.0 + i / 8 for i in range(most_caps + 1)]
+    k_dim = limits.ORACLE_MAX_POINT_NEGATIVES_DIM // 64
+    return {
+        # name: (level, data, model, train, lipschitz axis or None, file key named on refusal)
+        "sets_200": ("sets", {"n_clusters": 10, "sets_per_cluster": 20, "points_per_set": 4}, {}, {}, None,
+                     "data.sets_per_cluster"),
+        "sets_most": ("sets", {"n_clusters": 8, "sets_per_cluster": most_sets // 8, "points_per_set": 4},
+                      {}, {}, None, None),
+        "sets_most_cold": ("sets", {"n_clusters": 8, "sets_per_cluster": most_sets // 8, "points_per_set": 4},
+                           {}, {"temperature": 0.0005}, None, "data.sets_per_cluster"),
+        "sets_32_cold": ("sets", {"n_clusters": 4, "sets_per_cluster": 8, "points_per_set": 4}, {},
+                         {"temperature": 0.0005}, None, None),
+        "dim": ("sets", {}, {"out_dim": limits.ORACLE_MAX_DIM + 1}, {}, None, "model.out_dim"),
+        "temperature": ("sets", {}, {}, {"temperature": limits.ORACLE_MIN_TEMPERATURE * 0.9}, None,
+                        "train.temperature"),
+        "points_negatives_dim": ("points", {}, {"out_dim": 64}, {"negatives": k_dim + 1}, None,
+                                 "train.negatives"),
+        "points_negatives_dim_fits": ("points", {}, {"out_dim": 64}, {"negatives": k_dim}, None, None),
+        "points_distinct": ("points", {"n_clusters": 2, "points_per_set": p_over}, {}, {}, None,
+                            "data.points_per_set"),
+        "points_distinct_shared": ("points", {"n_clusters": 2, "points_per_set": p_over, "gap": -0.3}, {}, {},
+                                   None, None),  # neighbours share ~30% of their points
+        "caps": ("sets", {"n_clusters": 8, "sets_per_cluster": 8}, {"out_dim": 1024}, {}, caps,
+                 "model.lipschitz"),
+        "caps_fit": ("sets", {"n_clusters": 8, "sets_per_cluster": 8}, {"out_dim": 1024}, {}, caps[:-1], None),
+        "tiny_lipschitz": ("sets", {}, {"lipschitz": 1e-25}, {}, None, "model.lipschitz"),
+        "small_lipschitz": ("sets", {}, {"lipschitz": 1e-24}, {}, None, None),
+        "objective_sets": ("sets", {}, {}, {"objective": "ntxent"}, None, "oracle.level"),
+        "objective_batch": ("points", {}, {}, {"objective": "ntxent", "batch_size": 4096}, None,
+                            "train.batch_size"),
+        "objective_batch_fits": ("points", {}, {}, {"objective": "ntxent", "batch_size": 2048}, None, None),
+    }
+
+
+ORACLE_CASES = _oracle_cases()
+
+
+@pytest.mark.parametrize("case", ORACLE_CASES.values(), ids=ORACLE_CASES.keys())
+def test_the_file_refuses_what_the_oracle_would_refuse_naming_its_keys(case):
+    level, data, model, train, lipschitz, key = case
+    text = _toml(level, data, model, train, lipschitz)
+    config = parse_sweep(text.replace("[oracle]", "[sweep]\n[x]").split("[x]")[0]).runs[0].config
+    refused = _oracle_refuses(config, level, lipschitz or [config.model.lipschitz])
+    assert refused == (key is not None), "the case is not at the oracle's boundary"
+    if key is None:
+        parse_sweep(text)
+        return
+    with pytest.raises(ValueError) as info:
+        parse_sweep(text)
+    message = str(info.value)
+    assert message.startswith(f"{key}: ") and "\n" not in message, message
+    for identifier in ("set_ids", "num_negatives", "level=", "dim=", "restarts", "points:", "num_samples"):
+        assert identifier not in message, message
+
+
+def test_every_grid_point_is_checked_for_the_oracle():
+    """Two axes whose first values pass, whose combination the oracle refuses."""
+    from theory.limits import ORACLE_MAX_POINTS
+
+    big = ORACLE_MAX_POINTS // 8  # 2 clusters x 4 sets of it fit, 16 clusters do not
+    text = (f"[data]\nn_clusters = [2, 16]\npoints_per_set = [4, {big}]\n"
+            "[oracle]\nlevel = \"points\"\n")
+    with pytest.raises(ValueError, match=rf"^data\.points_per_set: at most .* distinct points .* got {big}$"):
+        parse_sweep(text)
+
+
+def test_a_huge_key_or_value_of_a_sweep_file_is_quoted_cut():
+    from sims.config import SHOWN_CHARS
+
+    for text in (f"[data]\n{'k' * 100_000} = 1\n", f"[{'s' * 100_000}]\nx = 1\n",
+                 f"{'t' * 100_000} = 1\n", f"[sweep]\nname = \"{'n' * 100_000}\\n\"\n",
+                 f"[oracle]\nlevel = \"{'l' * 100_000}\"\n", f"[sweep]\n{'k' * 100_000} = 1\n"):
+        with pytest.raises(ValueError) as info:
+            parse_sweep(text)
+        message = str(info.value)
+        assert len(message) < 300 and "…" in message, message[:200]
+        assert "k" * (SHOWN_CHARS + 1) not in message

@@ -172,3 +172,41 @@ def test_balanced_chunk_size_wastes_no_padding():
                 size = balanced_chunk_size(n, cap * dev, dev)
                 assert size % dev == 0 and size <= cap * dev
                 assert -(-n // size) == -(-n // (cap * dev))  # no more chunks than the cap gives
+
+
+def test_the_sweep_modules_import_one_way():
+    """No import circle among sims.sweep's modules (an import inside a function counts), and
+    the output folder's modules (the former store) each one job, well under 500 lines."""
+    import ast
+    from pathlib import Path
+
+    import sims.sweep
+
+    folder = Path(sims.sweep.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.startswith("sims.sweep."):
+                    names.add(node.module.split(".")[2])
+                elif node.module == "sims.sweep":
+                    names |= {a.name for a in node.names if (folder / f"{a.name}.py").exists()}
+            elif isinstance(node, ast.Import):
+                names |= {a.name.split(".")[2] for a in node.names if a.name.startswith("sims.sweep.")}
+        graph[path.stem] = names - {path.stem}
+    for name in ("atomic", "npz", "lock", "cells", "manifest", "chunks", "folder", "results"):
+        assert len((folder / f"{name}.py").read_text().splitlines()) < 400, name
+
+    def visit(module, trail):
+        assert module not in trail, " -> ".join([*trail, module])
+        for other in sorted(graph.get(module, ())):
+            visit(other, [*trail, module])
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert "store" not in graph
+    assert graph["plan"] <= {"cells", "file"}

@@ -1,4 +1,4 @@
-"""Tests of theory.floors: simplex floor, atom loss, optimal atoms (SPEC 3.A, 3.B)."""
+"""Tests of theory.floors: simplex floor, atom loss, optimal atoms (docs/theory.md §3.A, §3.B)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def decimal_floor(m: int, k: int, tau: float, digits: int = 50) -> float:
 
 
 def brute_atom_loss(u: np.ndarray, w: np.ndarray, k: int, tau: float) -> float:
-    """SPEC 3.A by summing over ordered draws of the K negatives (tiny M, K only)."""
+    """docs/theory.md §3.A by summing over ordered draws of the K negatives (tiny M, K only)."""
     m = len(w)
     total = 0.0
     for a in range(m):

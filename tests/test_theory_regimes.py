@@ -1,4 +1,4 @@
-"""Tests of theory.regimes: the chain bound (SPEC 3.D) and predicted regimes (SPEC 3.E)."""
+"""Tests of theory.regimes: the chain bound (docs/theory.md §3.D) and predicted regimes (docs/theory.md §3.E)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def random_mixture(rng, n_clusters, sets_per_cluster, points_per_set, dim, gap):
 
 
 def ball(z):
-    """Projection onto the unit ball (1-Lipschitz), the SPEC's ball head."""
+    """Projection onto the unit ball (1-Lipschitz), the ball head of docs/theory.md §1."""
     return z / np.maximum(1.0, np.linalg.norm(z, axis=-1, keepdims=True))
 
 

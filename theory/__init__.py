@@ -1,16 +1,16 @@
 """Exact theory of InfoNCE cluster preservation that needs no training.
 
 Parulekar, Collins, Shanmugam, Mokhtari, Shakkottai, *InfoNCE Loss Provably Learns
-Cluster-Preserving Representations*, COLT 2023 (arXiv:2302.07920); SPEC sections 1 to 4.
+Cluster-Preserving Representations*, COLT 2023 (arXiv:2302.07920); docs/theory.md §1 to §4.
 
-* :mod:`theory.floors`: the atom loss (SPEC 3.A), the simplex floor ``ℓ*_M(K, τ)``
-  (SPEC 3.B) and numerically optimal atom configurations.
-* :mod:`theory.certificates`: set-graph certificates of point-cloud data (SPEC 1, 3.D).
-* :mod:`theory.regimes`: the Lipschitz chain bound (SPEC 3.D), predicted regimes, the
-  phase-diagram lines (SPEC 3.E) and the regime of an embedding (SPEC 5).
+* :mod:`theory.floors`: the atom loss (docs/theory.md §3.A), the simplex floor ``ℓ*_M(K, τ)``
+  (docs/theory.md §3.B) and numerically optimal atom configurations.
+* :mod:`theory.certificates`: set-graph certificates of point-cloud data (docs/theory.md §1, §3.D).
+* :mod:`theory.regimes`: the Lipschitz chain bound (docs/theory.md §3.D), predicted regimes, the
+  phase-diagram lines (docs/theory.md §3.E) and the regime of an embedding (docs/theory.md §5).
 * :mod:`theory.oracle`: the class minimum, InfoNCE (or, at the point level, any objective of
   a batch) minimised over every ``L``-Lipschitz map into the unit ball on finite data
-  (SPEC 3.F).
+  (docs/theory.md §3.F).
 * :mod:`theory.graph`: the augmentation graph of the data, its components and spectrum.
 """
 

@@ -1,4 +1,4 @@
-"""Set-graph certificates of augmentation data (SPEC sections 1 and 3.D).
+"""Set-graph certificates of augmentation data (docs/theory.md §1 and §3.D).
 
 Each cluster's augmentation sets form a *set graph*: nodes are sets, the edge between sets
 ``s`` and ``s'`` has weight ``g(s, s') = min ‖a − a'‖`` over ``a ∈ A_s``, ``a' ∈ A_s'``.
@@ -32,7 +32,7 @@ cluster ``c``), in blocks of ``B`` points; distances are never held as an ``n ×
 
 Overall ``O(n² D + Σ_c S_c³)`` time and ``O(n D + B² + S²)`` memory.
 
-Reference: Parulekar et al., COLT 2023 (intertwined augmentation sets); SPEC sections 1, 3.D.
+Reference: Parulekar et al., COLT 2023 (intertwined augmentation sets); docs/theory.md §1, §3.D.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ _TINY_SQUARE = 2.0**-960
 
 @dataclass(frozen=True)
 class ClusterCertificate:
-    """Set-graph summary of one cluster (SPEC section 1).
+    """Set-graph summary of one cluster (docs/theory.md §1).
 
     Attributes:
       cluster: the cluster id as found in the data.
@@ -597,7 +597,7 @@ def _cluster_record(label, w: np.ndarray, tie_rtol: float) -> ClusterCertificate
 def certificate(
     points, set_ids, cluster_ids, *, tie_rtol: float = _TIE_RTOL, block_size: int = _BLOCK
 ) -> Certificate:
-    """Measure the set-graph certificate of point-cloud augmentation sets (SPEC 1, 3.D).
+    """Measure the set-graph certificate of point-cloud augmentation sets (docs/theory.md §1, §3.D).
 
     For each cluster ``c``: ``min_gap = min g(s,s')``, ``bottleneck β_c`` = longest MST edge,
     ``chain_diameter D_c = max_{s,s'} dist(s,s')`` with ``dist`` the shortest-path length in
@@ -644,7 +644,7 @@ def certificate(
       >>> [round(c.chain_diameter, 6) for c in cert.clusters], round(cert.cluster_distance, 6)
       ([0.3, 0.2], 4.7)
 
-    Reference: Parulekar et al., COLT 2023; SPEC sections 1 and 3.D.
+    Reference: Parulekar et al., COLT 2023; docs/theory.md §1 and §3.D.
     """
     x, set_labels, set_index, cluster_labels, set_cluster = point_sets(points, set_ids, cluster_ids)
     n = x.shape[0]

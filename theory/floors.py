@@ -1,14 +1,14 @@
-"""Exact finite-K InfoNCE of atom configurations (SPEC section 3, facts A and B).
+"""Exact finite-K InfoNCE of atom configurations (docs/theory.md §3.A and §3.B).
 
 An *atom configuration* maps each of ``M`` atoms (clusters, or single augmentation sets)
 with weight ``w_a`` to one unit vector ``u_a``. Its InfoNCE loss with ``K`` negatives and
-temperature ``τ`` is (SPEC 3.A)
+temperature ``τ`` is (docs/theory.md §3.A)
 
     ℓ(u, w) = Σ_a w_a E_{n ~ Multinomial(K, w)} log(1 + Σ_b n_b exp((⟨u_a,u_b⟩ − 1)/τ)).
 
 This module evaluates it three ways (exact enumeration of the counts ``n``, an exact
 one-dimensional integral, Monte Carlo), gives the closed-form floor of the regular simplex
-(SPEC 3.B) and finds optimal configurations numerically where no closed form exists.
+(docs/theory.md §3.B) and finds optimal configurations numerically where no closed form exists.
 
 Reference: Parulekar, Collins, Shanmugam, Mokhtari, Shakkottai, *InfoNCE Loss Provably
 Learns Cluster-Preserving Representations*, COLT 2023 (arXiv:2302.07920).
@@ -152,7 +152,7 @@ def simplex_edge(num_clusters):
     """Edge length ``e_m = sqrt(2m/(m−1))`` of the regular simplex of ``m`` unit vectors.
 
     It is the distance between any two cluster images at the simplex optimum, and sets the
-    scale of the regime boundaries ``L = e_m/Δ`` and ``L = e_m/D_c`` (SPEC 3.E).
+    scale of the regime boundaries ``L = e_m/Δ`` and ``L = e_m/D_c`` (docs/theory.md §3.E).
 
     Args:
       num_clusters: ``m >= 2``, an integer or an integer array.
@@ -227,8 +227,8 @@ def simplex_infonce(num_atoms, num_negatives, temperature):
     down to 0.01 and beyond; above, the same value comes from its exact integral form
     (:func:`atom_infonce`, ``method="quadrature"``, ~1e-14 relative), whose ``O(log K)``
     nodes keep memory and time bounded for every ``K`` up to :data:`MAX_NEGATIVES`. For
-    ``M <= d + 1`` this is the minimum of the atom loss (SPEC 3.B); ``ℓ*_M`` decreases
-    strictly in ``M`` (SPEC 3.C), so a cluster-preserving map never goes below ``ℓ*_m``.
+    ``M <= d + 1`` this is the minimum of the atom loss (docs/theory.md §3.B); ``ℓ*_M`` decreases
+    strictly in ``M`` (docs/theory.md §3.C), so a cluster-preserving map never goes below ``ℓ*_m``.
 
     Args:
       num_atoms: ``M >= 2`` (integer or integer array).
@@ -246,7 +246,7 @@ def simplex_infonce(num_atoms, num_negatives, temperature):
       >>> simplex_infonce([2, 3], 16, 0.5).shape
       (2,)
 
-    Reference: Parulekar et al., COLT 2023; SPEC 3.B.
+    Reference: Parulekar et al., COLT 2023; docs/theory.md §3.B.
     """
     m = _integer_array("num_atoms", num_atoms, 2)
     k = _integer_array("num_negatives", num_negatives, 1)
@@ -454,13 +454,13 @@ def atom_infonce(
     max_count_vectors: int = MAX_COUNT_VECTORS,
     ball: bool = False,
 ):
-    """InfoNCE loss of an atom configuration with ``K`` negatives (SPEC 3.A, 3.F).
+    """InfoNCE loss of an atom configuration with ``K`` negatives (docs/theory.md §3.A, §3.F).
 
     ``ℓ = Σ_a w_a E_{n ~ Multinomial(K, w)} log(1 + Σ_b n_b exp((⟨u_a,u_b⟩ − 1)/τ))``
 
     With ``ball=True`` the atoms may lie anywhere in the closed unit ball (the ball head of
-    SPEC 1): anchor and positive both sit at ``u_a``, so the positive logit is ``‖u_a‖²/τ``
-    and ``⟨u_a,u_b⟩ − 1`` above becomes ``⟨u_a,u_b⟩ − ‖u_a‖²`` (SPEC 3.F, set level). Every
+    docs/theory.md §1): anchor and positive both sit at ``u_a``, so the positive logit is ``‖u_a‖²/τ``
+    and ``⟨u_a,u_b⟩ − 1`` above becomes ``⟨u_a,u_b⟩ − ‖u_a‖²`` (docs/theory.md §3.F, set level). Every
     method carries over unchanged.
 
     Methods:
@@ -500,7 +500,7 @@ def atom_infonce(
       >>> round(atom_infonce(np.zeros((3, 2)), None, 16, 0.5, ball=True), 6)  # log(1 + K)
       2.833213
 
-    Reference: Parulekar et al., COLT 2023; SPEC 3.A.
+    Reference: Parulekar et al., COLT 2023; docs/theory.md §3.A.
     """
     ball = validate.boolean("ball", ball)
     u = _atom_vectors(vectors, ball=ball)
@@ -547,7 +547,7 @@ class AtomConfiguration(NamedTuple):
 
 
 def quadrature_loss(log_kernel, w, k: int, nodes, node_weights):
-    """The integral form of the atom loss in JAX, differentiable (SPEC 3.A, 3.F).
+    """The integral form of the atom loss in JAX, differentiable (docs/theory.md §3.A, §3.F).
 
     ``Σ_a w_a ∫ e^{−t}(1 − φ_a(t)^K) dt/t`` with ``φ_a(t) = Σ_b w_b exp(−t·E_ab)`` and
     ``E_ab = exp(log_kernel_ab)``, on the nodes and weights of :func:`quadrature_rule`.
@@ -641,7 +641,7 @@ def optimal_atoms(
     steps: int = 600,
     seed: int = 0,
 ) -> AtomConfiguration:
-    """Numerically minimise the atom loss over ``M`` unit vectors in ``R^d`` (SPEC 3.B, 6).
+    """Numerically minimise the atom loss over ``M`` unit vectors in ``R^d`` (docs/theory.md §3.B, §6).
 
     ``min_{u_1..u_M ∈ S^{d−1}} Σ_a w_a E_n log(1 + Σ_b n_b exp((⟨u_a,u_b⟩ − 1)/τ))``
 
@@ -676,7 +676,7 @@ def optimal_atoms(
       >>> round(best.loss, 5), round(float(best.gram[0, 1]), 3)
       (1.88958, -0.5)
 
-    Reference: Parulekar et al., COLT 2023; SPEC 3.B.
+    Reference: Parulekar et al., COLT 2023; docs/theory.md §3.B.
     """
     m = _scalar_int("num_atoms", num_atoms, 1)
     d = _scalar_int("dim", dim, 1)

@@ -1,14 +1,14 @@
-"""Lipschitz chain bound and predicted regimes (SPEC 3.D and 3.E).
+"""Lipschitz chain bound and predicted regimes (docs/theory.md §3.D and §3.E).
 
 Everything here follows from a :class:`theory.certificates.Certificate` and a certified
 Lipschitz bound ``L``; no training is involved.
 
-* **Chain bound** (SPEC 3.D). If ``f`` is ``L``-Lipschitz with spread
+* **Chain bound** (docs/theory.md §3.D). If ``f`` is ``L``-Lipschitz with spread
   ``r = max_s max_{x∈A_s} ‖f(x) − z̄_s‖`` (``z̄_s`` the mean of ``f`` on set ``s``), then for
   two sets of one cluster joined by a set-graph path of length ``p`` with ``h`` hops,
   ``‖z̄_s − z̄_s'‖ <= L·p + 2·h·r``: each hop crosses the closest pair of points ``a, a'`` of
   two sets (``‖f(a) − f(a')‖ <= L·g``) and enters and leaves a set (``<= r`` each).
-* **Regimes** (SPEC 3.E), with ``e_m = sqrt(2m/(m−1))`` the simplex edge, ``Δ`` the
+* **Regimes** (docs/theory.md §3.E), with ``e_m = sqrt(2m/(m−1))`` the simplex edge, ``Δ`` the
   smallest distance between clusters and ``D_c`` the largest chain diameter:
   ``collapsed`` if ``L·Δ < e_m`` (the class cannot place two clusters an edge apart),
   ``split`` if ``L·D_c >= e_m`` (the class can pull a cluster's sets an edge apart),
@@ -16,7 +16,7 @@ Lipschitz bound ``L``; no training is involved.
   overlay of the phase diagram. They are sufficient-condition lines from the chain bound,
   not the paper's constants; how far the measured boundary sits from them is a result.
 
-Reference: Parulekar et al., COLT 2023; SPEC sections 3.D and 3.E.
+Reference: Parulekar et al., COLT 2023; docs/theory.md §3.D and §3.E.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from theory import validate
 from theory.certificates import Certificate
 from theory.floors import simplex_edge
 
-#: the three regimes, in the order they appear as ``L`` grows (SPEC 3.E, 5).
+#: the three regimes, in the order they appear as ``L`` grows (docs/theory.md §3.E, §5).
 REGIMES = ("collapsed", "preserved", "split")
-#: an embedding is ``collapsed`` when ``max(W, B) < COLLAPSE_FRACTION · e_m`` (SPEC 5).
+#: an embedding is ``collapsed`` when ``max(W, B) < COLLAPSE_FRACTION · e_m`` (docs/theory.md §5).
 COLLAPSE_FRACTION = 0.5
-#: otherwise it is ``split`` when ``W / B >= SPLIT_RATIO`` (SPEC 5), else ``preserved``.
+#: otherwise it is ``split`` when ``W / B >= SPLIT_RATIO`` (docs/theory.md §5), else ``preserved``.
 SPLIT_RATIO = 0.5
 
 
@@ -55,7 +55,7 @@ def _check_certificate(certificate) -> Certificate:
 
 @dataclass(frozen=True)
 class ChainBound:
-    """Per-cluster bounds on the learned within-cluster diameter (SPEC 3.D).
+    """Per-cluster bounds on the learned within-cluster diameter (docs/theory.md §3.D).
 
     Attributes:
       tight: ``L·D_c + 2·h·r`` with ``h = max_hops`` of the cluster, shape
@@ -80,7 +80,7 @@ class ChainBound:
 
 
 def chain_bound(lipschitz, certificate: Certificate, spread) -> ChainBound:
-    """Bound on ``max ‖z̄_s − z̄_s'‖`` over sets of each cluster (SPEC 3.D).
+    """Bound on ``max ‖z̄_s − z̄_s'‖`` over sets of each cluster (docs/theory.md §3.D).
 
     ``tight_c = L·D_c + 2·h_c·r`` and ``loose_c = L·D_c + 2·(n_c − 1)·r``
 
@@ -106,7 +106,7 @@ def chain_bound(lipschitz, certificate: Certificate, spread) -> ChainBound:
       >>> np.round(chain_bound(2.0, cert, 0.01).tight, 6).tolist()
       [0.42, 0.22]
 
-    Reference: Parulekar et al., COLT 2023; SPEC 3.D.
+    Reference: Parulekar et al., COLT 2023; docs/theory.md §3.D.
     """
     cert = _check_certificate(certificate)
     lip = _nonnegative("lipschitz", lipschitz)
@@ -125,7 +125,7 @@ def chain_bound(lipschitz, certificate: Certificate, spread) -> ChainBound:
 
 
 def phase_lines(cluster_distance, chain_diameter, n_clusters):
-    """The two theory lines of the phase diagram (SPEC 3.E).
+    """The two theory lines of the phase diagram (docs/theory.md §3.E).
 
     ``collapse_line = e_m / Δ`` and ``split_line = e_m / D_c`` with ``e_m = sqrt(2m/(m−1))``:
     below the first the class is too weak to separate clusters, above the second it can
@@ -156,7 +156,7 @@ def phase_lines(cluster_distance, chain_diameter, n_clusters):
 
 
 def classify_regime(lipschitz, cluster_distance, chain_diameter, n_clusters):
-    """Predicted regime from ``L``, ``Δ`` and ``D_c`` (SPEC 3.E).
+    """Predicted regime from ``L``, ``Δ`` and ``D_c`` (docs/theory.md §3.E).
 
     ``collapsed`` if ``L·Δ < e_m``; else ``split`` if ``L·D_c >= e_m``; else ``preserved``.
     Monotone in ``L``: collapsed, then preserved, then split (the preserved band is empty
@@ -185,7 +185,7 @@ def classify_regime(lipschitz, cluster_distance, chain_diameter, n_clusters):
 
 @dataclass(frozen=True)
 class RegimePrediction:
-    """Predicted regime and the phase-diagram lines for one data set (SPEC 3.E).
+    """Predicted regime and the phase-diagram lines for one data set (docs/theory.md §3.E).
 
     Attributes:
       regime: ``"collapsed"``, ``"preserved"`` or ``"split"`` (an array for array ``L``).
@@ -207,7 +207,7 @@ class RegimePrediction:
 
 
 def predict_regime(certificate: Certificate, lipschitz, n_clusters=None) -> RegimePrediction:
-    """Predict the regime of an ``L``-Lipschitz minimiser on certified data (SPEC 3.E).
+    """Predict the regime of an ``L``-Lipschitz minimiser on certified data (docs/theory.md §3.E).
 
     ``collapsed`` if ``L·Δ < e_m``; ``split`` if ``L·D_c >= e_m``; else ``preserved``, with
     ``Δ = certificate.cluster_distance``, ``D_c = certificate.chain_diameter`` (largest over
@@ -229,7 +229,7 @@ def predict_regime(certificate: Certificate, lipschitz, n_clusters=None) -> Regi
       >>> predict_regime(cert, 1.0).regime
       'preserved'
 
-    Reference: Parulekar et al., COLT 2023; SPEC 3.E.
+    Reference: Parulekar et al., COLT 2023; docs/theory.md §3.E.
     """
     cert = _check_certificate(certificate)
     m = cert.n_clusters if n_clusters is None else int(validate.integer("n_clusters", n_clusters, minimum=2))
@@ -250,7 +250,7 @@ def predict_regime(certificate: Certificate, lipschitz, n_clusters=None) -> Regi
 
 
 def classify_embedding(within: float, between: float, n_clusters: int) -> str:
-    """Regime of a representation from its geometry (SPEC 5), one rule for every map.
+    """Regime of a representation from its geometry (docs/theory.md §5), one rule for every map.
 
     With ``W`` the within-cluster diameter of the set means, ``B`` the smallest distance
     between cluster means and ``e_m = sqrt(2m/(m−1))``: ``collapsed`` if
@@ -277,7 +277,7 @@ def classify_embedding(within: float, between: float, n_clusters: int) -> str:
 
 
 def cluster_geometry(set_means, set_clusters) -> tuple[float, float]:
-    """``(W, B)`` of an embedding from its set means (SPEC 5).
+    """``(W, B)`` of an embedding from its set means (docs/theory.md §5).
 
     ``W = max_c max_{s,s' ∈ c} ‖z̄_s − z̄_s'‖`` and ``B = min_{c≠c'} ‖z̄_c − z̄_c'‖`` with
     ``z̄_c`` the mean of cluster ``c``'s set means (every set carries equal weight).

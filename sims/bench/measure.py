@@ -18,6 +18,7 @@ import numpy as np
 
 from sims.bench.workload import BenchPlan, layer_flops, lipschitz_grid, points_per_step
 from sims.config import ExperimentConfig
+from sims.sweep.atomic import atomic_write_bytes
 
 # --------------------------------------------------------------------------- peak
 
@@ -122,7 +123,7 @@ def time_engine(text: str, workdir: Path) -> dict:
 
     from sims.sweep.engine import run_sweep
     from sims.sweep.file import parse_sweep
-    from sims.sweep.store import RESULTS
+    from sims.sweep.results import RESULTS
 
     sweep = parse_sweep(text, source="bench")
     out = Path(tempfile.mkdtemp(prefix="sweep-", dir=workdir))
@@ -253,7 +254,7 @@ def peak_rss(base: ExperimentConfig, runs: int, steps: int, workdir: Path,
     """
     cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=steps))
     path = Path(workdir) / "rss_sweep.toml"
-    path.write_text(lipschitz_grid(cfg, runs, "bench_memory"))
+    atomic_write_bytes(path, lipschitz_grid(cfg, runs, "bench_memory").encode("utf-8"))
     out = Path(workdir) / "rss_out"
     wrapper = (
         "import resource, subprocess, sys, time\n"

@@ -98,7 +98,28 @@ def _torch_loss(net, head: str, anchor, positive, negatives, temperature: float)
     return torch_infonce(z[:b], z[b:2 * b], zn, temperature)
 
 
-def check_torch_twin(config: ExperimentConfig, tolerance: float = 1e-5) -> tuple[float, float]:
+def twin_tolerance(config: ExperimentConfig, loss: float) -> float:
+    """Relative tolerance of :func:`check_torch_twin`: how far float32 rounding alone can move
+    the loss ``loss`` between two implementations of it.
+
+    Every number the loss depends on goes through at most ``S = Σ_l fan_in_l + D + K + B + 6``
+    roundings one after the other (each layer's dot products, the ``D``-term similarities, the
+    ``K + 1``-term log-sum-exp, the mean over ``B`` anchors, and a few more), each off by a
+    relative ``≤ u = eps32/2`` in an order each library chooses: relative error ``≤ S·eps32``
+    per quantity (the worst case adds them, Higham §3.1). The logits ``⟨a, x⟩/τ`` of embeddings
+    in the unit ball (both heads) are at most ``1/τ`` in size, so the loss, ``mean(lse − l₀)``,
+    moves by at most ``S·eps32·(|ℓ| + 2/τ)``: relative ``S·eps32·(1 + 2/(τ·|ℓ|))``. For the bench
+    workload (width 64, depth 3, B 256, K 16, τ 0.5) that is ~1e-4; a wrong twin (another
+    temperature, head or layer) is off by percents.
+    """
+    m, d, t = config.model, config.data, config.train
+    fan_in = d.input_dim + (m.depth - 1) * m.width if m.kind != "linear" else d.input_dim
+    steps = fan_in + m.out_dim + t.negatives + t.batch_size + 6
+    eps = float(np.finfo(np.float32).eps)
+    return steps * eps * (1 + 2 / (float(t.temperature) * abs(loss)))
+
+
+def check_torch_twin(config: ExperimentConfig, tolerance: float | None = None) -> tuple[float, float]:
     """Check the PyTorch twin against the JAX loss on one fixed batch; ``(jax, torch)`` losses.
 
     Fixed JAX parameters (``make_model(config.model, D).init`` with :func:`sims.train.run_keys`
@@ -107,6 +128,9 @@ def check_torch_twin(config: ExperimentConfig, tolerance: float = 1e-5) -> tuple
     size, K and negative mode). The JAX loss is :func:`sims.train.batch_loss`; the PyTorch
     loss is the twin's, with the same parameters copied in (:func:`torch_model`), through
     the embedding path :func:`torch_train` times (:func:`torch_head`, :func:`torch_infonce`).
+
+    ``tolerance`` (relative to the JAX loss): by default :func:`twin_tolerance`, the reach of
+    float32 rounding on this loss, so that the check holds on any machine.
 
     Raises:
       RuntimeError: the two differ by more than ``tolerance`` relative to the JAX loss.
@@ -124,6 +148,8 @@ def check_torch_twin(config: ExperimentConfig, tolerance: float = 1e-5) -> tuple
     points = materialize(d, keys.data).points
     batch = sample_batch(keys.train, points, t.batch_size, t.negatives, t.negative_mode)
     expected = float(batch_loss(model, params, batch, t.temperature))
+    if tolerance is None:
+        tolerance = twin_tolerance(config, expected)
     tensor = lambda a: torch.from_numpy(np.array(a, np.float32))  # noqa: E731
     with torch.no_grad():
         got = float(_torch_loss(torch_model(config, params), config.model.head,
@@ -133,7 +159,7 @@ def check_torch_twin(config: ExperimentConfig, tolerance: float = 1e-5) -> tuple
         raise RuntimeError(
             f"PyTorch twin disagrees with the JAX loss ({config.model.kind}, {t.negative_mode} "
             f"negatives): JAX {expected!r}, PyTorch {got!r} (relative difference "
-            f"{abs(got - expected) / abs(expected):.2e} > {tolerance:g})")
+            f"{abs(got - expected) / abs(expected):.2e} > {tolerance:.2e})")
     return expected, got
 
 

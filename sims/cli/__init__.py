@@ -52,8 +52,15 @@ def cpu_devices(count: int | None = None) -> Iterator[None]:
     is its own seed), and accelerators are unaffected (the flag only shapes the CPU
     platform). It takes effect only if JAX starts its backends inside the block, as a
     command does; ``XLA_FLAGS`` that already set a count are left alone, and the variable is
-    restored on exit, so an in-process call leaves no trace.
+    restored on exit, so an in-process call leaves no trace. More than
+    :data:`theory.limits.MAX_CPU_DEVICES` is refused (``ValueError``), since XLA aborts the
+    whole process when it cannot create them.
     """
+    from theory.limits import MAX_CPU_DEVICES
+
+    if count is not None and count > MAX_CPU_DEVICES:
+        raise ValueError(f"--cpu-devices: {count} is more than the {MAX_CPU_DEVICES} host devices "
+                         "a command may ask for (one per core is the default)")
     flags = os.environ.get("XLA_FLAGS")
     if count is None:
         count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -1,8 +1,8 @@
 """``infonce-lab certify FILE.npz [--lipschitz L]... [--tie-rtol R] [--json]``.
 
 Reads the arrays ``points`` ``(n, D)``, ``set_ids`` ``(n,)`` and ``cluster_ids`` ``(n,)`` (pickles
-refused), prints the per-cluster set-graph certificate (SPEC 1) and, with ``--lipschitz``, the
-predicted regime and the phase-diagram lines (SPEC 3.E). This is how a user checks the
+refused), prints the per-cluster set-graph certificate (docs/theory.md §1) and, with ``--lipschitz``, the
+predicted regime and the phase-diagram lines (docs/theory.md §3.E). This is how a user checks the
 theorem's condition on their own augmentation data, e.g. embeddings of image crops.
 """
 
@@ -81,9 +81,9 @@ def register(subparsers) -> None:
         "certify",
         help="set-graph certificate of augmentation sets in an .npz file",
         description="Measure min_gap, bottleneck, chain diameter and hops of every cluster "
-        "(SPEC 1) and the distance between clusters, from the arrays points (n, D), set_ids (n,) "
+        "(docs/theory.md §1) and the distance between clusters, from the arrays points (n, D), set_ids (n,) "
         "and cluster_ids (n,) of an .npz file (pickles are refused). With --lipschitz, also "
-        "print the predicted regime and the phase-diagram lines (SPEC 3.E).",
+        "print the predicted regime and the phase-diagram lines (docs/theory.md §3.E).",
     )
     certify.add_argument("file", metavar="FILE.npz")
     certify.add_argument(

@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 
-from sims.config import build_config
+from sims.config import build_config, shown_repr
 
 
 class UsageError(Exception):
@@ -69,7 +69,7 @@ def parse_assignments(items: list[str], section: str) -> dict:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--{section}: expected KEY=VALUE, got {item!r}")
+            raise ValueError(f"--{section}: expected KEY=VALUE, got {shown_repr(item)}")
         key, raw = item.split("=", 1)
         try:
             value = json.loads(raw)
@@ -102,9 +102,12 @@ def load_point_sets(path: str, max_bytes: int = 2**31) -> tuple[np.ndarray, np.n
     """Read ``points``, ``set_ids`` and ``cluster_ids`` from an ``.npz`` file (no pickles).
 
     Args:
-      path: file written by ``np.savez(path, points=..., set_ids=..., cluster_ids=...)``.
+      path: file written by ``np.savez(path, points=..., set_ids=..., cluster_ids=...)``
+        (or ``np.savez_compressed``).
       max_bytes: the largest array read (its size once decompressed, 2 GiB by default), so
-        that a small compressed file cannot fill the memory.
+        that a small compressed file cannot fill the memory. The size the archive records is
+        checked against it, and each array's ``.npy`` header against that size, before the
+        array is read (:func:`sims.sweep.npz.read_npz`).
 
     Returns:
       ``(points, set_ids, cluster_ids)`` as stored; :func:`theory.certificate` validates them.
@@ -112,9 +115,12 @@ def load_point_sets(path: str, max_bytes: int = 2**31) -> tuple[np.ndarray, np.n
     Raises:
       ValueError: one line naming the path: missing, a folder, not a regular file (a FIFO,
         a device), unreadable, not an ``.npz`` archive, a missing array, an array larger
-        than ``max_bytes``, or an array that holds pickled Python objects.
+        than ``max_bytes`` or than the archive holds, a damaged array (e.g. a flipped byte in
+        compressed data), or an array that holds pickled Python objects.
     """
     import stat
+
+    from sims.sweep.npz import NpzError, read_npz
 
     try:
         info = os.stat(path)
@@ -133,25 +139,12 @@ def load_point_sets(path: str, max_bytes: int = 2**31) -> tuple[np.ndarray, np.n
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not an .npz archive (write it with numpy.savez)")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [name for name in POINT_ARRAYS if name not in data.files]
-            if missing:
-                found = ", ".join(data.files) or "none"
-                raise ValueError(f"{path}: missing array {missing[0]!r} (found: {found})")
-            arrays = []
-            for name in POINT_ARRAYS:
-                members = data.zip.namelist()
-                size = data.zip.getinfo(f"{name}.npy" if f"{name}.npy" in members else name).file_size
-                if size > max_bytes:
-                    raise ValueError(f"{path}: array {name!r} holds {size:,} bytes, at most {max_bytes:,} "
-                                     "(memory), once decompressed")
-                try:
-                    arrays.append(data[name])
-                except ValueError:
-                    raise ValueError(f"{path}: array {name!r} holds Python objects; pickles are refused") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise ValueError(f"{path}: unreadable .npz archive ({type(exc).__name__})") from None
-    return arrays[0], arrays[1], arrays[2]
+        data = read_npz(path, POINT_ARRAYS, max_bytes=max_bytes)
+    except NpzError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    return data[POINT_ARRAYS[0]], data[POINT_ARRAYS[1]], data[POINT_ARRAYS[2]]
 
 
 def strict_json(value) -> str:

@@ -1,6 +1,6 @@
 """``infonce-lab floor --clusters M [M ...] --negatives K [K ...] --temperature T [T ...]``.
 
-Prints the exact simplex floor ``ℓ*_M(K, τ)`` (SPEC 3.B) for every combination of the values.
+Prints the exact simplex floor ``ℓ*_M(K, τ)`` (docs/theory.md §3.B) for every combination of the values.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
         "floor",
         help="exact simplex floor of InfoNCE with K negatives",
         description="Print the exact InfoNCE floor l*_M(K, tau) of M equal-weight clusters on a "
-        "regular simplex (SPEC 3.B), for every combination of the given values.",
+        "regular simplex (docs/theory.md §3.B), for every combination of the given values.",
     )
     floor.add_argument("--clusters", type=int, nargs="+", required=True, metavar="M", help="number of clusters M >= 2")
     floor.add_argument("--negatives", type=int, nargs="+", default=[16], metavar="K", help="negatives K, 1 to 2^62 - 1 (16)")

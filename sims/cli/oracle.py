@@ -1,5 +1,5 @@
 """``infonce-lab oracle``: the class minimum of InfoNCE (or another objective) over
-L-Lipschitz maps (SPEC 3.F).
+L-Lipschitz maps (docs/theory.md §3.F).
 
 ``infonce-lab oracle --data gap=0.08 n_clusters=4 ... --model out_dim=4 --train negatives=8
 temperature=0.3 --lipschitz 0.05 2 30 [--level points] [--json]`` prints one row per ``L``:
@@ -25,30 +25,30 @@ def run_oracle(args) -> int:
     import theory
     from sims.oracle import check_level, class_minimum, objective_arguments
 
-    from theory import oracle as limits
-    from theory import validate
+    from theory import limits, validate
 
     # the command's own arguments, under their own names, before any work
     for lip in args.lipschitz:
         validate.real("--lipschitz", lip, positive=True, float32=True)
-    if len(args.lipschitz) > limits.MAX_LIPSCHITZ_VALUES:
-        validate.fail("--lipschitz", len(args.lipschitz), f"at most {limits.MAX_LIPSCHITZ_VALUES:,} values (time)")
+    if len(args.lipschitz) > limits.ORACLE_MAX_LIPSCHITZ_VALUES:
+        validate.fail("--lipschitz", len(args.lipschitz),
+                      f"at most {limits.ORACLE_MAX_LIPSCHITZ_VALUES:,} values (time)")
     seed = validate.seed("--seed", args.seed)
     config = config_from_args(args)
-    dim = validate.integer("model.out_dim", config.model.out_dim, minimum=1, maximum=limits.MAX_DIM,
+    dim = validate.integer("model.out_dim", config.model.out_dim, minimum=1, maximum=limits.ORACLE_MAX_DIM,
                            reason="memory of the oracle")
-    k = validate.integer("train.negatives", config.train.negatives, minimum=1, maximum=limits.MAX_NEGATIVES,
-                         reason="int32 in the oracle's compiled search")
-    if config.train.temperature < limits.MIN_TEMPERATURE:
+    k = validate.integer("train.negatives", config.train.negatives, minimum=1,
+                         maximum=limits.ORACLE_MAX_NEGATIVES, reason="int32 in the oracle's compiled search")
+    if config.train.temperature < limits.ORACLE_MIN_TEMPERATURE:
         validate.fail("train.temperature", config.train.temperature,
-                      f"at least {limits.MIN_TEMPERATURE:.4g} for the oracle (kernels exp(1/(4·temperature)) "
-                      "of atoms in the ball must stay below e^650)")
-    if args.level == "points" and k * dim > limits.MAX_POINT_NEGATIVES_DIM:
-        validate.fail("train.negatives", k, f"at most {limits.MAX_POINT_NEGATIVES_DIM // dim:,} with "
+                      f"at least {limits.ORACLE_MIN_TEMPERATURE:.4g} for the oracle (kernels "
+                      "exp(1/(4·temperature)) of atoms in the ball must stay below e^650)")
+    if args.level == "points" and k * dim > limits.ORACLE_MAX_POINT_NEGATIVES_DIM:
+        validate.fail("train.negatives", k, f"at most {limits.ORACLE_MAX_POINT_NEGATIVES_DIM // dim:,} with "
                                             f"model.out_dim={dim} at the point level (memory)")
-    if not args.file and sum(config.data.set_counts) > limits.MAX_SETS:
+    if not args.file and sum(config.data.set_counts) > limits.ORACLE_MAX_SETS:
         validate.fail("data.sets_per_cluster", config.data.sets_per_cluster,
-                      f"at most {limits.MAX_SETS:,} sets in all for the oracle (memory and time), "
+                      f"at most {limits.ORACLE_MAX_SETS:,} sets in all for the oracle (memory and time), "
                       f"{sum(config.data.set_counts):,} with data.n_clusters={config.data.n_clusters}")
     check_level(config, args.level, "--level")
     tr = config.train
@@ -90,7 +90,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "oracle", help="class minimum of InfoNCE over L-Lipschitz maps into the ball",
         description="Minimise InfoNCE over every L-Lipschitz map into the unit ball on a "
-        "configuration's data (or on --file), for each --lipschitz value (SPEC 3.F). d, K and tau "
+        "configuration's data (or on --file), for each --lipschitz value (docs/theory.md §3.F). d, K and tau "
         "come from --model out_dim, --train negatives and --train temperature.")
     add_section_arguments(p)
     p.add_argument("--lipschitz", type=positive_float, nargs="+", required=True, metavar="L",

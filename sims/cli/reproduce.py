@@ -1,6 +1,10 @@
-"""``infonce-lab reproduce``: the bundled sweeps, then the figures F1–F8."""
+"""``infonce-lab reproduce``: the bundled sweeps, then the figures F1–F12."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from sims.cli.common import UsageError
 
 
 def _run(args) -> int:
@@ -22,7 +26,7 @@ def _run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("reproduce", help="run the bundled sweeps and write every figure",
                        description="Run (or resume) the bundled sweeps into RUNS, then write "
-                       "the figures F1-F8 as PNG and PDF, with the table behind each, into OUT.")
+                       "the figures F1-F12 as PNG and PDF, with the table behind each, into OUT.")
     p.add_argument("--quick", action="store_true",
                    help="coarse grids, one seed, short training (a few minutes)")
     p.add_argument("--out", default="figures", help="figure folder (default: figures)")
@@ -32,7 +36,37 @@ def register(sub) -> None:
     p.set_defaults(handler=_dispatch)
 
 
+def _folder_path(option: str, value: str) -> Path:
+    """``value`` as a folder path: not empty, and no part of it an existing non-folder."""
+    if value == "":
+        raise UsageError(f"{option}: must be a folder path, got ''")
+    from sims.sweep.atomic import file_in_the_way
+
+    path = Path(value)
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        raise UsageError(f"{option}: {blocker} exists and is not a folder")
+    return path
+
+
+def check_writable(option: str, value: str) -> Path:
+    """Make the folder ``value`` (if need be) and prove a file can be written in it, before
+    any training: a refusal is one line naming the option and the path."""
+    import tempfile
+
+    path = _folder_path(option, value)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot write in {path} ({exc.strerror or exc})") from None
+    return path
+
+
 def _dispatch(args) -> int:
     if args.runs is None:
         args.runs = "runs/quick" if args.quick else "runs"
+    _folder_path("--runs", args.runs)
+    check_writable("--out", args.out)  # before minutes of training, not after
     return _run(args)

@@ -76,20 +76,25 @@ def _distributed_args(args) -> dict | None:
 
 
 def sweep_command(args) -> int:
-    from sims.sweep import engine, plan, store
+    from sims.limits import check_memory
+    from sims.sweep import engine, folder, lock, plan
     from sims.sweep.file import load_sweep
 
     dist = _distributed_args(args)
     sweep = load_sweep(args.file)
     budget = args.memory_budget * 2**20 if args.memory_budget else plan.DEFAULT_MEMORY_BUDGET
     if args.dry_run:
+        # the plan is this machine's: the groups it lists must fit its memory (the run itself
+        # checks every group, before anything is written: engine.run_sweep)
+        for static, _ in sweep.group_configs(plan.DESCRIBE_GROUPS):
+            check_memory(static)
         print(plan.describe(sweep, args.chunk_size, budget))
         return 0
     if args.out == "":
         raise UsageError("--out: must be a folder path, got ''")
-    store.check_folder(args.out, sweep)  # refuse before initialising anything
+    folder.check_folder(args.out, sweep)  # refuse before initialising anything
     if dist is None or args.process_id is not None:  # under --distributed, run_sweep checks
-        store.check_not_running(args.out, args.process_id or 0)
+        lock.check_not_running(args.out, args.process_id or 0)
     if dist is not None:
         import jax
 

@@ -1,4 +1,5 @@
 """Results → tables and figures (no training, except F4 re-training three runs for their
-parameters): :mod:`sims.report.analysis` reads and aggregates sweep results,
-:mod:`sims.report.figures` draws F1–F8, :mod:`sims.report.reproduce` runs the bundled sweeps
+parameters, and no solving, except F8's point-level class minimum on three cells per
+geometry): :mod:`sims.report.analysis` reads and aggregates sweep results,
+:mod:`sims.report.figures` draws F1–F12, :mod:`sims.report.reproduce` runs the bundled sweeps
 and writes every figure (``make reproduce``)."""

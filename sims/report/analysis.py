@@ -1,10 +1,18 @@
 """Results in, tables out: reading sweep results and aggregating them over seeds.
 
 No training and no plotting here: :func:`load_results` reads a sweep's ``results.csv``,
-:func:`cell_table` aggregates runs over seeds into cells (majority regime, medians, the
-class minimum where present), :func:`boundaries` finds the measured regime boundaries
-along the Lipschitz axis, and :func:`points_level_subset` re-solves a few cells' class
-minimum at the point level.
+:func:`cell_table` aggregates runs over seeds into cells (majority regime, whether the
+seeds agree, medians, the class minimum where present), :func:`boundaries` finds the
+measured regime boundaries along the Lipschitz axis as intervals between caps where every
+seed agrees, :func:`compare_boundaries` sets the boundary tables of one ``reproduce`` beside
+another's, and :func:`points_level_subset` re-solves a few cells' class minimum at the
+point level.
+
+Why intervals: trained results differ in their last bits between machines (float rounding
+differs between CPUs, and long training amplifies it), which can flip a seed, and with it
+a cell's majority, near a boundary. A cap where every seed lands on the same side flips
+only if a whole cell changes, so a boundary read from such caps holds on any machine where
+a majority point need not.
 """
 
 from __future__ import annotations
@@ -40,21 +48,27 @@ def load_results(folder: str | Path, status: str = "ok") -> list[dict[str, Any]]
 
     Configuration columns keep their section prefix (``data.gap``, ``model.lipschitz``).
     """
-    from sims.sweep.store import read_results
+    from sims.sweep.results import read_results
 
     rows = [{k: _number(v) for k, v in r.items()} for r in read_results(folder)]
     return [r for r in rows if status is None or r.get("status") == status]
 
 
 def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """A list of dicts as CSV (the union of keys, in first-seen order)."""
+    """A list of dicts as CSV (the union of keys, in first-seen order), written through the
+    project's writer (:func:`sims.sweep.atomic.atomic_write_bytes`)."""
+    import io
+
+    from sims.sweep.atomic import atomic_write_bytes
+
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
 def binds(row: dict) -> bool:
@@ -91,10 +105,12 @@ def theory_lines(rows: Sequence[dict]) -> tuple[float, float]:
 def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
     """Aggregate runs over seeds: one record per (x, y) cell.
 
-    A cell carries the theory lines of its runs' measured certificates
+    ``seeds_agree`` is true when every run of the cell that has a regime (diverged runs have
+    none) has the same one; the majority ``regime`` of a cell where it is false can differ
+    on another machine. A cell carries the theory lines of its runs' measured certificates
     (:func:`theory_lines`), and with class-minimum columns (an ``[oracle]`` section) the
-    oracle's regime, loss and the mean ``oracle_gap`` (the class minimum is the same for
-    every seed).
+    oracle's regime, loss (with its mean standard error where recorded) and the mean
+    ``oracle_gap`` (the class minimum is the same for every seed).
     """
     cells = defaultdict(list)
     for r in rows:
@@ -104,6 +120,7 @@ def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
         cell = {
             x: xv, y: yv, "runs": len(rs), "regime": majority_regime(r["regime"] for r in rs),
             **{f"n_{g}": sum(r["regime"] == g for r in rs) for g in REGIMES},
+            "seeds_agree": len({r["regime"] for r in rs if r["regime"]}) <= 1,
             "preservation_ratio": float(np.median([r["preservation_ratio"] for r in rs])),
             "loss_final": float(np.mean([r["loss_final"] for r in rs])),
             "loss_gap": float(np.mean([r["loss_gap"] for r in rs])),
@@ -117,41 +134,231 @@ def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
             cell.update({
                 "oracle_regime": majority_regime(r["oracle_regime"] for r in rs),
                 "oracle_loss": float(np.mean([r["oracle_loss"] for r in rs])),
+                "oracle_loss_se": float(np.mean([r.get("oracle_loss_se", math.nan) for r in rs])),
                 "oracle_gap": float(np.mean([r["oracle_gap"] for r in rs])),
             })
         out.append(cell)
     return out
 
 
-def boundaries(cells: Sequence[dict], x: str, y: str, regime: str = "regime") -> list[dict[str, Any]]:
-    """Empirical regime boundaries along ``y`` (the Lipschitz bound) for each ``x``.
+#: the regimes below each boundary (the rest lie above it).
+_BELOW = {"collapse": frozenset({"collapsed"}), "split": frozenset({"collapsed", "preserved"})}
+#: how many standard errors a class minimum's split must gain to count as a preference.
+TIE_STANDARD_ERRORS = 2.0
 
-    For each ``x`` the collapse boundary is the geometric mean of the largest ``y`` whose
-    majority regime (the column ``regime``) is collapsed and the next ``y``; the split
-    boundary likewise between the largest non-split ``y`` and the smallest split ``y``
-    above it. ``nan`` when the grid does not bracket the boundary. Each record also holds
-    the column's theory lines (from :func:`cell_table`) and the boundaries' ratios to them.
+
+def _regimes_present(cell: dict, regime: str) -> frozenset:
+    """The regimes of a cell's runs: every seed's from the counts of :func:`cell_table`
+    (column ``regime``), else the one label of the column (the class minimum, one solve)."""
+    if regime == "regime" and all(f"n_{g}" in cell for g in REGIMES):
+        return frozenset(g for g in REGIMES if cell[f"n_{g}"] > 0)
+    return frozenset({cell[regime]}) if cell.get(regime) in REGIMES else frozenset()
+
+
+def _interval(present: Sequence[frozenset], below: frozenset) -> tuple[int | None, int | None]:
+    """Indices ``(low, high)`` of the caps that bracket a boundary: ``low`` the last cap such
+    that at it and at every smaller cap every seed is below the boundary (its regime in
+    ``below``), ``high`` the first cap such that at it and at every larger cap every seed is
+    above it. ``None`` where the grid has no such cap (a cell with no regime, all its runs
+    diverged, counts on neither side)."""
+    lo = hi = None
+    for i, p in enumerate(present):
+        if not (p and p <= below):
+            break
+        lo = i
+    for i in reversed(range(len(present))):
+        p = present[i]
+        if not (p and not p & below):
+            break
+        hi = i
+    return lo, hi
+
+
+def boundaries(cells: Sequence[dict], x: str, y: str, regime: str = "regime") -> list[dict[str, Any]]:
+    """Empirical regime boundaries along ``y`` (the Lipschitz bound) for each ``x``, as intervals.
+
+    For each ``x`` the collapse boundary (collapsed → preserved or split) lies in
+    ``[collapse_low, collapse_high]``: up to ``collapse_low`` every seed of every cap
+    collapsed, from ``collapse_high`` on none did. The split boundary (collapsed or
+    preserved → split) lies in ``[split_low, split_high]``: up to ``split_low`` no seed
+    split, from ``split_high`` on every seed did. Every cell whose seeds disagree
+    (``seeds_agree`` false), and every cap where the regime goes back across the boundary,
+    lies inside the interval, so a seed that changes sides there on another machine does
+    not move it (it moves only where a cell at an end becomes unanimous or stops being so).
+    The seeds are read from the counts ``n_collapsed``, ``n_preserved``, ``n_split`` of
+    :func:`cell_table`; the column ``regime`` of cells without counts, and any other column
+    (``oracle_regime``: one solve per cell), is one label per cell, so a monotone column
+    gives one grid step. ``nan`` at an end the grid does not reach: ``low`` nan when the
+    smallest cap is not all below the boundary, ``high`` nan when the largest cap is not
+    all above it.
+
+    ``collapse_boundary`` and ``split_boundary`` are the geometric middle of the interval
+    (``nan`` unless both ends are finite): for one label per cell and a monotone column, the
+    point between two neighbouring caps (the class minimum's boundary); for seeds, only a
+    place to draw. Each record also holds the column's
+    theory lines (from :func:`cell_table`) and the ratios of the interval ends and the
+    middle to them (``split_ratio_low``, ``split_ratio_high``, ``split_ratio``, likewise for
+    the collapse). With class-minimum losses in the cells (``oracle_loss``), the record of
+    ``regime="oracle_regime"`` says whether the class minimum's split is a tie
+    (:func:`split_is_tie`).
     """
     out = []
     for xv in sorted({c[x] for c in cells}):
         col = sorted((c for c in cells if c[x] == xv), key=lambda c: c[y])
         ys = [c[y] for c in col]
-        reg = [c[regime] for c in col]
-        collapse = split = math.nan
-        coll = [i for i, r in enumerate(reg) if r == "collapsed"]
-        if coll and coll[-1] + 1 < len(ys):
-            collapse = math.sqrt(ys[coll[-1]] * ys[coll[-1] + 1])
-        splits = [i for i, r in enumerate(reg) if r == "split"]
-        if splits:
-            first = splits[0]
-            non = [i for i in range(first) if reg[i] != "split"]
-            if non:
-                split = math.sqrt(ys[non[-1]] * ys[first])
+        present = [_regimes_present(c, regime) for c in col]
         lines = {k: col[0][k] for k in ("collapse_line", "split_line")}
-        out.append({x: xv, "collapse_boundary": collapse, "split_boundary": split, **lines,
-                    "collapse_ratio": collapse / lines["collapse_line"],
-                    "split_ratio": split / lines["split_line"]})
+        record: dict[str, Any] = {x: xv}
+        ratios = {}
+        for name in ("collapse", "split"):
+            lo, hi = _interval(present, _BELOW[name])
+            low = ys[lo] if lo is not None else math.nan
+            high = ys[hi] if hi is not None else math.nan
+            middle_value = math.sqrt(low * high)  # nan when either end is
+            record.update({f"{name}_low": low, f"{name}_high": high, f"{name}_boundary": middle_value})
+            line = lines[f"{name}_line"]
+            ratios.update({f"{name}_ratio_low": low / line, f"{name}_ratio_high": high / line,
+                           f"{name}_ratio": middle_value / line})
+            if name == "split" and regime != "regime" and "oracle_loss" in col[0]:
+                record["split_tie"] = split_is_tie(col[lo], col[hi]) if lo is not None and hi is not None \
+                    else False
+        out.append({**record, **lines, **ratios})
     return out
+
+
+def split_is_tie(below: dict, above: dict) -> bool:
+    """Whether the class minimum's split between two cells is a tie, not a preference.
+
+    ``below`` is the last cap the class minimum keeps unsplit, ``above`` the first it splits:
+    a tie when the split cell's ``oracle_loss`` is not below the other's by more than
+    :data:`TIE_STANDARD_ERRORS` standard errors of their difference (``oracle_loss_se``,
+    zero where not recorded: the exact set-level loss). A larger cap can only lower the
+    class minimum, so a split that gains nothing means the objective does not choose
+    between the two (the spectral loss: −5/3 for preserved and split maps alike), and the
+    regime the solver returns there is noise.
+    """
+    def se(c: dict) -> float:
+        v = c.get("oracle_loss_se", math.nan)
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else 0.0
+
+    spread = math.hypot(se(below), se(above))
+    return bool(above["oracle_loss"] >= below["oracle_loss"] - TIE_STANDARD_ERRORS * spread)
+
+
+# --------------------------------------------------------------------------- comparison
+
+#: the boundary tables a ``reproduce`` writes, with the columns that name a row of each.
+BOUNDARY_TABLES = {
+    "F2_boundaries.csv": ("geometry", "data.gap"),
+    "F5_negatives_temperature.csv": ("axis", "value"),
+    "F8_boundaries.csv": ("geometry", "data.gap"),
+    "F9_boundaries.csv": ("objective", "data.gap"),
+    "F10_boundaries.csv": ("data.gap",),
+    "F12_boundaries.csv": ("data.cluster_layout",),
+}
+
+
+def boundary_columns(columns: Sequence[str]) -> list[str]:
+    """The columns of a boundary table that :func:`compare_boundaries` compares: the ends of
+    the trained intervals (``*_low``, ``*_high``) and the class minimum's points
+    (``oracle_*_boundary``); not the middles, ratios or theory lines derived from them."""
+    return [c for c in columns if ("ratio" not in c and "_over_" not in c)
+            and (c.endswith(("_low", "_high")) or (c.startswith("oracle_") and c.endswith("_boundary")))]
+
+
+def read_boundary_tables(folder: str | Path) -> dict[str, list[dict[str, str]]]:
+    """The boundary tables (:data:`BOUNDARY_TABLES`) found in ``folder``, as CSV text rows."""
+    tables = {}
+    for name in BOUNDARY_TABLES:
+        path = Path(folder) / name
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as f:
+                tables[name] = list(csv.DictReader(f))
+    return tables
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def _shown(v: Any) -> str:
+    if isinstance(v, float):
+        return "none" if math.isnan(v) else f"{v:g}"
+    return str(v)
+
+
+def compare_boundaries(committed: dict[str, list[dict]], fresh: dict[str, list[dict]]) -> tuple[int, list[str]]:
+    """Boundaries of a fresh ``reproduce`` against committed ones: ``(values compared, lines)``.
+
+    Both arguments map a table name of :data:`BOUNDARY_TABLES` to its rows (as
+    :func:`read_boundary_tables` returns them). Rows are matched by the table's key columns
+    and every :func:`boundary_columns` column both tables have is compared (numbers equal
+    to 1e-9 relative, nan equal to nan). One line per value that differs
+    (``F2_boundaries.csv chain, δ=0.1: split_high 8 → 4``), per row or table only one side
+    has, and per table whose committed version lacks columns the fresh one has (older code);
+    a difference in a class minimum's split boundary that is a tie on either side
+    (``oracle_split_tie`` or ``split_tie``) says so. Tables with no committed version are
+    not compared (nothing to compare with) and are named in one line.
+    """
+    lines: list[str] = []
+    compared = 0
+    missing = [name for name in fresh if name not in committed]
+    for name, keys in BOUNDARY_TABLES.items():
+        if name not in committed:
+            continue
+        if name not in fresh:
+            lines.append(f"{name}: committed, but this run did not write it")
+            continue
+        old_rows, new_rows = committed[name], fresh[name]
+        new_cols = boundary_columns(list(new_rows[0]) if new_rows else [])
+        old_cols = set(old_rows[0]) if old_rows else set()
+        lacking = [c for c in new_cols if c not in old_cols]
+        if old_rows and lacking:
+            lines.append(f"{name}: the committed table has no {', '.join(lacking)} (older code); "
+                         "compared the other columns")
+        columns = [c for c in new_cols if c in old_cols]
+
+        def key(r: dict) -> tuple:
+            return tuple(_number(str(r.get(k, ""))) for k in keys)
+
+        def label(k: tuple) -> str:
+            return ", ".join(f"δ={_shown(v)}" if c == "data.gap" else _shown(v) for c, v in zip(keys, k))
+
+        old_by = {key(r): r for r in old_rows}
+        new_by = {key(r): r for r in new_rows}
+        for k in sorted(set(old_by) | set(new_by), key=lambda k: tuple(map(str, k))):
+            if k not in new_by:
+                lines.append(f"{name} {label(k)}: committed, not in this run")
+                continue
+            if k not in old_by:
+                lines.append(f"{name} {label(k)}: new in this run")
+                continue
+            o, n = old_by[k], new_by[k]
+            for c in columns:
+                a, b = _number(str(o[c])), _number(str(n[c]))
+                compared += 1
+                if not _same(a, b):
+                    tie = c == "oracle_split_boundary" and any(
+                        str(r.get(t, "")).lower() == "true" for r in (o, n)
+                        for t in ("oracle_split_tie", "split_tie"))
+                    lines.append(f"{name} {label(k)}: {c} {_shown(a)} → {_shown(b)}"
+                                 + (" (the class minimum is a tie there)" if tie else ""))
+    if missing:
+        lines.append(f"no committed {', '.join(missing)} to compare with")
+    return compared, lines
+
+
+def boundary_report(committed: dict[str, list[dict]], fresh: dict[str, list[dict]]) -> list[str]:
+    """:func:`compare_boundaries` as the lines ``reproduce`` prints at its end."""
+    if not committed:
+        return ["boundaries: no committed boundary tables in the figure folder to compare with"]
+    compared, lines = compare_boundaries(committed, fresh)
+    differ = [line for line in lines if "→" in line]
+    head = (f"boundaries: all {compared} equal to the committed ones" if not differ else
+            f"boundaries: {len(differ)} of {compared} differ from the committed ones")
+    return [head] + ["  " + line for line in lines]
 
 
 def points_level_subset(rows: Sequence[dict], cells: Sequence[dict]) -> list[dict[str, Any]]:
@@ -164,7 +371,7 @@ def points_level_subset(rows: Sequence[dict], cells: Sequence[dict]) -> list[dic
     so it may differ a little from ``sets_loss``, the sweep's value for the whole column).
     """
     from sims.oracle import class_minimum
-    from sims.sweep.store import config_from_cells
+    from sims.sweep.cells import config_from_cells
 
     gap = middle(c["data.gap"] for c in cells)
     col = sorted((c for c in cells if c["data.gap"] == gap), key=lambda c: c["model.lipschitz"])

@@ -5,7 +5,9 @@ read by :func:`load_results`) and an output folder, writes ``<name>.png`` and
 ``<name>.pdf`` there, writes the tidy table behind the figure as ``<name>.csv``, and
 returns a small dict of the numbers it measured (for the README and the closing summary).
 Nothing here trains, except :func:`fig_embeddings`, which needs learned parameters and
-trains its three runs as one compiled program.
+trains its three runs as one compiled program; and nothing here solves, except
+:func:`fig_oracle`, which computes the point-level class minimum (``level="points"``) on
+three cells per geometry.
 """
 
 from __future__ import annotations
@@ -47,12 +49,15 @@ SET_LEVEL = "class minimum over set-constant L-Lipschitz maps (oracle, set level
 
 
 def _save(fig, out: Path, name: str) -> list[Path]:
+    """``<out>/<name>.png`` and ``.pdf`` through the project's writer
+    (:func:`sims.sweep.atomic.write_figure`; the PDF has no creation date: reproducible)."""
+    from sims.sweep.atomic import write_figure
+
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=130, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})  # reproducible
-    plt.close(fig)
-    return paths
+    try:
+        return write_figure(fig, out / name)
+    finally:
+        plt.close(fig)
 
 
 def _regime_legend(fig, y: float) -> None:
@@ -60,6 +65,47 @@ def _regime_legend(fig, y: float) -> None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=REGIME_COLOURS[r]) for r in REGIMES]
     fig.legend(handles, REGIMES, loc="lower center", ncol=3, fontsize=9,
                bbox_to_anchor=(0.5, y))
+
+
+#: the mark of a cell whose seeds disagree (a dashed outline; boxes mark the class minimum).
+MIXED_SEEDS = "dashed outline: the cell's seeds disagree (its majority can differ on another machine)"
+
+
+def _mark_mixed_seeds(ax, cells: Sequence[dict], xs: Sequence, lips: Sequence, x: str = "data.gap") -> bool:
+    """A dashed outline inside each cell whose seeds disagree (``seeds_agree`` false);
+    whether there was one. Distinct from :func:`_box_disagreements` (solid, smaller)."""
+    mixed = [c for c in cells if not c.get("seeds_agree", True)]
+    for c in mixed:
+        i, j = xs.index(c[x]), lips.index(c["model.lipschitz"])
+        ax.add_patch(plt.Rectangle((i - 0.47, j - 0.47), 0.94, 0.94, fill=False, lw=1.1, ec="k",
+                                   ls=(0, (2.5, 1.5))))
+    return bool(mixed)
+
+
+def _mixed_seeds_legend(ax) -> None:
+    ax.add_patch(plt.Rectangle((0, 0), 0, 0, fill=False, lw=1.1, ec="k", ls=(0, (2.5, 1.5)),
+                               label="seeds disagree"))
+
+
+def _interval_bars(ax, bnd: Sequence[dict], lips: Sequence, name: str, offset: float, **style) -> None:
+    """The measured interval of boundary ``name`` (``collapse`` or ``split``) of each column as a
+    vertical bar at ``column + offset``, in the index coordinates of a cap grid ``lips``; an
+    end the grid does not reach runs to the grid's edge."""
+    for i, b in enumerate(bnd):
+        low, high = b[f"{name}_low"], b[f"{name}_high"]
+        if math.isnan(low) and math.isnan(high):
+            continue
+        y0 = -0.5 if math.isnan(low) else float(_log_index([low], lips)[0])
+        y1 = len(lips) - 0.5 if math.isnan(high) else float(_log_index([high], lips)[0])
+        ax.plot([i + offset] * 2, [y0, y1], solid_capstyle="butt", **style)
+        style = {k: v for k, v in style.items() if k != "label"}
+
+
+def _interval_text(low: float, high: float, digits: int = 2) -> str:
+    """``[low, high]`` of a measured interval, ``-`` for an end the grid does not reach."""
+    def end(v: float) -> str:
+        return "-" if math.isnan(v) else f"{v:.{digits}f}"
+    return f"[{end(low)}, {end(high)}]"
 
 
 # --------------------------------------------------------------------------- F1 geometry
@@ -73,7 +119,7 @@ def fig_geometry(rows: Sequence[dict], out: Path) -> dict:
     up to a rigid motion), and the certificate measured from those points.
     """
     from sims.data import design_points
-    from sims.sweep.store import config_from_cells
+    from sims.sweep.cells import config_from_cells
 
     gap = middle(r["data.gap"] for r in rows)
     base = config_from_cells(next(r for r in rows if r["data.gap"] == gap)).data
@@ -134,8 +180,10 @@ def _sets_label(rows: Sequence[dict]) -> str:
 def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
     """F2: regime of trained networks over gap × configured cap for each geometry.
 
-    ``results`` maps geometry name to its phase sweep's rows. The lines are SPEC 3.E's
-    sufficient-condition lines from the runs' measured certificates (:func:`theory_lines`).
+    ``results`` maps geometry name to its phase sweep's rows. The lines are the
+    sufficient-condition lines (docs/theory.md §3.E) from the runs' measured certificates (:func:`theory_lines`);
+    the bars beside each column are the measured boundary intervals (:func:`boundaries`), and
+    a dashed outline marks a cell whose seeds disagree.
     """
     geoms = [g for g in results if results[g]]
     fig, axes = plt.subplots(1, len(geoms), figsize=(5.2 * len(geoms), 4.6), squeeze=False)
@@ -155,7 +203,12 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
                 ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///",
                                            edgecolor="0.25", lw=0))
             table.append({"geometry": geometry, **c})
+        mixed = _mark_mixed_seeds(ax, cells, gaps, lips)
         bnd = boundaries(cells, "data.gap", "model.lipschitz")
+        _interval_bars(ax, bnd, lips, "collapse", -0.44, color="0.3", lw=3,
+                       label="measured collapse interval")
+        _interval_bars(ax, bnd, lips, "split", 0.44, color="#1565c0", lw=3,
+                       label="measured split interval")
         xi = np.arange(len(gaps))
         edge = [-0.5, len(lips) - 0.5]
         collapse = [b["collapse_line"] for b in bnd]
@@ -171,12 +224,15 @@ def fig_phase(results: dict[str, Sequence[dict]], out: Path) -> dict:
         if not all(c["cap_binds"] for c in cells):
             ax.add_patch(plt.Rectangle((0, 0), 0, 0, fill=False, hatch="///", edgecolor="0.25",
                                        lw=0, label="cap does not bind"))
+        if mixed:
+            _mixed_seeds_legend(ax)
         ax.legend(fontsize=7, loc="upper left")
         summary[geometry] = bnd
     _regime_legend(fig, -0.04)
     fig.suptitle("F2. Phase diagram of trained networks: clusters collapse, are preserved, or split "
                  "as L·δ grows\n(majority over seeds; cell text = median W/B; darker = larger W/B; "
-                 f"hatched: {NOT_BINDING})", fontsize=10)
+                 f"hatched: {NOT_BINDING};\n{MIXED_SEEDS}; bars: the measured boundary intervals, "
+                 "below a bar every seed of every cap is on one side of it, above it on the other)", fontsize=10)
     fig.tight_layout()
     _save(fig, out, "F2_phase")
     write_table(out / "F2_phase.csv", table)
@@ -280,7 +336,7 @@ def fig_embeddings(rows: Sequence[dict], out: Path) -> dict:
     seeds are trained again (:func:`sims.train.fit_grid`, the engine's program) to recover
     their parameters, and their points embedded. The first three output coordinates are drawn.
     """
-    from sims.sweep.store import config_from_cells
+    from sims.sweep.cells import config_from_cells
     from sims.train import fit_grid
 
     picks = embedding_picks(rows)
@@ -326,7 +382,10 @@ def fig_embeddings(rows: Sequence[dict], out: Path) -> dict:
 
 def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict],
                               out: Path) -> dict:
-    """F5: where the trained preserved/split boundary sits as K varies, and as τ varies."""
+    """F5: where the trained preserved/split boundary sits as K varies, and as τ varies.
+
+    The boundaries are the measured intervals of :func:`boundaries` (bands); a dashed square
+    marks a cell whose seeds disagree."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     summary = {}
     for ax, rows, axis, label in ((axes[0], neg_rows, "train.negatives", "number of negatives K"),
@@ -341,12 +400,21 @@ def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict
                        color=colour if c["cap_binds"] else "white", edgecolors=colour)
         if not all(c["cap_binds"] for c in cells):
             ax.scatter([], [], s=90, marker="s", color="white", edgecolors="k", label="cap does not bind")
+        mixed = [c for c in cells if not c["seeds_agree"]]
+        if mixed:
+            ax.scatter([c[axis] for c in mixed], [c["model.lipschitz"] for c in mixed], s=190, marker="s",
+                       facecolors="none", edgecolors="k", linewidths=1.0, linestyles="--",
+                       label="seeds disagree")
         bnd = boundaries(cells, axis, "model.lipschitz")
         xs = [b[axis] for b in bnd]
-        ax.plot(xs, [b["split_boundary"] for b in bnd], "k-o", ms=4,
-                label="measured preserved→split boundary")
-        ax.plot(xs, [b["collapse_boundary"] for b in bnd], "k--", ms=4,
-                label="measured collapsed→preserved boundary")
+        for name, colour, what in (("split", "#1565c0", "measured preserved→split interval"),
+                                   ("collapse", "0.4", "measured collapsed→preserved interval")):
+            low = np.array([b[f"{name}_low"] for b in bnd])
+            high = np.array([b[f"{name}_high"] for b in bnd])
+            ok = np.isfinite(low) & np.isfinite(high)
+            if ok.any():
+                ax.fill_between(np.array(xs)[ok], low[ok], high[ok], color=colour, alpha=0.18, lw=0,
+                                label=what)
         split_lines = sorted({round(b["split_line"], 9) for b in bnd})
         ax.plot(xs, [b["split_line"] for b in bnd], color="k", lw=0.8, ls=":",
                 label="e_m/D_c" + (f" = {split_lines[0]:.1f}" if len(split_lines) == 1 else ""))
@@ -361,7 +429,8 @@ def fig_negatives_temperature(neg_rows: Sequence[dict], temp_rows: Sequence[dict
     _regime_legend(fig, -0.05)
     fig.suptitle("F5. Finite negatives and temperature: where preservation gives way to "
                  f"splitting in trained networks ({where}, majority over seeds;\nhollow: "
-                 f"{NOT_BINDING})", fontsize=10)
+                 f"{NOT_BINDING}; bands: the measured boundary intervals, every seed on one side "
+                 "below a band and on the other above it)", fontsize=10)
     fig.tight_layout()
     _save(fig, out, "F5_negatives_temperature")
     write_table(out / "F5_negatives_temperature.csv",
@@ -442,7 +511,7 @@ def fig_uniformity(preserved_sources: dict[str, Sequence[dict]], many_rows: Sequ
 
 
 def fig_certificate(sources: dict[str, Sequence[dict]], out: Path) -> dict:
-    """F7: measured within-cluster diameter against the chain bounds of SPEC 3.D (ball head).
+    """F7: measured within-cluster diameter against the chain bounds of docs/theory.md §3.D (ball head).
 
     Each run against its tight bound ``L̂·D_c + 2·h·r`` (``h`` the measured ``max_hops``); the
     loose bound ``L̂·D_c + 2(n − 1)·r`` is checked as well. ``L̂`` is the certified bound of the
@@ -522,7 +591,9 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
     level; ``p:`` marks the point-level check of :func:`points_level_subset`); boxed cells
     disagree. Lines: the sufficient split line ``e_m/D_c`` (from the measured certificate
     columns) and the measured split boundaries of both. Bottom: ``oracle_gap``, how far
-    every trained run stays above the class minimum of its cap.
+    every trained run stays above the class minimum of its cap. The trained split boundary
+    is the measured interval of :func:`boundaries` (a bar; dashed outline: the cell's seeds
+    disagree), the class minimum's a point between two caps (one solve per cell).
     """
     geoms = [g for g in results if results[g] and "oracle_regime" in results[g][0]]
     if not geoms:
@@ -543,15 +614,18 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
                                     (1, "oracle_regime", "set-constant class minimum (oracle, set level)")):
             ax = fig.add_subplot(grid[row_index, col_index])
             _regime_cells(ax, cells, gaps, lips, key)
+            if row_index == 0 and _mark_mixed_seeds(ax, cells, gaps, lips):
+                _mixed_seeds_legend(ax)
             xi = np.arange(len(gaps))
             ax.plot(xi, _log_index([split_line[g] for g in gaps], lips, left=-0.5, right=len(lips) - 0.5),
                     "k-", lw=1.6, label="L = e_m/D_c (sufficient split line)")
-            for bnd, style, label in ((trained, "k:v", "trained split boundary"),
-                                      (oracle, "b--^", "class-minimum split boundary")):
-                ys = np.array([bnd[g]["split_boundary"] for g in gaps])
-                ok = np.isfinite(ys)
-                if ok.any():
-                    ax.plot(xi[ok], _log_index(ys[ok], lips), style, ms=5, lw=1.2, label=label)
+            _interval_bars(ax, [trained[g] for g in gaps], lips, "split", 0.44, color="k", lw=3,
+                           label="trained split interval")
+            ys = np.array([oracle[g]["split_boundary"] for g in gaps])
+            ok = np.isfinite(ys)
+            if ok.any():
+                ax.plot(xi[ok], _log_index(ys[ok], lips), "b--^", ms=5, lw=1.2,
+                        label="class-minimum split boundary")
             if row_index == 1:
                 for p in subset:
                     i, j = gaps.index(p["data.gap"]), lips.index(p["model.lipschitz"])
@@ -563,10 +637,14 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
         disagree = [c for c in cells if c["regime"] != c["oracle_regime"]]
         per_gap = []
         for g in gaps:
-            o, t = oracle[g]["split_boundary"], trained[g]["split_boundary"]
+            o, t = oracle[g]["split_boundary"], trained[g]
             per_gap.append({"geometry": geometry, "data.gap": g, "split_line": split_line[g],
-                            "oracle_split_boundary": o, "trained_split_boundary": t,
-                            "oracle_over_line": o / split_line[g], "oracle_over_trained": o / t,
+                            "oracle_split_boundary": o, "oracle_split_tie": oracle[g].get("split_tie", False),
+                            "trained_split_low": t["split_low"], "trained_split_high": t["split_high"],
+                            "oracle_over_line": o / split_line[g],
+                            # the class minimum's point over the trained interval: [o/high, o/low]
+                            "oracle_over_trained_low": o / t["split_high"],
+                            "oracle_over_trained_high": o / t["split_low"],
                             "largest_cap": lips[-1]})
         boundary_rows += per_gap
         gaps_all = [r["oracle_gap"] for r in rows]
@@ -601,8 +679,8 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
     ax.legend(fontsize=7, ncol=3)
     _regime_legend(fig, -0.01)
     fig.suptitle("F8. The theorem's map (InfoNCE minimised over L-Lipschitz maps into the ball) beside "
-                 "the trained one;\nboxed cells: the two disagree; p: the regime found at the point "
-                 "level (one embedding per point)", fontsize=11)
+                 "the trained one;\nboxed cells: the two disagree; dashed: the seeds disagree; bars: "
+                 "the trained split interval; p: the regime found at the point level (one embedding per point)", fontsize=11)
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     _save(fig, out, "F8_oracle")
     write_table(out / "F8_oracle.csv", table)
@@ -622,7 +700,9 @@ def _median(values) -> float:
 
 
 def _phase_panel(ax, cells: Sequence[dict], key: str = "regime", text: bool = True) -> tuple[list, list]:
-    """Regime cells of a gap × cap grid in index coordinates (median W/B as text)."""
+    """Regime cells of a gap × cap grid in index coordinates (median W/B as text); with
+    ``key="regime"`` (trained networks) a dashed outline marks a cell whose seeds disagree
+    (:func:`_mark_mixed_seeds`, with a legend entry for the caller's legend)."""
     gaps, lips = _cell_axes(cells, "data.gap", "model.lipschitz")
     for c in cells:
         i, j = gaps.index(c["data.gap"]), lips.index(c["model.lipschitz"])
@@ -631,6 +711,8 @@ def _phase_panel(ax, cells: Sequence[dict], key: str = "regime", text: bool = Tr
                                        alpha=0.8, lw=0))
         if text and math.isfinite(c["preservation_ratio"]):
             ax.text(i, j, f"{c['preservation_ratio']:.2f}", ha="center", va="center", fontsize=6)
+    if key == "regime" and _mark_mixed_seeds(ax, cells, gaps, lips):
+        _mixed_seeds_legend(ax)
     return gaps, lips
 
 
@@ -649,8 +731,9 @@ def fig_objectives(infonce_rows: Sequence[dict], rows: Sequence[dict], out: Path
     ``infonce_rows``: the phase_chain sweep (InfoNCE, with its set-level class minimum);
     ``rows``: the objectives sweep (``train.objective`` an axis, with the point-level class
     minimum of each objective when it has an ``[oracle]`` section). One panel per objective,
-    restricted to the gaps both sweeps share: each objective's own measured split boundary
-    (solid step) and where the class minimum of that same objective splits (dotted).
+    restricted to the gaps both sweeps share: each objective's own measured split interval
+    (a bar, :func:`boundaries`) and where the class minimum of that same objective splits
+    (dotted), said to be a tie where the split gains nothing (:func:`split_is_tie`).
     """
     from sims.config import OBJECTIVES
 
@@ -677,17 +760,18 @@ def fig_objectives(infonce_rows: Sequence[dict], rows: Sequence[dict], out: Path
         oracle_bnd = boundaries(cells, "data.gap", "model.lipschitz", "oracle_regime") if has_oracle else []
         # the line as a step per gap (drawn even where the sweep has a single gap)
         _boundary_steps(ax, bnd, g, lips, "split_line", color="k", lw=1.2, label="L = e_m/D_c")
-        _boundary_steps(ax, bnd, g, lips, "split_boundary", color="#1565c0", lw=2.2,
-                        label="split boundary (trained)")
+        _interval_bars(ax, bnd, lips, "split", 0.3, color="#1565c0", lw=3,
+                       label="split interval (trained)")
         level = "set" if name == "infonce" else "point"
+        tie = any(b.get("split_tie") for b in oracle_bnd)
         if oracle_bnd:
             _boundary_steps(ax, oracle_bnd, g, lips, "split_boundary", color="k", lw=1.6, ls=":",
-                            label=f"class minimum splits ({level} level)")
+                            label=f"class minimum splits ({level} level)" + (": a tie" if tie else ""))
             _box_disagreements(ax, cells, g, lips, lw=1.0)
         _grid_axes(ax, g, lips, fontsize=8)
         if ax is not axes[0][0]:
             ax.set_ylabel("")
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name + ("\n(class minimum: split and unsplit tie)" if tie else ""), fontsize=10)
         ax.legend(fontsize=5.5, loc="upper left")
         entry = {
             "boundaries": bnd, "runs": len(mine),
@@ -698,6 +782,7 @@ def fig_objectives(infonce_rows: Sequence[dict], rows: Sequence[dict], out: Path
             entry.update({
                 "oracle_level": level,
                 "oracle_boundaries": oracle_bnd,
+                "oracle_split_tie": tie,
                 "oracle_regimes": {reg: sum(c["oracle_regime"] == reg for c in cells) for reg in REGIMES},
                 "disagreeing_cells": sum(c["regime"] != c["oracle_regime"] for c in cells),
                 "oracle_gap_median": _median([r.get("oracle_gap", math.nan) for r in mine]),
@@ -707,18 +792,22 @@ def fig_objectives(infonce_rows: Sequence[dict], rows: Sequence[dict], out: Path
         summary["objectives"][name] = entry
         table += [{"objective": name, **c} for c in cells]
         boundary_rows += [{"objective": name, "class_minimum_level": level if oracle_bnd else "",
-                           **b, "oracle_split_boundary": o["split_boundary"] if o else math.nan}
+                           **b, "oracle_split_boundary": o["split_boundary"] if o else math.nan,
+                           "oracle_split_tie": bool(o and o.get("split_tie"))}
                           for b, o in zip(bnd, oracle_bnd or [None] * len(bnd))]
-    base = {b["data.gap"]: b["split_boundary"] for b in summary["objectives"]["infonce"]["boundaries"]} \
+    base = {b["data.gap"]: b for b in summary["objectives"]["infonce"]["boundaries"]} \
         if "infonce" in summary["objectives"] else {}
     for name, entry in summary["objectives"].items():
-        entry["split_over_infonce"] = {f"{b['data.gap']:g}": b["split_boundary"] / base[b["data.gap"]]
-                                       if base.get(b["data.gap"]) else math.nan for b in entry["boundaries"]}
+        # an interval over an interval: [low / InfoNCE's high, high / InfoNCE's low]
+        entry["split_over_infonce"] = {
+            f"{b['data.gap']:g}": [b["split_low"] / base[b["data.gap"]]["split_high"],
+                                   b["split_high"] / base[b["data.gap"]]["split_low"]]
+            if b["data.gap"] in base else [math.nan, math.nan] for b in entry["boundaries"]}
     _regime_legend(fig, -0.05)
     fig.suptitle("F9. Trained networks, one objective per panel, on the same chain data and cap grid "
-                 "(majority over seeds; cell text = median W/B)\nblue: the objective's measured split "
-                 "boundary; dotted: where the class minimum of the same objective splits (boxed cells: "
-                 "it differs from training); solid: L = e_m/D_c", fontsize=9)
+                 "(majority over seeds; cell text = median W/B; dashed: the seeds disagree)\nblue bar: "
+                 "the objective's measured split interval; dotted: where the class minimum of the same "
+                 "objective splits (boxed cells: it differs from training); solid: L = e_m/D_c", fontsize=9)
     fig.tight_layout()
     _save(fig, out, "F9_objectives")
     write_table(out / "F9_objectives.csv", table)
@@ -732,7 +821,7 @@ def fig_objectives(infonce_rows: Sequence[dict], rows: Sequence[dict], out: Path
 def graph_components(rows: Sequence[dict]) -> list[dict]:
     """Augmentation-graph components of each gap's data (:func:`theory.augmentation_graph`)."""
     from sims.data import design_points
-    from sims.sweep.store import config_from_cells
+    from sims.sweep.cells import config_from_cells
 
     out = []
     for gap in sorted({r["data.gap"] for r in rows}):
@@ -766,6 +855,8 @@ def fig_overlap(rows: Sequence[dict], out: Path) -> dict:
     _grid_axes(axes[0], gaps, lips, fontsize=9)
     axes[0].set_xlabel("gap δ between neighbouring sets (≤ 0: sets touch or overlap by |δ|)", fontsize=9)
     axes[0].set_title("trained networks (majority over seeds)", fontsize=10)
+    if not all(c["seeds_agree"] for c in cells):
+        axes[0].legend(fontsize=7, loc="upper left")  # the dashed outline of _phase_panel
     trained = boundaries(cells, "data.gap", "model.lipschitz")
     summary: dict = {"boundaries": trained, "graph": comps}
     if has_oracle:
@@ -792,6 +883,13 @@ def fig_overlap(rows: Sequence[dict], out: Path) -> dict:
     _save(fig, out, "F10_overlap")
     write_table(out / "F10_overlap.csv", cells)
     write_table(out / "F10_graph.csv", comps)
+    oracle = {b["data.gap"]: b for b in summary.get("oracle_boundaries", [])}
+    write_table(out / "F10_boundaries.csv", [
+        {**b, **({"oracle_collapse_boundary": oracle[b["data.gap"]]["collapse_boundary"],
+                  "oracle_split_boundary": oracle[b["data.gap"]]["split_boundary"],
+                  "oracle_split_tie": oracle[b["data.gap"]].get("split_tie", False)}
+                 if b["data.gap"] in oracle else {})}
+        for b in trained])
     return summary
 
 
@@ -854,8 +952,8 @@ def fig_layouts(rows: Sequence[dict], out: Path) -> dict:
     """F12: clusters in a row against clusters on a simplex (every pair Δ apart).
 
     Between-cluster distance B of trained networks (and of the class minimum) against the
-    cap, per layout, with the collapse line L = e_m/Δ; the measured collapse boundary of
-    each layout against the line.
+    cap, per layout, with the collapse line L = e_m/Δ; the measured collapse interval of
+    each layout (:func:`boundaries`) against the line.
     """
     if not rows:
         return {}
@@ -878,9 +976,12 @@ def fig_layouts(rows: Sequence[dict], out: Path) -> dict:
             ax.plot(lips, ob, "k:", marker="D", ms=3, label="class minimum (set level)")
         b = bnd[layout]
         ax.axvline(b["collapse_line"], color="k", ls="--", lw=1, label=f"L = e_m/Δ = {b['collapse_line']:.2f}")
-        if math.isfinite(b["collapse_boundary"]):
-            ax.axvline(b["collapse_boundary"], color="#1565c0", lw=1.5,
-                       label=f"trained collapse boundary {b['collapse_boundary']:.2f}")
+        if math.isfinite(b["collapse_low"]) or math.isfinite(b["collapse_high"]):
+            lo = b["collapse_low"] if math.isfinite(b["collapse_low"]) else min(r["model.lipschitz"] for r in mine)
+            hi = b["collapse_high"] if math.isfinite(b["collapse_high"]) else max(r["model.lipschitz"] for r in mine)
+            ax.axvspan(lo, hi, color="#1565c0", alpha=0.15, lw=0,
+                       label="trained collapse interval "
+                             + _interval_text(b["collapse_low"], b["collapse_high"]))
         ax.set_xscale("log")
         ax.set_xlabel(CAP_LABEL)
         ax.set_ylabel("between-cluster distance B")
@@ -888,18 +989,24 @@ def fig_layouts(rows: Sequence[dict], out: Path) -> dict:
         ax.set_title(f"clusters on a {layout} (measured Δ = {min(deltas):.3g})", fontsize=10)
         ax.legend(fontsize=7)
         summary[layout] = {**b, "oracle_collapse_boundary": oracle.get(layout, {}).get("collapse_boundary", math.nan)}
-    ratios = ", ".join(f"{k} {v['collapse_ratio']:.2f}" for k, v in summary.items())
+    ratios = ", ".join(f"{k} {_interval_text(v['collapse_ratio_low'], v['collapse_ratio_high'])}"
+                       for k, v in summary.items())
     fig.suptitle("F12. Cluster layouts, trained networks: clusters in a row (only neighbours Δ apart) or "
-                 "on a simplex (every pair Δ apart)\nmeasured collapse boundary / (e_m/Δ): " + ratios,
+                 "on a simplex (every pair Δ apart)\nmeasured collapse interval / (e_m/Δ): " + ratios,
                  fontsize=10)
     fig.tight_layout()
     _save(fig, out, "F12_layouts")
     write_table(out / "F12_layouts.csv", cells)
+    write_table(out / "F12_boundaries.csv", [{"data.cluster_layout": k, **{c: v for c, v in b.items()
+                                                                           if c != "data.cluster_layout"}}
+                                             for k, b in summary.items()])
     return summary
 
 
 def write_summary(out: Path, summary: dict) -> Path:
     """``summary.json``: the numbers every figure measured."""
+    from sims.sweep.atomic import atomic_write_bytes
+
     path = out / "summary.json"
-    path.write_text(json.dumps(summary, indent=1, default=float) + "\n", encoding="utf-8")
+    atomic_write_bytes(path, (json.dumps(summary, indent=1, default=float) + "\n").encode("utf-8"))
     return path

@@ -28,8 +28,6 @@ one-line ``ValueError`` naming the option and writes nothing.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import re
 import textwrap
@@ -47,7 +45,9 @@ from theory.regimes import REGIMES, majority_regime  # noqa: E402
 from sims.metrics import STATUS_DIVERGED, STATUS_OK  # noqa: E402
 from sims.report.analysis import BINDING_SHARE, binds, theory_lines  # noqa: E402
 from sims.report.figures import CAP_LABEL, REGIME_COLOURS  # noqa: E402
-from sims.sweep.store import atomic_write_bytes, axis_cells, stderr_warning  # noqa: E402
+from sims.sweep.atomic import atomic_write_files, figure_bytes  # noqa: E402
+from sims.sweep.cells import axis_cells  # noqa: E402
+from sims.sweep.results import stderr_warning  # noqa: E402
 from sims.sweep.summary import finished_rows  # noqa: E402
 
 #: default ``metric`` of a phase map (cell text) and of a line plot (its y axis).
@@ -437,13 +437,6 @@ def _legend(fig, seen: dict, who: str, phase: bool) -> None:
                fontsize=8, title=f"{'majority ' if phase else ''}regime of the {who}", title_fontsize=8)
 
 
-def _render(fig) -> tuple[bytes, bytes]:
-    png, pdf = io.BytesIO(), io.BytesIO()
-    fig.savefig(png, format="png", dpi=130, bbox_inches="tight")
-    fig.savefig(pdf, format="pdf", bbox_inches="tight", metadata={"CreationDate": None})
-    return png.getvalue(), pdf.getvalue()
-
-
 # --------------------------------------------------------------------------- output
 
 
@@ -473,26 +466,19 @@ def output_prefix(folder: str | Path, out: str | Path | None, x: str, y: str) ->
 
 
 def _write(prefix: Path, png: bytes, pdf: bytes) -> list[Path]:
-    """Both files, each through a temporary name and a rename; on a failure the files this
-    call created are removed again."""
-    paths = [Path(f"{prefix}.png"), Path(f"{prefix}.pdf")]
-    created: list[Path] = []
+    """Both files, through the project's writer (:func:`~sims.sweep.atomic.atomic_write_files`:
+    temporary name, ``fsync``, rename; the files this call created are removed again on a
+    failure). A refusal is one line naming the user's path."""
     try:
         prefix.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out: cannot create folder {prefix.parent} ({exc.strerror or exc})") from None
     try:
-        for path, data in zip(paths, (png, pdf)):
-            new = not path.exists()
-            atomic_write_bytes(path, data)
-            if new:
-                created.append(path)
-    except BaseException:
-        for path in created:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        raise
-    return paths
+        return atomic_write_files([(Path(f"{prefix}.png"), png), (Path(f"{prefix}.pdf"), pdf)])
+    except OSError as exc:
+        if exc.strerror is None:
+            raise
+        raise ValueError(f"--out: cannot write {exc.filename or prefix} ({exc.strerror})") from None
 
 
 # --------------------------------------------------------------------------- entry point
@@ -603,7 +589,7 @@ def plot_run(folder: str | Path, x: str | None = None, y: str | None = None,
                      + (f"; pooled over {', '.join(pooled)}" if pooled else "") + ")")
         if seen["lines"]:
             notes.append("lines: L = e_m/Δ and L = e_m/D_c from the measured cluster_distance and "
-                         "chain_diameter of each column (sufficient conditions, SPEC 3.E)")
+                         "chain_diameter of each column (sufficient conditions, docs/theory.md §3.E)")
     else:
         fig, panels = _panels(len(facets), min(max(4.2, 0.6 * len(xa.values) + 3.0), 9.0), 3.6)
         for ax, v, rs in zip(panels, facets, panel_rows):
@@ -625,7 +611,7 @@ def plot_run(folder: str | Path, x: str | None = None, y: str | None = None,
         fig.suptitle("\n".join(textwrap.fill(t, width) for t in [title, *notes]), fontsize=9)
         fig.tight_layout()
         _legend(fig, seen, who, phase)
-        png, pdf = _render(fig)
+        png, pdf = figure_bytes(fig)
     finally:
         plt.close(fig)
     return _write(prefix, png, pdf)

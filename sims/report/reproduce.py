@@ -1,7 +1,9 @@
 """``reproduce``: run the bundled sweeps (resuming), then write every figure F1–F12.
 
 The sweeps land in ``runs/<sweep name>/`` (resumable sweep folders); the figures, the tidy
-table behind each one and ``summary.json`` land in the figure folder (``figures/``).
+table behind each one and ``summary.json`` land in the figure folder (``figures/``). At the
+end the new boundary tables are compared with the ones the folder held before (the committed
+ones, in a fresh clone), and every boundary that differs is printed.
 ``quick=True`` uses the ``quick_*`` sweep files: coarser grids, one seed, short training.
 """
 
@@ -14,7 +16,7 @@ from typing import Callable
 
 from sims.config import GEOMETRIES
 from sims.report import figures
-from sims.report.analysis import load_results
+from sims.report.analysis import boundary_report, load_results, read_boundary_tables
 
 FULL = {
     "phase_chain": "phase_chain",
@@ -101,28 +103,36 @@ def make_figures(folders: dict[str, Path], out: Path, quick: bool,
     return summary
 
 
+def _interval(low: float, high: float) -> str:
+    """``[low, high]``; ``-`` for an end the grid does not reach, ``not bracketed`` for both."""
+    if low != low and high != high:
+        return "not bracketed"
+    return "[" + ", ".join("-" if v != v else f"{v:.2f}" for v in (low, high)) + "]"
+
+
 def boundary_lines(summary: dict) -> list[str]:
-    """Per geometry: the measured split boundary against the theory line, as ratios."""
+    """Per geometry: the measured split boundary against the theory line, as an interval of
+    ratios (every seed of every cap below it unsplit, above it split; ``-``: beyond the grid)."""
     lines = []
     for geometry, bnd in summary["F2"]["boundaries"].items():
-        parts = []
-        for b in bnd:
-            ratio = b["split_ratio"]
-            shown = "not bracketed" if ratio != ratio else f"{ratio:.2f}"
-            parts.append(f"δ={b['data.gap']:g}: {shown}")
-        lines.append(f"{geometry}: measured split boundary / (e_m/D_c) = " + ", ".join(parts))
+        parts = [f"δ={b['data.gap']:g}: {_interval(b['split_ratio_low'], b['split_ratio_high'])}"
+                 for b in bnd]
+        lines.append(f"{geometry}: measured split boundary / (e_m/D_c) in " + ", ".join(parts))
     return lines
 
 
 def oracle_lines(summary: dict) -> list[str]:
-    """Per geometry: the class minimum's split boundary against the line and against training."""
+    """Per geometry: the class minimum's split boundary against the line and against training
+    (the trained boundary an interval, so the second ratio is one too)."""
     def shown(v: float) -> str:
         return "not bracketed" if v != v else f"{v:.2f}"
 
     lines = []
     for geometry, f8 in summary.get("F8", {}).items():
-        parts = [f"δ={b['data.gap']:g}: {shown(b['oracle_over_line'])} of the line, "
-                 f"{shown(b['oracle_over_trained'])} of trained" for b in f8["boundaries"]]
+        parts = [f"δ={b['data.gap']:g}: {shown(b['oracle_over_line'])} of the line"
+                 + (" (a tie)" if b.get("oracle_split_tie") else "") + ", "
+                 f"{_interval(b['oracle_over_trained_low'], b['oracle_over_trained_high'])} of trained"
+                 for b in f8["boundaries"]]
         lines.append(f"{geometry}: class-minimum split boundary = " + "; ".join(parts))
         lines.append(f"{geometry}: {f8['disagreeing_cells']} of {f8['cells']} cells disagree with "
                      f"training; oracle_gap median {f8['oracle_gap_median']:.3f}, "
@@ -132,10 +142,20 @@ def oracle_lines(summary: dict) -> list[str]:
 
 def reproduce(out: str | Path = "figures", runs: str | Path = "runs", quick: bool = False,
               progress: bool = True, log: Callable[[str], None] = _stderr) -> dict:
-    """Run the sweeps and write every figure; returns the summary."""
+    """Run the sweeps and write every figure; returns the summary.
+
+    The boundary tables already in ``out`` (in a fresh clone, the committed ones) are read
+    before they are overwritten and compared with the new ones at the end
+    (:func:`sims.report.analysis.boundary_report`): the lines are logged last and kept in the
+    summary as ``boundary_check``.
+    """
     t0 = time.time()
+    committed = read_boundary_tables(out)
     folders = run_sweeps(quick, Path(runs), progress=progress, log=log)
     summary = make_figures(folders, Path(out), quick, log=log)
     summary["seconds"] = round(time.time() - t0, 1)
+    summary["boundary_check"] = boundary_report(committed, read_boundary_tables(out))
     figures.write_summary(Path(out), summary)
+    for line in summary["boundary_check"]:
+        log(line)
     return summary

@@ -31,13 +31,13 @@ How a sweep runs (:func:`run_sweep`):
    thread finishes chunk ``i`` on the host: its metrics rows (and the class minimum of an
    ``[oracle]`` section), its chunk file (written to a temporary name, then renamed), its
    rows appended to ``results.csv`` and the manifest, under the folder lock
-   (:mod:`sims.sweep.store`). When the last chunk is in, ``results.csv`` is rewritten in
+   (:mod:`sims.sweep.folder`). When the last chunk is in, ``results.csv`` is rewritten in
    run order and ``curves.npz`` written. Running the same sweep file (same sha256) into the
    same folder resumes: finished chunks are skipped and ``results.csv`` is rebuilt from the
    chunk files. A different sweep file is refused without touching the folder, and so is
    a second process with the same process index while one runs (a lock held for the whole
    sweep). A damaged chunk file counts as not done and is trained again (one warning names
-   it); a damaged manifest is refused up front. The rules are in :mod:`sims.sweep.store`.
+   it); a damaged manifest is refused up front. The rules are in :mod:`sims.sweep.folder`.
 6. **Compilation** happens once per group and process (its time is in the manifest's
    ``sessions``); set ``JAX_COMPILATION_CACHE_DIR`` to reuse compiled programs across
    resumes and repeated sweeps.
@@ -60,8 +60,15 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from sims.config import ExperimentConfig
-from sims.metrics import run_status
+from sims.limits import check_memory
+from sims.metrics import STATUS_OK, run_status
+from sims.sweep.atomic import FolderError
+from sims.sweep.cells import format_cell
+from sims.sweep.chunks import ChunkResult, write_chunk
 from sims.sweep.file import Run, Sweep, load_sweep
+from sims.sweep.folder import check_folder, open_folder, remove_stale_temps
+from sims.sweep.lock import locked, run_lock
+from sims.sweep.manifest import manifest_plan, now, read_manifest, update_manifest
 from sims.sweep.plan import (
     DEFAULT_MEMORY_BUDGET,
     Chunk,
@@ -71,26 +78,8 @@ from sims.sweep.plan import (
     resolve_chunk_sizes,
 )
 from sims.sweep.progress import Progress
-from sims.sweep.store import (
-    RESULTS,
-    STATUS_OK,
-    Assembler,
-    ChunkResult,
-    FolderError,
-    Warn,
-    check_folder,
-    format_cell,
-    locked,
-    manifest_plan,
-    now,
-    open_folder,
-    read_manifest,
-    remove_stale_temps,
-    run_lock,
-    stderr_warning,
-    update_manifest,
-    write_chunk,
-)
+from sims.sweep.results import RESULTS, Assembler, Warn, stderr_warning
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -229,6 +218,19 @@ def environment() -> dict[str, Any]:
     }
 
 
+def check_groups_memory(groups) -> None:
+    """Refuse, in one line naming the field, a group one of whose runs would not fit this
+    machine's memory (:func:`sims.limits.check_memory`; the runs of a group share it).
+
+    Checked where a sweep starts or resumes, before anything is written or trained: the
+    configurations themselves are valid on every machine (a folder written under a larger
+    ``INFONCE_LAB_MEMORY_LIMIT`` is summarised and plotted anywhere), their memory is this
+    machine's.
+    """
+    for group in groups:
+        check_memory(group.static)
+
+
 def run_sweep(
     sweep: Sweep | str | Path,
     out: str | Path,
@@ -259,8 +261,9 @@ def run_sweep(
     Raises:
       ValueError: ``out`` holds another sweep or other files, its manifest is damaged, a
         resumed sweep is given another chunk size, or another process with the same process
-        index runs into it (:class:`~sims.sweep.store.BusyError`). Nothing is written in
-        those cases. A full disk is a one-line :class:`~sims.sweep.store.NoSpaceError`;
+        index runs into it (:class:`~sims.sweep.lock.BusyError`), or a run left to train
+        does not fit this machine's memory (:func:`check_groups_memory`). Nothing is written
+        in those cases. A full disk is a one-line :class:`~sims.sweep.atomic.NoSpaceError`;
         every chunk finished before it stays written.
     """
     import jax
@@ -273,14 +276,16 @@ def run_sweep(
     out = Path(out)
     say = log or (lambda msg: None)
     warn = warn or stderr_warning
-    check_folder(out, sweep)  # refuse before touching anything
+    resuming = check_folder(out, sweep)  # refuse before touching anything
+    groups = group_runs(sweep.runs)
+    if not resuming:  # a new folder: every group must fit this machine before the manifest
+        check_groups_memory(groups)
     backend = backend or default_backend()
 
     devices = jax.local_devices()
     n_dev = len(devices)
     mesh = Mesh(np.array(devices), ("runs",))
     pid, nproc = jax.process_index(), jax.process_count()
-    groups = group_runs(sweep.runs)
     explicit = chunk_size is not None or sweep.chunk_size is not None
     sizes = resolve_chunk_sizes(sweep, groups, chunk_size, memory_budget, n_dev)
     started = now()
@@ -305,6 +310,8 @@ def _run_chunks(sweep: Sweep, out: Path, backend: Backend, assembler: Assembler,
     with locked(out):
         finished = assembler.finished()
     todo = [c for c in mine if c.name not in finished]
+    # a resumed folder may come from a larger machine: what is left to train must fit this one
+    check_groups_memory([groups[g] for g in sorted({c.group for c in todo})])
     my_total = sum(len(c.runs) for c in mine)
     my_done = my_total - sum(len(c.runs) for c in todo)
     if my_done:

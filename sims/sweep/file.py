@@ -18,7 +18,7 @@ A sweep file has the three sections of :func:`sims.train_one` (``[data]``, ``[mo
     seeds = 3              # a count (seeds 0, 1, 2) or a list of distinct seeds
     chunk_size = 16        # runs per compiled call; default: from a memory budget
 
-    [oracle]               # optional: the class minimum beside every run (SPEC 3.F)
+    [oracle]               # optional: the class minimum beside every run (docs/theory.md §3.F)
     level = "sets"         # or "points"
 
 The grid is the Cartesian product of the axes (in the order they appear in the file)
@@ -30,12 +30,16 @@ axis is a list whose values are counts or lists of counts:
 ``sets_per_cluster = [[2, 4, 6], [4, 4, 4]]`` or ``sets_per_cluster = [4, [2, 4, 6]]``.
 
 Every error is one line naming the key: unknown sections and keys (listing the valid
-ones), wrong types, empty or repeated axis values, more than :data:`MAX_RUNS` runs, and any
-value the configuration dataclasses refuse. Parsing checks every axis value (with the fixed
-values and the other axes' first values) and, for grids of up to :data:`EAGER_CONFIGS`
-configurations, every grid point; a larger grid's points are built and checked when its
-runs are first needed (``Sweep.runs``, before anything is written). So ``--dry-run`` costs
-O(axis values), whatever the grid's size.
+ones), wrong types, empty or repeated axis values, more than :data:`MAX_RUNS` runs, any
+value the configuration dataclasses refuse, and with an ``[oracle]`` section whatever the
+class minimum would refuse (:func:`sims.oracle.check_oracle`, the ``ORACLE_*`` limits of
+:mod:`theory.limits`). A long key or value is quoted cut (:func:`sims.config.shown`).
+Whether a run fits this machine's memory is not the file's property: that is checked where
+the sweep starts (:func:`sims.sweep.engine.run_sweep`). Parsing checks every axis value
+(with the fixed values and the other axes' first values) and, for grids of up to
+:data:`EAGER_CONFIGS` configurations, every grid point; a larger grid's points are built and
+checked when its runs are first needed (``Sweep.runs``, before anything is written). So
+``--dry-run`` costs O(axis values), whatever the grid's size.
 """
 
 from __future__ import annotations
@@ -49,12 +53,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sims.config import MAX_SEED, SECTIONS, SWEPT_NAMES, ExperimentConfig, build_config, section_keys
-from sims.oracle import check_level
+from sims.config import (
+    MAX_SEED,
+    SECTIONS,
+    SWEPT_NAMES,
+    ExperimentConfig,
+    build_config,
+    section_keys,
+    shown,
+    shown_repr,
+)
+from sims.oracle import check_oracle
 
 #: keys of the ``[sweep]`` section.
 SWEEP_KEYS: tuple[str, ...] = ("seeds", "chunk_size", "name")
-#: keys of the optional ``[oracle]`` section (the class minimum beside every run, SPEC 3.F).
+#: keys of the optional ``[oracle]`` section (the class minimum beside every run, docs/theory.md §3.F).
 ORACLE_KEYS: tuple[str, ...] = ("level",)
 ORACLE_LEVELS: tuple[str, ...] = ("sets", "points")
 #: every top-level section of a sweep file.
@@ -128,7 +141,7 @@ class Sweep:
     @property
     def runs(self) -> tuple[Run, ...]:
         if not self._runs:
-            self._runs.append(_expand(self.fixed, self.axes, self.seeds))
+            self._runs.append(_expand(self.fixed, self.axes, self.seeds, self.oracle))
         return self._runs[0]
 
     @property
@@ -164,22 +177,32 @@ def _config(fixed: dict[str, dict[str, Any]], values: dict[tuple[str, str], Any]
     return build_config(**sections)
 
 
-def _expand(fixed, axes, seeds) -> tuple[Run, ...]:
-    """Every run of the grid, each configuration built and checked (run-id order)."""
+def _expand(fixed, axes, seeds, oracle: str | None = None) -> tuple[Run, ...]:
+    """Every run of the grid, each configuration built and checked (run-id order), with the
+    class minimum's limits where the file has an ``[oracle]`` section (:func:`check_oracle`)."""
     runs: list[Run] = []
     seen: dict[ExperimentConfig, tuple[Any, ...]] = {}
+    caps = _caps(axes)
     for point in itertools.product(*(a.values for a in axes)):
         config = _config(fixed, {(a.section, a.key): v for a, v in zip(axes, point)})
+        if oracle is not None:
+            check_oracle(config, oracle, caps)
         if config in seen:  # e.g. sets_per_cluster 4 and [4, 4, 4]
             axis, a, b = next((ax, u, v) for ax, u, v in zip(axes, seen[config], point) if u != v)
             raise ValueError(
-                f"{axis.column}: values {list(a) if isinstance(a, tuple) else a!r} and "
-                f"{list(b) if isinstance(b, tuple) else b!r} give the same configuration"
+                f"{axis.column}: values {shown_repr(list(a) if isinstance(a, tuple) else a)} and "
+                f"{shown_repr(list(b) if isinstance(b, tuple) else b)} give the same configuration"
             )
         seen[config] = point
         for seed in seeds:
             runs.append(Run(len(runs), config, seed))
     return tuple(runs)
+
+
+def _caps(axes) -> int:
+    """Values of ``model.lipschitz`` solved together for one data configuration: the class
+    minimum does not depend on the cap, so every value of its axis (:class:`sims.oracle.OracleTable`)."""
+    return next((len(a.values) for a in axes if (a.section, a.key) == ("model", "lipschitz")), 1)
 
 
 _KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
@@ -217,7 +240,7 @@ def _parse_section(section: str, table: Any) -> tuple[dict[str, Any], list[Axis]
     fixed: dict[str, Any] = {}
     axes: list[Axis] = []
     for key, value in table.items():
-        where = f"{section}.{key}"
+        where = f"{section}.{shown(key)}"
         if key not in valid:
             raise ValueError(f"{where}: unknown key; valid keys: {', '.join(valid)}")
         if isinstance(value, dict):
@@ -228,7 +251,7 @@ def _parse_section(section: str, table: Any) -> tuple[dict[str, Any], list[Axis]
             seen = []
             for v in value:
                 if _freeze(v) in seen:
-                    raise ValueError(f"{where}: value {v!r} repeated in a grid axis")
+                    raise ValueError(f"{where}: value {shown_repr(v)} repeated in a grid axis")
                 seen.append(_freeze(v))
             axes.append(Axis(section, key, tuple(seen)))
         else:
@@ -252,13 +275,13 @@ def _parse_seeds(value: Any) -> tuple[int, ...]:
         for s in value:
             if not is_int(s) or not 0 <= s <= MAX_SEED:
                 raise ValueError(
-                    f"sweep.seeds: seeds must be integers in [0, {MAX_SEED}], got {s!r} ({_kind(s)})"
+                    f"sweep.seeds: seeds must be integers in [0, {MAX_SEED}], got {shown_repr(s)} ({_kind(s)})"
                 )
         if len(set(value)) != len(value):
-            raise ValueError(f"sweep.seeds: repeated seed in {value!r}")
+            raise ValueError(f"sweep.seeds: repeated seed in {shown_repr(value)}")
         return tuple(value)
     raise ValueError(
-        f"sweep.seeds: must be a count or a list of integer seeds, got {value!r} ({_kind(value)})"
+        f"sweep.seeds: must be a count or a list of integer seeds, got {shown_repr(value)} ({_kind(value)})"
     )
 
 
@@ -288,8 +311,8 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
     for top, value in doc.items():
         if top not in FILE_SECTIONS:
             if isinstance(value, dict):
-                raise ValueError(f"unknown section {top!r}; valid sections: {', '.join(FILE_SECTIONS)}")
-            raise ValueError(f"{top}: keys belong in a section; valid sections: {', '.join(FILE_SECTIONS)}")
+                raise ValueError(f"unknown section {shown_repr(top)}; valid sections: {', '.join(FILE_SECTIONS)}")
+            raise ValueError(f"{shown(top)}: keys belong in a section; valid sections: {', '.join(FILE_SECTIONS)}")
     fixed: dict[str, dict[str, Any]] = {}
     axes: list[Axis] = []
     for section in SECTIONS:
@@ -305,16 +328,16 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
         raise ValueError(f"[sweep]: must be a table of keys, got {_kind(meta)}")
     for key in meta:
         if key not in SWEEP_KEYS:
-            raise ValueError(f"sweep.{key}: unknown key; valid keys: {', '.join(SWEEP_KEYS)}")
+            raise ValueError(f"sweep.{shown(key)}: unknown key; valid keys: {', '.join(SWEEP_KEYS)}")
     seeds = _parse_seeds(meta.get("seeds", 1))
     chunk_size = meta.get("chunk_size")
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"sweep.chunk_size: must be an integer >= 1, got {chunk_size!r}")
+            raise ValueError(f"sweep.chunk_size: must be an integer >= 1, got {shown_repr(chunk_size)}")
     oracle = _parse_oracle(doc.get("oracle"))
     name = meta.get("name", default_name)
     if not isinstance(name, str) or not name.strip() or "\n" in name:
-        raise ValueError(f"sweep.name: must be a non-empty one-line string, got {name!r}")
+        raise ValueError(f"sweep.name: must be a non-empty one-line string, got {shown_repr(name)}")
 
     n_configs = 1
     for a in axes:
@@ -327,10 +350,10 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
     for a in axes:  # every axis value, with the other axes at their first value
         for v in a.values[1:]:
             checked.append(_config(fixed, {**first, (a.section, a.key): v}))
-    if oracle is not None:  # every objective of the grid appears among these
+    if oracle is not None:  # what the class minimum refuses, refused now (every axis value)
         for config in checked:
-            check_level(config, oracle)
-    runs = _expand(fixed, axes, seeds) if n_configs <= EAGER_CONFIGS else None
+            check_oracle(config, oracle, _caps(axes))
+    runs = _expand(fixed, axes, seeds, oracle) if n_configs <= EAGER_CONFIGS else None
     return Sweep(
         name=name,
         text=text,
@@ -353,10 +376,10 @@ def _parse_oracle(table: Any) -> str | None:
         raise ValueError(f"[oracle]: must be a table of keys, got {_kind(table)}")
     for key in table:
         if key not in ORACLE_KEYS:
-            raise ValueError(f"oracle.{key}: unknown key; valid keys: {', '.join(ORACLE_KEYS)}")
+            raise ValueError(f"oracle.{shown(key)}: unknown key; valid keys: {', '.join(ORACLE_KEYS)}")
     level = table.get("level", "sets")
     if level not in ORACLE_LEVELS:
-        raise ValueError(f"oracle.level: must be one of {', '.join(ORACLE_LEVELS)}, got {level!r}")
+        raise ValueError(f"oracle.level: must be one of {', '.join(ORACLE_LEVELS)}, got {shown_repr(level)}")
     return level
 
 

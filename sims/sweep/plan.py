@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 
 from sims.config import ExperimentConfig
 from sims.limits import run_bytes  # noqa: F401  (the size model's memory estimate)
+from sims.sweep.cells import format_cell
 from sims.sweep.file import Run, Sweep
 
 #: device memory one chunk may use, per device, when the chunk size is not given.
@@ -115,8 +116,6 @@ def describe(sweep: Sweep, chunk_size: int | None, memory_budget: int) -> str:
 
     Costs O(axis values + listed groups), not O(runs): the grid is not built.
     """
-    from sims.sweep.store import format_cell
-
     lines = [f"sweep {sweep.name}: {sweep.n_runs} runs ({len(sweep.seeds)} seeds), "
              f"{sweep.n_groups} compiled group(s); sha256 {sweep.sha256[:12]}"]
     for a in sweep.axes:

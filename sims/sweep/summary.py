@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sims.metrics import STATUS_DIVERGED, STATUS_OK
+from sims.sweep.cells import axis_cells
+from sims.sweep.chunks import CHUNK_NAME, CHUNKS
 from sims.sweep.file import Sweep
-from sims.sweep.store import (
-    CHUNK_NAME,
-    CHUNKS,
-    RESULTS,
-    STATUS_DIVERGED,
-    STATUS_OK,
-    Assembler,
-    Warn,
-    axis_cells,
-    manifest_plan,
-    read_manifest,
-    read_results,
-)
+from sims.sweep.manifest import manifest_plan, read_manifest
+from sims.sweep.results import RESULTS, Assembler, Warn, read_results
 from theory.regimes import REGIMES, majority_regime
 
 
@@ -26,7 +18,7 @@ def finished_rows(out: str | Path, warn: Warn | None = None) -> tuple[Sweep, dic
 
     The chunk files are the source of truth: when ``chunks/`` holds any, the rows are built
     from them (a damaged one is skipped with one line to ``warn``); otherwise they are read
-    from results.csv (:func:`~sims.sweep.store.read_results`, which drops bad rows with a
+    from results.csv (:func:`~sims.sweep.results.read_results`, which drops bad rows with a
     warning). Nothing is written.
     """
     out = Path(out)

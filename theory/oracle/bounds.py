@@ -1,0 +1,383 @@
+"""Certified lower bounds on the set-level class minimum, by convex duality (docs/theory.md §3.G).
+
+Set-level InfoNCE depends on the atoms only through their Gram matrix ``G = Z Zᵀ``,
+
+    f(G) = Σ_a w_a ∫_0^∞ e^{−t} (1 − φ_a(t)^K) dt/t,   φ_a(t) = Σ_b w_b exp(−t·e^{(G_ab − G_aa)/τ}),
+
+(Frullani's integral of docs/theory.md §3.F), and ``f`` is convex on all square matrices: for
+fixed counts it is ``log(1 + Σ_b n_b e^{(G_ab − G_aa)/τ})``, a log-sum-exp of affine functions.
+The class constraints are linear in ``G``: ``G_ii <= 1`` (ball), ``G_ii + G_jj − 2·G_ij <=
+L²·g_ij²`` (Kirszbraun) and ``G ⪰ 0``; a regime piece (:mod:`theory.oracle.pieces`) adds some
+``⟨A_e, G⟩ <= b_e``. Dropping ``rank G <= d`` leaves a convex set ``P`` holding the Gram
+matrix of every map of the piece in every dimension. For **any** matrix ``G₀`` and
+``Γ = ∇f(G₀)``, convexity gives ``f(S) >= f(G₀) + ⟨Γ, S − G₀⟩``, and weak duality bounds the
+linear term on ``P``: with multipliers ``μ, ν, λ >= 0`` and
+
+    M = Γ + Diag(μ) + Σ_ij ν_ij (e_i − e_j)(e_i − e_j)ᵀ + Σ_e λ_e A_e ⪰ 0,
+
+``⟨Γ, S⟩ >= −Σ μ_i − Σ ν_ij L² g_ij² − Σ λ_e b_e`` for every ``S ∈ P``. Hence
+
+    min_P f >= f(G₀) − ⟨Γ, G₀⟩ − Σ μ_i − Σ ν_ij L² g_ij² − Σ λ_e b_e.
+
+Any multipliers are made exactly feasible by raising every ``μ_i`` by
+``max(0, −λ_min(M)) + margin`` (``M`` grows by a multiple of the identity), so the bound holds
+by construction, whatever found ``G₀`` and the multipliers. Here they come from an augmented
+Lagrangian method in factor form ``G = Z Zᵀ``, ``Z ∈ R^{S×S}`` (every PSD matrix), one
+compiled float64 outer iteration (L-BFGS inner steps) vmapped over the pieces, and each
+piece keeps the best certificate of its iterates. The relaxation (no piece constraint) is
+solved first; a piece is a subset of it, so its bound holds on every piece. The pieces of the
+regimes other than the incumbent's (the search's best map) then start from it or from a
+structured start and are refined in stages, each dropped once its bound exceeds the
+incumbent's loss (pruned: it can no longer change the certified regime). A split piece that
+asks two sets to be further apart than ``L`` times their shortest path in the graph of set
+distances allows is empty (triangle inequality) and gets ``+inf`` without a solve. Set
+distances are rounded *up* to 32 significant bits first (a larger class: the bounds stay
+valid; data moved rigidly gives the same numbers, hence the same bounds).
+
+Tolerances the bound accounts for (subtracted from it):
+
+* the eigenvalue: ``λ_min`` computed in float64 is the exact one of ``M + E`` with
+  ``‖E‖₂ <= p(S)·eps·‖M‖₂`` (backward stability of the symmetric eigensolver), and forming
+  ``M`` rounds each entry by at most ``(S + 2)·eps`` times the sum of the magnitudes of its
+  terms; the margin ``EIGEN_MARGIN·S·eps·(‖Γ‖_F + ‖|Diag μ| + |pairs| + Σ λ_e|A_e|‖_F)``
+  covers both with room (``EIGEN_MARGIN = 16``);
+* the quadrature: ``f`` and ``Γ`` use the accurate rule of :func:`theory.floors.quadrature_rule`
+  (trapezoid in ``log t``, step 0.2). Its discretisation error is estimated by the distance
+  to the rule of twice the step (whose error is far larger: the trapezoidal rule of an
+  analytic integrand converges geometrically in ``1/step``); the left tail it cuts off is at
+  most ``K·max(E)·t₀`` for ``f`` (and that times ``2S·reach/τ`` for ``Γ``, bounded the same
+  way), the right tail ``∫_{e^4}^∞ e^{−t} dt/t < 1e-25``. With ``|S_ij| <= 1`` on ``P`` (PSD,
+  diagonal at most 1) and ``|G₀_ij| <= max_i G₀_ii``, the slack is
+  ``|Δf| + reach·Σ|ΔΓ_ij| + tails`` with ``reach = 1 + max(1, max_i G₀_ii)``; it must stay
+  below ``CERTIFY_QUADRATURE_TOLERANCE`` (1e-6, :mod:`theory.limits`), else that
+  certificate is not used; measured on the phase data it is at most 5e-10;
+* the final sum: ``ROUNDING`` times the sum of the magnitudes of its terms (which also covers
+  the floor ``φ >= 1e-15`` of :func:`theory.floors.quadrature_loss`, worth < 1e-14).
+
+So every bound is a lower bound on the minimum over its piece, up to the estimated quadrature
+error, stated to be at most ``CERTIFY_QUADRATURE_TOLERANCE``.
+
+Reference: Parulekar et al., COLT 2023; docs/theory.md §3.G. Frank–Wolfe gap and conic weak
+duality: Boyd and Vandenberghe, *Convex Optimization* (2004), §5.9; augmented Lagrangian:
+Nocedal and Wright, *Numerical Optimization* (2006), §17.4.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from theory import validate
+from theory.floors import _MAX_EXPONENT, quadrature_loss, quadrature_rule, simplex_vectors
+from theory.limits import CERTIFY_MAX_ELEMENTS, CERTIFY_MAX_SETS, CERTIFY_QUADRATURE_TOLERANCE
+from theory.oracle.pieces import REGIMES, Pieces, piece_count, regime_pieces
+from theory.oracle.problem import Problem
+
+#: outer iterations of the augmented Lagrangian per stage (pieces whose bound already exceeds
+#: the incumbent are dropped between stages) and L-BFGS steps per outer iteration.
+STAGES = (3, 6, 12, 24)
+RELAXATION_OUTER = 60
+INNER_STEPS = 100
+#: penalty parameter: first value, growth per outer iteration, largest value.
+RHO_START, RHO_GROWTH, RHO_MAX = 10.0, 2.0, 1e5
+#: L-BFGS memory and line-search steps.
+LBFGS_MEMORY, LINESEARCH_STEPS = 20, 12
+#: a pair constraint is divided by ``max(L·g, PAIR_SCALE_FLOOR)`` inside the solver (it then
+#: acts like a bound on the distance, not on its square; the multipliers are scaled back).
+PAIR_SCALE_FLOOR = 1e-2
+#: the start: the search's atoms, plus this much noise (full rank, away from the search's
+#: low-rank saddle), seeded.
+START_NOISE = 0.1
+#: the collapsed pieces start from the cluster simplex scaled by this (the preserved ones from
+#: the simplex itself, the split ones from the relaxation's solution).
+COLLAPSED_START = 0.3
+#: the eigenvalue margin's multiple of ``S·eps·‖·‖_F`` (see the module's docstring).
+EIGEN_MARGIN = 16.0
+#: relative rounding allowance of the final sum.
+ROUNDING = 1e-12
+#: the solver's quadrature step and left tail (its values only guide; the bound uses the
+#: accurate rule).
+_SOLVER_STEP, _SOLVER_TAIL = 0.5, 1e-9
+#: the accurate rule's step, and the step of the rule its error is estimated against.
+_FINE_STEP, _COARSE_STEP = 0.2, 0.4
+
+
+def _loss_of_gram(gram, w, k: int, tau, nodes, node_w):
+    """``f(G)`` on the nodes of :func:`theory.floors.quadrature_rule` (JAX, differentiable)."""
+    import jax.numpy as jnp
+
+    return quadrature_loss((gram - jnp.diag(gram)[:, None]) / tau, w, k, nodes, node_w)
+
+
+def _constraints(gram, cap, scale, mask, a, b):
+    """The constraint values (``<= 0`` when satisfied): ball, pairs (divided by ``scale``), piece."""
+    import jax.numpy as jnp
+
+    d = jnp.diag(gram)
+    sq = d[:, None] + d[None, :] - 2.0 * gram
+    return d - 1.0, jnp.where(mask, (sq - cap) / scale, -1.0), jnp.einsum("eab,ab->e", a, gram) - b
+
+
+@functools.lru_cache(maxsize=16)
+def _solver(k: int):
+    """One compiled outer iteration of the augmented Lagrangian, vmapped over pieces (``K`` is
+    the program's constant; shapes and dtypes are jit's own key).
+
+    Minimises ``f(Z Zᵀ) + Σ_j (max(0, λ_j + ρ c_j)² − λ_j²) / (2ρ)`` over ``Z`` by
+    :data:`INNER_STEPS` L-BFGS steps, then ``λ_j ← max(0, λ_j + ρ c_j)`` and
+    ``ρ ← min(ρ·growth, ρ_max)`` (Powell–Hestenes–Rockafellar). Returns the new state
+    ``(Z, μ, ν, λ, ρ)`` (``ν`` of the scaled pair constraints) and ``ν`` scaled back to the
+    pairs themselves.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    optimiser = optax.lbfgs(memory_size=LBFGS_MEMORY,
+                            linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=LINESEARCH_STEPS))
+
+    def one_piece(z, mu, nu, ex, rho, cap, scale, mask, a, b, w, tau, nodes, node_w):
+        lams = (mu, nu, ex)
+
+        def augmented(z):
+            gram = z @ z.T
+            values = _constraints(gram, cap, scale, mask, a, b)
+            penalty = sum(jnp.sum(jnp.maximum(0.0, lam + rho * c) ** 2 - lam**2) for lam, c in zip(lams, values))
+            return _loss_of_gram(gram, w, k, tau, nodes, node_w) + penalty / (2.0 * rho)
+
+        value_and_grad = optax.value_and_grad_from_state(augmented)
+
+        def inner_step(inner, _):
+            z, state = inner
+            value, grad = value_and_grad(z, state=state)
+            updates, new_state = optimiser.update(grad, state, z, value=value, grad=grad, value_fn=augmented)
+            new_z = optax.apply_updates(z, updates)
+            ok = jnp.all(jnp.isfinite(new_z))  # a failed line search keeps the iterate
+            return (jnp.where(ok, new_z, z), jax.tree_util.tree_map(
+                lambda n, o: jnp.where(ok, n, o), new_state, state)), None
+
+        (z, _), _ = jax.lax.scan(inner_step, (z, optimiser.init(z)), None, length=INNER_STEPS)
+        values = _constraints(z @ z.T, cap, scale, mask, a, b)
+        mu, nu, ex = (jnp.maximum(0.0, lam + rho * c) for lam, c in zip(lams, values))
+        return (z, mu, nu, ex, jnp.minimum(rho * RHO_GROWTH, RHO_MAX)), nu / scale
+
+    per_piece = (0, 0, 0, 0, 0, None, None, None, 0, 0, None, None, None, None)
+    return jax.jit(jax.vmap(one_piece, in_axes=per_piece))
+
+
+@functools.lru_cache(maxsize=16)
+def _certifier(k: int):
+    """The compiled certificate of one ``(Z, μ, ν, λ)`` (see the module's docstring), vmapped
+    over pieces: ``(bound, quadrature slack)``, each ``(pieces,)``."""
+    import jax
+    import jax.numpy as jnp
+
+    eps = float(np.finfo(np.float64).eps)
+
+    def one(z, mu, nu, ex, cap, mask, a, b, w, tau, fine, fine_w, coarse, coarse_w):
+        n = z.shape[0]
+        gram = z @ z.T
+        value, gamma = jax.value_and_grad(_loss_of_gram)(gram, w, k, tau, fine, fine_w)
+        rough, gamma_rough = jax.value_and_grad(_loss_of_gram)(gram, w, k, tau, coarse, coarse_w)
+        gamma, gamma_rough = 0.5 * (gamma + gamma.T), 0.5 * (gamma_rough + gamma_rough.T)
+        mu, ex = jnp.maximum(mu, 0.0), jnp.maximum(ex, 0.0)
+        nu = jnp.where(mask, jnp.maximum(nu, 0.0), 0.0)  # one multiplier per pair i < j
+        pair_cost = jnp.sum(nu * cap)
+        both = nu + nu.T
+        pairs = jnp.diag(jnp.sum(both, axis=1)) - both  # Σ_ij ν_ij (e_i − e_j)(e_i − e_j)ᵀ
+        piece = jnp.einsum("e,eab->ab", ex, a)
+        m = gamma + jnp.diag(mu) + pairs + piece
+        terms = jnp.abs(jnp.diag(mu)) + jnp.abs(pairs) + jnp.einsum("e,eab->ab", ex, jnp.abs(a))
+        margin = EIGEN_MARGIN * n * eps * (jnp.linalg.norm(gamma) + jnp.linalg.norm(terms))
+        shift = jnp.maximum(0.0, -jnp.linalg.eigvalsh(m)[0]) + margin
+        parts = jnp.stack([value, -jnp.sum(gamma * gram), -jnp.sum(mu), -pair_cost, -ex @ b,
+                           -n * shift])
+        reach = 1.0 + jnp.maximum(1.0, jnp.max(jnp.diag(gram)))  # bounds |S_ij − G₀_ij|
+        # left tails cut off by the rules: K·max(E)·t₀ for f, that over τ per anchor row for Γ
+        tail = k * jnp.exp(jnp.max((gram - jnp.diag(gram)[:, None]) / tau)) * fine[0]
+        slack = (jnp.abs(value - rough) + reach * jnp.sum(jnp.abs(gamma - gamma_rough))
+                 + tail * (1.0 + 2.0 * n * reach / tau))
+        bound = jnp.sum(parts) - slack - ROUNDING * jnp.sum(jnp.abs(parts))
+        return jnp.where(jnp.isfinite(bound), bound, -jnp.inf), slack
+
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None, None, 0, 0) + (None,) * 6))
+
+
+def _bucket(n: int) -> int:
+    """``n`` rounded up to a power of two (fewer distinct compiled shapes)."""
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _pad_pieces(array: np.ndarray, size: int, fill) -> np.ndarray:
+    extra = size - array.shape[0]
+    return np.concatenate([array, np.broadcast_to(fill, (extra, *array.shape[1:]))]) if extra else array
+
+
+def piece_bounds(start: np.ndarray, g: np.ndarray, weights: np.ndarray, k: int, tau: float, lipschitz: float,
+                 pieces: Pieces, incumbent: float, incumbent_regime: str = "",
+                 regime_starts: dict | None = None) -> np.ndarray:
+    """Certified lower bounds of set-level InfoNCE on each piece, for ``L = lipschitz``.
+
+    The relaxation (the first piece) is solved first, from ``start``; its bound holds on every
+    piece, which is a subset. The pieces of the other regimes than ``incumbent_regime`` start
+    from its solution and multipliers, and are refined in :data:`STAGES` until their bound
+    exceeds ``incumbent`` (pruned: the incumbent's regime then beats them) or the stages run
+    out. The pieces of ``incumbent_regime`` keep the relaxation's bound: whether the
+    incumbent's regime is certified depends only on the other regimes' bounds.
+
+    Args:
+      start: ``(S, d)`` atoms to start from (the search's best; feasibility not needed).
+      g: ``(S, S)`` set distances; weights: ``(S,)`` set weights; ``k``, ``tau``: the loss's.
+      lipschitz: ``L``.
+      pieces: the pieces (:func:`theory.oracle.pieces.regime_pieces`), the relaxation first.
+      incumbent: the loss of a known feasible map (``inf``: no pruning).
+      incumbent_regime: its regime (``""``: refine every piece).
+      regime_starts: optional ``{regime: (S, d) atoms}`` to start that regime's pieces from
+        instead of the relaxation's solution.
+
+    Returns:
+      ``(P,)`` float64 bounds, each a lower bound on ``f`` over its piece (``-inf`` where no
+      iterate gave a finite certificate).
+    """
+    import jax
+
+    n = g.shape[0]
+    g = _rounded_up(g)
+    # kernels of iterates near the ball stay below e^{2/τ} (the certificate adds the left tail
+    # its rule actually cuts off, whatever the iterate)
+    kernel_max = math.exp(min(2.0 / tau, _MAX_EXPONENT))
+    rules = (quadrature_rule(k, kernel_max, _SOLVER_STEP, tail=_SOLVER_TAIL),
+             quadrature_rule(k, kernel_max, _FINE_STEP), quadrature_rule(k, kernel_max, _COARSE_STEP))
+    with np.errstate(over="ignore"):
+        mask = np.triu(lipschitz * g < 2.0, 1)  # ‖z_i − z_j‖ <= 2 holds in the ball anyway
+        cap = np.where(mask, (lipschitz * g) ** 2, 0.0)
+        scale = np.maximum(np.where(mask, lipschitz * g, 1.0), PAIR_SCALE_FLOOR)
+    data = (cap, scale, mask, weights, tau)
+    z0 = _factor(start, n, 0)
+    count, width = pieces.bounds.shape
+    state = [np.broadcast_to(z0, (count, n, n)).copy(), np.zeros((count, n)), np.zeros((count, n, n)),
+             np.zeros((count, width)), np.full(count, RHO_START)]
+    best = np.full(count, -np.inf)
+    empty = _empty_split_pieces(g, lipschitz, pieces)
+    with jax.enable_x64(True):
+        _refine(state, best, np.array([0]), RELAXATION_OUTER, k, data, pieces, rules)
+        for part in state[:3]:  # the other pieces start from the relaxation's solution
+            part[1:] = part[0]
+        if regime_starts:  # or from a start of their regime
+            for name, z in regime_starts.items():
+                chosen = np.flatnonzero(np.asarray(pieces.regime) == name)
+                state[0][chosen] = _factor(z, n, 1)
+                state[1][chosen], state[2][chosen] = 0.0, 0.0
+        best[1:] = best[0]  # every piece is inside the relaxation
+        best[empty] = np.inf  # no Gram matrix of the class is in an empty piece
+        active = np.flatnonzero((np.asarray(pieces.regime) != incumbent_regime) & ~empty)[1:]
+        for outer in STAGES:
+            active = active[best[active] <= incumbent]
+            if active.size == 0:
+                break
+            _refine(state, best, active, outer, k, data, pieces, rules)
+    return best
+
+
+def _rounded_up(g: np.ndarray) -> np.ndarray:
+    """Set distances rounded *up* to 32 significant bits: larger radii only enlarge the class,
+    so bounds stay valid, and data moved by a rigid motion (distances equal up to the last
+    bits) gives the solver the same numbers, hence the same bounds."""
+    mantissa, exponent = np.frexp(np.where(np.isfinite(g), g, 0.0))
+    return np.where(np.isfinite(g), np.ldexp(np.ceil(mantissa * 2.0**32) / 2.0**32, exponent), g)
+
+
+def _empty_split_pieces(g: np.ndarray, lipschitz: float, pieces: Pieces) -> np.ndarray:
+    """``(P,)`` True for the split pieces no map of the class enters: by the triangle
+    inequality along any path of sets, ``‖z_s − z_t‖ <= L·p(s, t)`` with ``p`` the shortest
+    path length in the graph of set distances (and ``<= 2`` in the ball), so a piece asking
+    ``‖z_s − z_t‖² >= c`` with ``min(L·p, 2)² < c`` is empty (compared with a relative margin
+    of 1e-9 for rounding)."""
+    from scipy.sparse.csgraph import csgraph_from_dense, shortest_path
+
+    s, t, least = pieces.apart[:, 0].astype(int), pieces.apart[:, 1].astype(int), pieces.apart[:, 2]
+    split = s >= 0
+    if not split.any():
+        return split
+    # null_value=inf: a set distance of 0 (coincident sets) stays an edge of length 0
+    path = shortest_path(csgraph_from_dense(g, null_value=np.inf), method="D", directed=False)
+    reach = np.minimum(lipschitz * path[s[split], t[split]], 2.0) * (1.0 + 1e-9)
+    empty = np.zeros(split.size, dtype=bool)
+    empty[split] = reach**2 < least[split] * (1.0 - 1e-9)
+    return empty
+
+
+def _factor(z: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """An ``S x S`` factor of ``z zᵀ`` plus :data:`START_NOISE` of seeded noise (full rank)."""
+    values, vectors = np.linalg.eigh(z @ z.T)
+    factor = vectors * np.sqrt(np.maximum(values, 0.0))
+    return factor + START_NOISE * np.random.default_rng(seed).standard_normal((n, n))
+
+
+def _refine(state, best, active, outer: int, k: int, data, pieces: Pieces, rules) -> None:
+    """``outer`` iterations on the pieces ``active``, in place: ``state`` moves on, ``best``
+    keeps each piece's best certificate."""
+    cap, scale, mask, weights, tau = data
+    (nodes, node_w), (fine, fine_w), (coarse, coarse_w) = rules
+    size = _bucket(active.size)
+    idx = _pad_pieces(active, size, active[0])  # padding repeats a piece (results ignored)
+    current = tuple(part[idx] for part in state)
+    a, b = pieces.matrices[idx], pieces.bounds[idx]
+    live = active.size
+    for _ in range(outer):
+        current, nu = _solver(k)(*current, cap, scale, mask, a, b, weights, tau, nodes, node_w)
+        z, mu, _, ex, _ = current
+        bounds, slack = (np.asarray(v) for v in _certifier(k)(z, mu, nu, ex, cap, mask, a, b, weights, tau, fine,
+                                                               fine_w, coarse, coarse_w))
+        # a certificate whose quadrature slack exceeds the stated tolerance is not used
+        bounds = np.where(slack <= CERTIFY_QUADRATURE_TOLERANCE, bounds, -np.inf)
+        best[active] = np.maximum(best[active], bounds[:live])
+    for part, new in zip(state, current):
+        part[active] = np.asarray(new)[:live]
+
+
+def check_certify_sizes(prob: Problem) -> None:
+    """Refuse a certified call beyond ``CERTIFY_MAX_SETS`` sets or ``CERTIFY_MAX_ELEMENTS``
+    values of piece constraints (:mod:`theory.limits`), naming ``set_ids``."""
+    n = prob.set_labels.size
+    if n > CERTIFY_MAX_SETS:
+        validate.fail("set_ids", n, f"at most {CERTIFY_MAX_SETS} sets with certify=True (the bound's solver "
+                                    "holds an S x S factor per convex piece)")
+    count, width = piece_count(prob.set_cluster, prob.n_clusters)
+    if count * width * n * n > CERTIFY_MAX_ELEMENTS:
+        validate.fail("set_ids", n, f"{count} regime pieces of {width} constraints on {n} sets exceed "
+                                    f"{CERTIFY_MAX_ELEMENTS:,} values with certify=True (memory)")
+
+
+def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float, regime: str) -> dict:
+    """The certified fields of one set-level record (docs/theory.md §3.G).
+
+    ``lower_bound_<R>`` bounds the loss of every set-constant map of regime ``R`` in the class
+    (any dimension): the smallest bound of ``R``'s pieces, and never less than the
+    relaxation's. ``lower_bound`` bounds every map: the larger of the relaxation's bound and the
+    smallest regime bound. ``certified_regime`` is ``regime`` (that of the feasible map of loss
+    ``loss``) when ``loss`` is below both other regimes' bounds, so that every minimiser is in
+    it; otherwise ``"undecided"``.
+
+    Returns:
+      ``{"lower_bound", "bound_gap", "lower_bound_collapsed", "lower_bound_preserved",
+      "lower_bound_split", "certified_regime"}``.
+    """
+    pieces = regime_pieces(prob.set_cluster, prob.n_clusters)
+    # preserved pieces start from the cluster simplex, collapsed ones from a shrunk copy of it
+    simplex = simplex_vectors(prob.n_clusters, prob.n_clusters)[prob.set_cluster]
+    bounds = piece_bounds(embedding, prob.g, prob.weights, prob.k, prob.tau, float(lipschitz), pieces, float(loss),
+                          regime, {"preserved": simplex, "collapsed": COLLAPSED_START * simplex})
+    names = np.asarray(pieces.regime)
+    relaxation = float(bounds[0])
+    per_regime = {r: max(relaxation, float(bounds[names == r].min())) if np.any(names == r) else math.inf
+                  for r in REGIMES}
+    lower = max(relaxation, min(per_regime.values()))
+    others = [per_regime[r] for r in REGIMES if r != regime]
+    certified = regime if regime in REGIMES and all(loss < b for b in others) else "undecided"
+    out = {"lower_bound": lower, "bound_gap": float(loss) - lower}
+    out.update({f"lower_bound_{r}": per_regime[r] for r in REGIMES})
+    out["certified_regime"] = certified
+    return out
