@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml $(LOCK)
 	PIP_CONSTRAINT=$(CURDIR)/$(LOCK) $(PIP) -e '.[test]'
 	touch $(STAMP)
 
+# One test worker more than cores: many tests wait on a child process (the CLI, a sweep), so a
+# third worker uses the time a core would idle.
+WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
 reproduce: $(STAMP)
 	$(BIN)/infonce-lab reproduce --out figures

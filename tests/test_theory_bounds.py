@@ -98,15 +98,15 @@ def test_pieces_count_and_validation():
 
 @pytest.mark.parametrize("k", [1, 2])
 def test_bound_never_exceeds_an_exactly_computed_feasible_value(k):
-    """Tiny instances (4 sets, K = 1, 2): the bound is below the brute-force loss of the
-    search's map and of 200 random feasible maps in dimensions 1 to 4, and every regime bound
-    below the loss of every random map of that regime."""
+    """Tiny instances (4 sets; K = 1 at L = 0.5, K = 2 at L = 2): the bound is below the
+    brute-force loss of the search's map and of 150 random feasible maps in dimensions 1 to
+    4, and every regime bound below the loss of every random map of that regime."""
     rng = np.random.default_rng(k)
     x, sets, clusters = layout(rng)
     g = np.array([[0.0 if a == b else np.min(np.linalg.norm(x[sets == a][:, None] - x[sets == b][None], axis=-1))
                    for b in range(4)] for a in range(4)])
     tau = 0.5
-    for lip in (0.5, 2.0):
+    for lip in ((0.5,), (2.0,))[k - 1]:  # one cap per K: a constraining one and a loose one
         r = theory.lipschitz_minimum(x, sets, clusters, lip, 2, k, tau, certify=True, **FAST)
         assert r.lower_bound <= brute_loss(r.embedding, k, tau) + TOL
         assert math.isclose(r.bound_gap, r.loss - r.lower_bound)
@@ -131,7 +131,7 @@ def test_bound_is_the_simplex_floor_when_nothing_constrains():
 # --------------------------------------------------------------------------- the theorem's statements
 
 
-@settings(max_examples=4, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: costly
+@settings(max_examples=3, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: costly
 @given(seed=st.integers(0, 2**16), k=st.sampled_from([2, 4]), tau=st.floats(0.3, 1.0),
        lips=st.tuples(st.floats(0.05, 1.0), st.floats(1.0, 8.0)))
 def test_bound_properties_on_random_geometries(seed, k, tau, lips):
