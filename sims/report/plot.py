@@ -45,7 +45,7 @@ from theory.regimes import REGIMES, majority_regime  # noqa: E402
 from sims.metrics import STATUS_DIVERGED, STATUS_OK  # noqa: E402
 from sims.report.analysis import BINDING_SHARE, binds, theory_lines  # noqa: E402
 from sims.report.figures import CAP_LABEL, REGIME_COLOURS  # noqa: E402
-from sims.sweep.atomic import atomic_write_files, figure_bytes  # noqa: E402
+from sims.sweep.atomic import atomic_write_files, figure_bytes, file_in_the_way  # noqa: E402
 from sims.sweep.cells import axis_cells  # noqa: E402
 from sims.sweep.results import stderr_warning  # noqa: E402
 from sims.sweep.summary import finished_rows  # noqa: E402
@@ -457,11 +457,9 @@ def output_prefix(folder: str | Path, out: str | Path | None, x: str, y: str) ->
         path = path / name
     elif path.suffix.lower() in (".png", ".pdf"):
         path = path.with_suffix("")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"--out: {parent} exists and is not a folder")
-            break
+    blocker = file_in_the_way(path.parent)
+    if blocker is not None:
+        raise ValueError(f"--out: {blocker} exists and is not a folder")
     return path
 
 
