@@ -197,11 +197,19 @@ BAD = {
                     "not numeric"),
     "log_choice": (lambda f, t: [f, "--log", "yes"], "--log", "invalid choice"),
     "empty_out": (lambda f, t: [f, "--out", ""], "--out", "''"),
+    "out_below_a_file": (lambda f, t: [f, "--out", _a_file(t) / "sub" / "fig"], "--out",
+                         "is not a folder"),
     "not_a_run_folder": (lambda f, t: [t], "RUN_FOLDER", "not a sweep output folder"),
     "missing_folder": (lambda f, t: [t / "nowhere"], "RUN_FOLDER", "does not exist"),
     "empty_folder_path": (lambda f, t: [""], "RUN_FOLDER", "''"),
     "no_finished_runs": (lambda f, t: [_no_results(f, t)], "RUN_FOLDER", "no finished runs"),
 }
+
+
+def _a_file(tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("x")
+    return path
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
