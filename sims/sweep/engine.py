@@ -38,9 +38,10 @@ How a sweep runs (:func:`run_sweep`):
    a second process with the same process index while one runs (a lock held for the whole
    sweep). A damaged chunk file counts as not done and is trained again (one warning names
    it); a damaged manifest is refused up front. The rules are in :mod:`sims.sweep.folder`.
-6. **Compilation** happens once per group and process (its time is in the manifest's
-   ``sessions``); set ``JAX_COMPILATION_CACHE_DIR`` to reuse compiled programs across
-   resumes and repeated sweeps.
+6. **Compilation** happens once per static configuration, chunk shape and process (its
+   time is in the manifest's ``sessions``; a later sweep of the same shapes in the process
+   reuses the executable, as the quick sweeps of ``reproduce`` do); set
+   ``JAX_COMPILATION_CACHE_DIR`` to reuse compiled programs across processes.
 
 Divergence: a run whose ``loss_final`` or any point of its loss curve is NaN or infinite
 has ``status = diverged`` and empty metric cells; runs are independent lanes of the vmapped
@@ -53,6 +54,7 @@ import queue
 import socket
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -104,9 +106,18 @@ def default_backend() -> Backend:
     return Backend(train.grid_program, metrics.finalize, tuple(metrics.COLUMNS))
 
 
+#: compiled programs kept for the process, most recent last: a later sweep (or group) with the
+#: same static configuration, chunk shape and devices runs the executable already built (the
+#: quick sweeps of ``reproduce`` share them) instead of compiling it again.
+_COMPILED: "OrderedDict[tuple, Any]" = OrderedDict()
+#: how many compiled programs the process keeps (each holds its generated code, not its data).
+COMPILED_KEPT = 4
+
+
 class GroupProgram:
     """One group's ``jit(vmap(train))``, compiled once for its padded chunk shape and sharded
-    over every local device."""
+    over every local device; an executable the process already compiled for the same
+    ``(program, static configuration, shape, devices)`` is reused (:data:`COMPILED_KEPT`)."""
 
     def __init__(self, backend: Backend, static: ExperimentConfig, size: int, mesh) -> None:
         from jax.sharding import NamedSharding, PartitionSpec
@@ -114,7 +125,10 @@ class GroupProgram:
         self.size = size
         self.sharding = NamedSharding(mesh, PartitionSpec("runs"))
         self._jitted = backend.program(static)
-        self._compiled = None
+        self._key = (backend.program, static, size, tuple(d.id for d in mesh.devices.flat))
+        self._compiled = _COMPILED.get(self._key)
+        if self._compiled is not None:
+            _COMPILED.move_to_end(self._key)
         self.compile_seconds = 0.0
 
     def __call__(self, runs: Sequence[Run]) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
@@ -134,6 +148,9 @@ class GroupProgram:
             t0 = time.perf_counter()
             self._compiled = self._jitted.lower(keys, swept).compile()
             self.compile_seconds = time.perf_counter() - t0
+            _COMPILED[self._key] = self._compiled
+            while len(_COMPILED) > COMPILED_KEPT:
+                _COMPILED.popitem(last=False)
         t0 = time.perf_counter()
         out = self._compiled(keys, swept)
         curves = np.asarray(jax.block_until_ready(out["curve"]), dtype=np.float32)
@@ -337,7 +354,7 @@ def _run_chunks(sweep: Sweep, out: Path, backend: Backend, assembler: Assembler,
         for chunk in todo:
             group = groups[chunk.group]
             if chunk.group not in programs:
-                programs.clear()  # one compiled program alive at a time
+                programs.clear()  # one group's program at a time (executables: _COMPILED)
                 size = padded_size(len(group.runs), sizes[chunk.group], n_dev)
                 programs[chunk.group] = GroupProgram(backend, group.static, size, mesh)
             program = programs[chunk.group]

@@ -15,9 +15,9 @@ the minimum on finite data is a finite-dimensional problem (docs/theory.md §3.F
   atom loss of docs/theory.md §3.A with atoms in the ball, positive logit ``‖z_a‖²/τ``:
   ``Σ_a w_a E_n log(1 + Σ_b n_b exp((⟨z_a,z_b⟩ − ‖z_a‖²)/τ))``, computed exactly
   (:func:`theory.atom_infonce` with ``ball=True``).
-* **Point level.** One embedding per point under every pairwise constraint; its loss is
-  estimated (anchor pairs drawn at random, the ``K`` negatives integrated exactly) with a
-  standard error. Started from the set-level solution, so it can only be lower up to noise.
+* **Point level.** One embedding per point under every pairwise constraint; its InfoNCE is
+  exact (every anchor and positive of every set, the ``K`` negatives integrated through the
+  integral form; ``loss_se = 0``). Started from the set-level solution, so it can only be lower.
 * **Other objectives.** At the point level the loss may be any objective of a batch (NT-Xent,
   DCL, debiased, spectral, alignment + uniformity: :mod:`sims.loss`), estimated on fixed
   batches of the training batch size; the class is the same.
@@ -44,8 +44,8 @@ The package has one module per job:
   (cyclic over round-robin pairs, or averaged).
 * :mod:`theory.oracle.sets`: the set-level solver.
 * :mod:`theory.oracle.points`: the point-level solver.
-* :mod:`theory.oracle.estimators`: the point-level estimates (InfoNCE per anchor pair,
-  another objective per batch).
+* :mod:`theory.oracle.estimators`: the point level's values (InfoNCE exact, another
+  objective estimated per batch).
 * :mod:`theory.oracle.pieces`: the regimes as unions of convex pieces of the Gram matrix
   (linear constraints; docs/theory.md §3.G).
 * :mod:`theory.oracle.bounds`: certified lower bounds at the set level by convex duality

@@ -32,10 +32,12 @@ class OracleResult:
     Attributes:
       level: ``"sets"`` (set-constant maps) or ``"points"`` (one embedding per point).
       lipschitz: the bound ``L`` of the class.
-      loss: InfoNCE (or the given objective) of ``embedding`` (exact at the set level, an
-        estimate at the point level).
+      loss: InfoNCE (or the given objective) of ``embedding``: InfoNCE exact at both levels
+        (at the point level every anchor/positive pair of every set, the ``K`` negatives
+        integrated, docs/theory.md §3.F), another objective a Monte Carlo estimate.
         Since the embedding is feasible, an upper bound on the class minimum.
-      loss_se: standard error of ``loss`` (0 at the set level).
+      loss_se: standard error of ``loss``: 0 for InfoNCE (exact at both levels), the
+        standard error over batches for another objective.
       embedding: ``(n_sets, dim)`` atoms in sorted set-id order (sets), or ``(n, dim)`` in
         the order of the given points (points).
       set_ids: the sorted set labels (the rows of a set-level embedding).
@@ -153,14 +155,17 @@ def lipschitz_minimum(
       finite-K atom loss of atoms in the ball (positive logit ``‖z_a‖²/τ``), ``loss_se = 0``.
     * ``level="points"``: one embedding per point under every pairwise constraint, started
       from the set-level solution (and from a linear map onto the leading principal
-      directions); the loss is estimated on ``num_samples`` anchor pairs with the ``K``
-      negatives integrated exactly, and carries its standard error. The set-level solution
-      stays a candidate with its exact loss (``loss_se = 0`` when it is kept), so the point
-      level is never above the set level; the difference is what a map that is not
-      constant on sets gains.
+      directions); the loss is exact, ``loss_se = 0``: every anchor/positive pair of every
+      set with its probability, the ``K`` negatives integrated
+      (``Σ_s w_s P_s⁻² Σ_{a,p ∈ s} E log(1 + Σ_k exp((⟨z_a,z_{b_k}⟩ − ⟨z_a,z_p⟩)/τ))``,
+      :func:`theory.oracle.estimators.exact_points`), so ``num_samples`` is not used. The
+      set-level solution stays a candidate (its point-level loss is its set-level loss), so
+      the point level is never above the set level; the difference is what a map that is
+      not constant on sets gains. (The search inside still picks among its runs by a fixed
+      Monte Carlo draw; only the reported loss is exact.)
 
     ``objective`` other than ``None`` (InfoNCE) minimises another loss over the same class,
-    at the point level only, where the loss is estimated anyway: a pure JAX callable
+    at the point level only, where it is estimated on batches: a pure JAX callable
     ``objective(anchor [B, d], positive [B, d], negatives [B, K, d]) -> mean loss``, such as
     a :mod:`sims.loss` objective with its hyperparameters bound (what
     :func:`sims.oracle.class_minimum` passes for a configuration's ``train.objective``). It
@@ -199,7 +204,8 @@ def lipschitz_minimum(
       seed: seed of the random starts and of the point-level draws.
       restarts: random starts per ``L`` (set level), besides the structured ones.
       steps: optimiser steps per start.
-      num_samples: anchor pairs of the point-level estimate.
+      num_samples: draws of the estimate of another ``objective`` (``num_samples // batch_size``
+        batches); validated but not used for InfoNCE, exact at both levels.
       objective: ``None`` for InfoNCE, or a callable loss of a batch (point level only).
       batch_size: anchors per batch of ``objective`` (ignored without one).
       certify: also certify each record (set level, InfoNCE): a lower bound valid in every

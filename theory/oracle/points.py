@@ -6,8 +6,9 @@ embedding per point), a linear map onto the leading principal directions, and fo
 objective an orthonormal cluster frame; a compiled program runs projected Adam (averaged
 projections) on a Monte Carlo loss from each, scanned over increasing ``L``, and picks by a
 fixed-draw estimate. The pick, the set-level solution and the smaller ``L``'s answer are
-then scored in float64 on the same draws (:mod:`theory.oracle.estimators`) and the lowest is
-kept.
+then scored in float64 (:mod:`theory.oracle.estimators`) and the lowest is kept: InfoNCE
+exactly (every anchor/positive pair of every set, the ``K`` negatives integrated; standard
+error 0), another objective on the same fixed batches (a mean and its standard error).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.oracle.estimators import estimate_objective, estimate_points
+from theory.oracle.estimators import estimate_objective, exact_points
 from theory.oracle.feasibility import exact_distances, make_feasible
 from theory.oracle.problem import Problem
 from theory.oracle.projection import padded_distances, projected_adam
@@ -39,10 +40,17 @@ class PointTables:
     set_start: np.ndarray  # (S,) first sorted position of each set
     set_size: np.ndarray  # (S,) points in each set
     point_weight: np.ndarray  # (V,) marginal probability of each distinct point
+    pair_weight: np.ndarray  # (V, V) probability of each anchor/positive pair of distinct points
 
 
 def point_tables(prob: Problem) -> PointTables:
-    """Index the distinct points (``theory.oracle.problem.check_sizes`` bounds their number)."""
+    """Index the distinct points (``theory.oracle.problem.check_sizes`` bounds their number).
+
+    The pair weights are those of the sampler (a set ``s`` by weight, two of its ``P_s``
+    points uniformly and independently): ``W_ap = Σ_s w_s m_s(a) m_s(p) / P_s²`` with
+    ``m_s(a)`` the copies of the distinct point ``a`` in ``s``; each row sums to the
+    marginal ``point_weight``.
+    """
     # distinct points, numbered in order of first appearance (so that the numbering, and
     # with it the solver, does not depend on a rigid motion of the data)
     _, first, inverse = np.unique(prob.x, axis=0, return_index=True, return_inverse=True)
@@ -55,7 +63,11 @@ def point_tables(prob: Problem) -> PointTables:
     start = np.concatenate([[0], np.cumsum(size)[:-1]])
     weight = np.zeros(first.size)
     np.add.at(weight, var_of_point, prob.weights[prob.set_index] / size[prob.set_index])
-    return PointTables(var_of_point, unique, exact_distances(unique), var_of_point[order], start, size, weight)
+    copies = np.zeros((size.size, first.size))
+    np.add.at(copies, (prob.set_index, var_of_point), 1.0)
+    pair_weight = copies.T @ (copies * (prob.weights / size**2)[:, None])
+    return PointTables(var_of_point, unique, exact_distances(unique), var_of_point[order], start, size, weight,
+                       pair_weight)
 
 
 def _principal_map(x: np.ndarray, dim: int) -> np.ndarray:
@@ -139,13 +151,15 @@ def _point_solver(k: int, steps: int, objective=None, batch_size: int = 0):
 def solve_points(prob: Problem, set_solutions: np.ndarray, set_losses: list[float],
                  lips_sorted: np.ndarray, steps: int, seed: int, num_samples: int,
                  objective=None, batch_size: int = 0):
-    """Point-level embeddings and estimates for increasing ``L``, from the set-level solutions.
+    """Point-level embeddings and losses for increasing ``L``, from the set-level solutions.
 
-    Each ``L`` keeps the lowest of: the solver's pick (estimated), the set-level solution
-    (a point-level embedding too, whose InfoNCE is known exactly; estimated like the others
-    for another ``objective``) and the previous ``L``'s answer (feasible here; estimated on
-    the same draws). Returns the tables, the ``(embedding, loss, se)`` of each ``L`` and the
-    loss of each ``L``'s set-level start.
+    Each ``L`` keeps the lowest of: the solver's pick, the set-level solution (a point-level
+    embedding too) and the previous ``L``'s answer (feasible here). InfoNCE is exact for
+    each (:func:`theory.oracle.estimators.exact_points`; the set-level solution's point-level
+    loss is its set-level loss, docs/theory.md §3.F), with standard error 0, and
+    ``num_samples`` is not used; another ``objective`` is estimated on the same
+    ``num_samples // batch_size`` fixed batches for all three. Returns the tables, the
+    ``(embedding, loss, se)`` of each ``L`` and the loss of each ``L``'s set-level start.
     """
     import jax
 
@@ -175,14 +189,14 @@ def solve_points(prob: Problem, set_solutions: np.ndarray, set_losses: list[floa
         picks = solve(f32(own), f32(lips_sorted), f32(np.minimum(distance, 1e30)), tables.sorted_var,
                       tables.set_start, tables.set_size, np.float32(prob.tau), jax.random.PRNGKey(seed))
     picks = np.asarray(picks, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    pairs = _draw_pairs(rng, prob, tables, num_samples)
     if objective is None:
         def score(z):
-            return estimate_points(z, prob, tables.point_weight, pairs)
+            return exact_points(z, prob, tables), 0.0
 
         starts = [(value, 0.0) for value in set_losses]
     else:  # whole batches, K negatives per anchor from the data marginal
+        rng = np.random.default_rng(seed)
+        pairs = _draw_pairs(rng, prob, tables, num_samples)
         n_batches = num_samples // batch_size
         shape = (n_batches, batch_size)
         batches = (pairs[0][: n_batches * batch_size].reshape(shape),
@@ -196,12 +210,12 @@ def solve_points(prob: Problem, set_solutions: np.ndarray, set_losses: list[floa
     out = []
     for i, lip in enumerate(lips_sorted):
         # the solver's pick, the set-level solution itself, and the smaller L's answer (also
-        # feasible here), each scored on the same draws
+        # feasible here), each scored exactly (InfoNCE) or on the same batches
         pick = make_feasible(picks[i], tables.distance, lip)
         scored = [(own[i, 0], *starts[i])]
         if not np.array_equal(pick, own[i, 0]):
             scored.append((pick, *score(pick)))
         if out:
-            scored.append(out[-1])  # same draws, so its estimate stands
+            scored.append(out[-1])  # exact, or on the same batches: its value stands
         out.append(min(scored, key=lambda t: t[1]))
     return tables, out, [value for value, _ in starts]
