@@ -24,6 +24,8 @@ import math
 import time
 from typing import Any, Callable, Iterable, Mapping
 
+import numpy as np
+
 import theory
 from theory import limits as size
 from theory import validate
@@ -40,6 +42,14 @@ ORACLE_COLUMNS: tuple[str, ...] = (
     "oracle_within_diameter",
     "oracle_between_distance",
     "oracle_gap",
+)
+#: the certified columns added by ``[oracle] certify = true`` (docs/theory.md §3.G): a lower
+#: bound on the class minimum in every output dimension, ``oracle_loss`` minus it, and the
+#: regime every minimiser is certified to have (``undecided`` where the bounds do not decide).
+CERTIFIED_COLUMNS: tuple[str, ...] = (
+    "oracle_lower_bound",
+    "oracle_bound_gap",
+    "oracle_certified_regime",
 )
 LEVELS = theory.oracle.LEVELS
 
@@ -83,7 +93,8 @@ def class_minimum(config: ExperimentConfig, lipschitz, level: str = "sets", **so
       config: the experiment; its ``model.lipschitz`` is not used.
       lipschitz: ``L``, a number or a 1-D sequence.
       level: ``"sets"`` or ``"points"``.
-      **solver: ``seed``, ``restarts``, ``steps``, ``num_samples`` of the solver.
+      **solver: ``seed``, ``restarts``, ``steps``, ``num_samples`` of the solver, and
+        ``certify`` (docs/theory.md §3.G).
 
     Returns:
       An :class:`theory.OracleResult`, or a list of them for a sequence of ``L``.
@@ -105,8 +116,9 @@ def objective_arguments(config: ExperimentConfig) -> dict[str, Any]:
     return {} if objective is None else {"objective": objective, "batch_size": tr.batch_size}
 
 
-def oracle_columns(result, objective_final: float) -> dict[str, Any]:
-    """The :data:`ORACLE_COLUMNS` of one run from its class minimum and its trained loss.
+def oracle_columns(result, objective_final: float, certify: bool = False) -> dict[str, Any]:
+    """The :data:`ORACLE_COLUMNS` of one run from its class minimum and its trained loss (and
+    the :data:`CERTIFIED_COLUMNS` with ``certify``).
 
     ``oracle_gap = objective_final − oracle_loss``: how far training stayed above the class
     minimum, in the objective both minimise (for InfoNCE ``objective_final`` is ``loss_final``).
@@ -114,8 +126,11 @@ def oracle_columns(result, objective_final: float) -> dict[str, Any]:
     estimation noise means that training found a better member of the class than the oracle
     did (as on overlapping sets, where the set level is far from the point level).
     """
+    names = ORACLE_COLUMNS + (CERTIFIED_COLUMNS if certify else ())
     if result is None:
-        return {c: (math.nan if c != "oracle_regime" else "") for c in ORACLE_COLUMNS}
+        return {c: (math.nan if not c.endswith("regime") else "") for c in names}
+    certified = {"oracle_lower_bound": result.lower_bound, "oracle_bound_gap": result.bound_gap,
+                 "oracle_certified_regime": result.certified_regime} if certify else {}
     return {
         "oracle_loss": result.loss,
         "oracle_loss_se": result.loss_se,
@@ -123,6 +138,7 @@ def oracle_columns(result, objective_final: float) -> dict[str, Any]:
         "oracle_within_diameter": result.within_diameter,
         "oracle_between_distance": result.between_distance,
         "oracle_gap": objective_final - result.loss,
+        **certified,
     }
 
 
@@ -133,14 +149,19 @@ class OracleTable:
       configs: every run's configuration (the caps of each data configuration are
         collected from them up front, so a value never depends on the chunk plan).
       level: ``"sets"`` or ``"points"``.
+      certify: also the certified bound and regime (:data:`CERTIFIED_COLUMNS`; set level).
       log: where a one-line note per solved data configuration goes.
     """
 
     def __init__(self, configs: Iterable[ExperimentConfig], level: str = "sets",
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, certify: bool = False) -> None:
         if level not in LEVELS:
             raise ValueError(f"oracle.level: must be one of {', '.join(LEVELS)}, got {level!r}")
-        self.level = level
+        if certify and level != "sets":
+            raise ValueError(f"oracle.certify: the certified lower bound is computed at the set level, "
+                             f"got oracle.level = {level!r}")
+        self.level, self.certify = level, certify
+        self.columns_out = ORACLE_COLUMNS + (CERTIFIED_COLUMNS if certify else ())
         self._log = log or (lambda msg: None)
         self._caps: dict[tuple, set[float]] = {}
         self._configs: dict[tuple, ExperimentConfig] = {}
@@ -154,9 +175,11 @@ class OracleTable:
 
     def _solve(self, key: tuple, lips: list[float]) -> dict[float, Any]:
         t0 = time.perf_counter()
-        results = class_minimum(self._configs[key], lips, self.level)
+        results = class_minimum(self._configs[key], lips, self.level,
+                                **({"certify": True} if self.certify else {}))
         spec = self._configs[key].data
-        self._log(f"class minimum ({self.level} level) of {self._configs[key].train.objective} "
+        self._log(f"{'certified ' if self.certify else ''}class minimum ({self.level} level) of "
+                  f"{self._configs[key].train.objective} "
                   f"on {spec.geometry} data, gap {spec.gap:g}, "
                   f"{len(lips)} value(s) of L: {time.perf_counter() - t0:.1f} s")
         return dict(zip(lips, results))
@@ -191,10 +214,10 @@ class OracleTable:
         return solved[lipschitz_bound]
 
     def columns(self, config: ExperimentConfig, row: Mapping[str, Any]) -> dict[str, Any]:
-        """:data:`ORACLE_COLUMNS` for a finished run's metrics ``row``."""
+        """:attr:`columns_out` for a finished run's metrics ``row``."""
         bound = float(row.get("lipschitz_bound", math.nan))
         trained = row.get("objective_final", row["loss_final"])
-        return oracle_columns(self.result(config, bound), float(trained))
+        return oracle_columns(self.result(config, bound), float(trained), self.certify)
 
 
 def _solver_default(name: str) -> int:
@@ -237,7 +260,7 @@ def _distinct_points(spec) -> int:
     return total - k * sum(n - 1 for n in spec.set_counts)
 
 
-def check_oracle(config: ExperimentConfig, level: str, caps: int = 1) -> None:
+def check_oracle(config: ExperimentConfig, level: str, caps: int = 1, certify: bool = False) -> None:
     """Refuse a configuration whose class minimum (an ``[oracle]`` section) the oracle would
     refuse, in one line naming the sweep file's keys.
 
@@ -251,7 +274,9 @@ def check_oracle(config: ExperimentConfig, level: str, caps: int = 1) -> None:
     level, the distinct points and ``train.negatives · model.out_dim``; for another objective,
     ``train.batch_size``. (The point level's coordinate limit, 2^500, is far beyond the size
     model's largest diameter.) So a sweep the oracle would refuse is refused when its file is
-    read, by ``--dry-run`` too, before anything is written into the output folder.
+    read, by ``--dry-run`` too, before anything is written into the output folder. With
+    ``certify``, also the certified bound's limits (``CERTIFY_MAX_SETS`` sets and
+    ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints).
     """
     check_level(config, level)
     d, m, t = config.data, config.model, config.train
@@ -318,3 +343,15 @@ def check_oracle(config: ExperimentConfig, level: str, caps: int = 1) -> None:
             validate.fail("train.batch_size", t.batch_size,
                           f"must be at most {most:,} {why} of train.objective {t.objective!r} (memory, and "
                           f"its estimate averages whole batches of {_solver_default('num_samples'):,} samples)")
+    if certify:
+        from theory.oracle.pieces import piece_count
+
+        if n_sets > size.CERTIFY_MAX_SETS:
+            validate.fail("data.sets_per_cluster", d.sets_per_cluster,
+                          f"at most {size.CERTIFY_MAX_SETS} sets in all with oracle.certify = true (the "
+                          f"bound's solver holds an S x S factor per convex piece), {sets}")
+        count, width = piece_count(np.repeat(np.arange(d.n_clusters), d.set_counts), d.n_clusters)
+        if count * width * n_sets * n_sets > size.CERTIFY_MAX_ELEMENTS:
+            validate.fail("data.n_clusters", d.n_clusters,
+                          f"{count} regime pieces of {width} constraints on {n_sets} sets exceed "
+                          f"{size.CERTIFY_MAX_ELEMENTS:,} values with oracle.certify = true (memory)")

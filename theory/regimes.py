@@ -31,6 +31,8 @@ from theory.floors import simplex_edge
 
 #: the three regimes, in the order they appear as ``L`` grows (docs/theory.md §3.E, §5).
 REGIMES = ("collapsed", "preserved", "split")
+#: the certified regime where the lower bounds do not decide between regimes (docs/theory.md §3.G).
+UNDECIDED = "undecided"
 #: an embedding is ``collapsed`` when ``max(W, B) < COLLAPSE_FRACTION · e_m`` (docs/theory.md §5).
 COLLAPSE_FRACTION = 0.5
 #: otherwise it is ``split`` when ``W / B >= SPLIT_RATIO`` (docs/theory.md §5), else ``preserved``.

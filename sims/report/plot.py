@@ -16,7 +16,9 @@
 ``facet`` draws one panel per value of a third column. Defaults come from the sweep's axes
 (:func:`default_columns`). A ``metric`` whose name starts with ``oracle_`` is a column of
 the class minimum: the figure then says so, and the cells are coloured by
-``oracle_regime``; otherwise it shows trained networks.
+``oracle_regime`` (by ``oracle_certified_regime`` for the certified columns
+``oracle_lower_bound`` and ``oracle_bound_gap``, undecided cells left uncoloured);
+otherwise it shows trained networks.
 
 Numeric axes are drawn on their values (cells reach halfway to their neighbours), on a log
 scale where the values are positive and span more than a factor :data:`LOG_SPAN`
@@ -122,8 +124,24 @@ def is_class_minimum(metric: str) -> bool:
     return metric.startswith(ORACLE_PREFIX)
 
 
+def is_certified(metric: str) -> bool:
+    """Whether ``metric`` is a certified column (``[oracle] certify = true``: the lower bound
+    and its gap), whose cells are coloured by the certified regime of every minimiser."""
+    return metric in ("oracle_lower_bound", "oracle_bound_gap")
+
+
+def regime_column(metric: str) -> str:
+    """The regime column that colours a figure of ``metric``: the trained networks', the
+    class minimum's, or the certified regime (docs/theory.md §3.G; undecided cells uncoloured)."""
+    if is_certified(metric):
+        return "oracle_certified_regime"
+    return "oracle_regime" if is_class_minimum(metric) else "regime"
+
+
 def subject(metric: str) -> str:
     """What a figure of ``metric`` shows: the trained networks or the class minimum."""
+    if is_certified(metric):
+        return "certified class minimum (colour: regime of every minimiser; none: undecided)"
     return "class minimum (oracle)" if is_class_minimum(metric) else "trained networks"
 
 
@@ -532,7 +550,7 @@ def plot_run(folder: str | Path, x: str | None = None, y: str | None = None,
     metric = metric or (PHASE_METRIC if phase else LINE_METRIC)
     if metric not in columns:
         raise ValueError(f"--metric: no column {metric!r} in {source}; valid columns: {', '.join(columns)}")
-    regime = "oracle_regime" if is_class_minimum(metric) else "regime"
+    regime = regime_column(metric)
     if regime not in columns:
         raise ValueError(f"--metric: {metric} needs the column {regime}, which {source} lacks")
 

@@ -164,11 +164,9 @@ def finish_chunk(
     backend: Backend, chunk: Chunk, curves: np.ndarray, device: dict[str, np.ndarray], seconds: float,
     oracle=None,
 ) -> ChunkResult:
-    from sims.oracle import ORACLE_COLUMNS
-
     n = len(chunk.runs)
     status = []
-    columns = tuple(backend.columns) + (ORACLE_COLUMNS if oracle is not None else ())
+    columns = tuple(backend.columns) + (tuple(oracle.columns_out) if oracle is not None else ())
     cells: dict[str, list[str]] = {c: [] for c in columns}
     for i, run in enumerate(chunk.runs):
         loss = device.get("loss_final", np.full(n, np.nan))[i]
@@ -341,7 +339,8 @@ def _run_chunks(sweep: Sweep, out: Path, backend: Backend, assembler: Assembler,
     if sweep.oracle is not None:
         from sims.oracle import OracleTable
 
-        oracle = OracleTable((r.config for r in sweep.runs), sweep.oracle, log=say)
+        oracle = OracleTable((r.config for r in sweep.runs), sweep.oracle, log=say,
+                             certify=sweep.oracle_certify)
         oracle.prepare(run.config for chunk in todo for run in chunk.runs)  # before training
     if finished or (out / RESULTS).exists():
         with locked(out):  # a resumed folder: results.csv rebuilt from the chunk files

@@ -20,6 +20,7 @@ A sweep file has the three sections of :func:`sims.train_one` (``[data]``, ``[mo
 
     [oracle]               # optional: the class minimum beside every run (docs/theory.md §3.F)
     level = "sets"         # or "points"
+    certify = false        # true: certified lower bound and regime (set level; docs/theory.md §3.G)
 
 The grid is the Cartesian product of the axes (in the order they appear in the file)
 times the seeds, seeds varying fastest; run ``i`` is the ``i``-th point of that product.
@@ -68,7 +69,7 @@ from sims.oracle import check_oracle
 #: keys of the ``[sweep]`` section.
 SWEEP_KEYS: tuple[str, ...] = ("seeds", "chunk_size", "name")
 #: keys of the optional ``[oracle]`` section (the class minimum beside every run, docs/theory.md §3.F).
-ORACLE_KEYS: tuple[str, ...] = ("level",)
+ORACLE_KEYS: tuple[str, ...] = ("level", "certify")
 ORACLE_LEVELS: tuple[str, ...] = ("sets", "points")
 #: every top-level section of a sweep file.
 FILE_SECTIONS: tuple[str, ...] = (*SECTIONS, "sweep", "oracle")
@@ -118,6 +119,8 @@ class Sweep:
         checked on first use for large grids (see the module docstring).
       oracle: the ``[oracle] level`` (``"sets"`` or ``"points"``), or ``None`` when the
         file has no ``[oracle]`` section (no class-minimum columns).
+      oracle_certify: ``[oracle] certify = true``: the class minimum also carries its
+        certified lower bound and regime (docs/theory.md §3.G; set level only).
     """
 
     name: str
@@ -129,6 +132,7 @@ class Sweep:
     seeds: tuple[int, ...]
     chunk_size: int | None
     oracle: str | None = None
+    oracle_certify: bool = False
     _runs: list = dataclasses.field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -141,7 +145,7 @@ class Sweep:
     @property
     def runs(self) -> tuple[Run, ...]:
         if not self._runs:
-            self._runs.append(_expand(self.fixed, self.axes, self.seeds, self.oracle))
+            self._runs.append(_expand(self.fixed, self.axes, self.seeds, self.oracle, self.oracle_certify))
         return self._runs[0]
 
     @property
@@ -177,7 +181,7 @@ def _config(fixed: dict[str, dict[str, Any]], values: dict[tuple[str, str], Any]
     return build_config(**sections)
 
 
-def _expand(fixed, axes, seeds, oracle: str | None = None) -> tuple[Run, ...]:
+def _expand(fixed, axes, seeds, oracle: str | None = None, certify: bool = False) -> tuple[Run, ...]:
     """Every run of the grid, each configuration built and checked (run-id order), with the
     class minimum's limits where the file has an ``[oracle]`` section (:func:`check_oracle`)."""
     runs: list[Run] = []
@@ -186,7 +190,7 @@ def _expand(fixed, axes, seeds, oracle: str | None = None) -> tuple[Run, ...]:
     for point in itertools.product(*(a.values for a in axes)):
         config = _config(fixed, {(a.section, a.key): v for a, v in zip(axes, point)})
         if oracle is not None:
-            check_oracle(config, oracle, caps)
+            check_oracle(config, oracle, caps, certify)
         if config in seen:  # e.g. sets_per_cluster 4 and [4, 4, 4]
             axis, a, b = next((ax, u, v) for ax, u, v in zip(axes, seen[config], point) if u != v)
             raise ValueError(
@@ -334,7 +338,7 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"sweep.chunk_size: must be an integer >= 1, got {shown_repr(chunk_size)}")
-    oracle = _parse_oracle(doc.get("oracle"))
+    oracle, certify = _parse_oracle(doc.get("oracle"))
     name = meta.get("name", default_name)
     if not isinstance(name, str) or not name.strip() or "\n" in name:
         raise ValueError(f"sweep.name: must be a non-empty one-line string, got {shown_repr(name)}")
@@ -352,8 +356,8 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
             checked.append(_config(fixed, {**first, (a.section, a.key): v}))
     if oracle is not None:  # what the class minimum refuses, refused now (every axis value)
         for config in checked:
-            check_oracle(config, oracle, _caps(axes))
-    runs = _expand(fixed, axes, seeds, oracle) if n_configs <= EAGER_CONFIGS else None
+            check_oracle(config, oracle, _caps(axes), certify)
+    runs = _expand(fixed, axes, seeds, oracle, certify) if n_configs <= EAGER_CONFIGS else None
     return Sweep(
         name=name,
         text=text,
@@ -364,14 +368,15 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
         seeds=seeds,
         chunk_size=chunk_size,
         oracle=oracle,
+        oracle_certify=certify,
         _runs=[runs] if runs is not None else [],
     )
 
 
-def _parse_oracle(table: Any) -> str | None:
-    """The ``[oracle]`` section: ``None`` when absent, else its ``level``."""
+def _parse_oracle(table: Any) -> tuple[str | None, bool]:
+    """The ``[oracle]`` section: ``(level, certify)``; ``(None, False)`` when absent."""
     if table is None:
-        return None
+        return None, False
     if not isinstance(table, dict):
         raise ValueError(f"[oracle]: must be a table of keys, got {_kind(table)}")
     for key in table:
@@ -380,7 +385,13 @@ def _parse_oracle(table: Any) -> str | None:
     level = table.get("level", "sets")
     if level not in ORACLE_LEVELS:
         raise ValueError(f"oracle.level: must be one of {', '.join(ORACLE_LEVELS)}, got {shown_repr(level)}")
-    return level
+    certify = table.get("certify", False)
+    if not isinstance(certify, bool):
+        raise ValueError(f"oracle.certify: must be true or false, got {shown_repr(certify)}")
+    if certify and level != "sets":
+        raise ValueError(f"oracle.certify: the certified lower bound is computed at the set level "
+                         f"(oracle.level = \"sets\"), got oracle.level = {shown_repr(level)}")
+    return level, certify
 
 
 def bundled_sweeps() -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from sims.sweep.chunks import CHUNK_NAME, CHUNKS
 from sims.sweep.file import Sweep
 from sims.sweep.manifest import manifest_plan, read_manifest
 from sims.sweep.results import RESULTS, Assembler, Warn, read_results
-from theory.regimes import REGIMES, majority_regime
+from theory.regimes import REGIMES, UNDECIDED, majority_regime
 
 
 def finished_rows(out: str | Path, warn: Warn | None = None) -> tuple[Sweep, dict, list[dict[str, str]], str]:
@@ -65,6 +65,11 @@ def summarize(out: str | Path, warn: Warn | None = None) -> str:
         differ = sum(t != o for t, o in pairs)
         lines.append(f"class minimum (oracle): {counts}; the trained regime differs in {differ} "
                      f"of {len(pairs)} runs")
+    if rows and "oracle_certified_regime" in rows[0]:
+        certified = [r["oracle_certified_regime"] for r in ok if r["oracle_certified_regime"]]
+        counts = ", ".join(f"{g} {certified.count(g)}" for g in (*REGIMES, UNDECIDED))
+        lines.append(f"certified regime of every minimiser (docs/theory.md §3.G): {counts} "
+                     f"of {len(certified)} runs")
     for axis in sweep.axes:
         values = axis_cells(sweep, axis)
         width = max([len(axis.column)] + [len(v) for v in values])
@@ -80,6 +85,8 @@ def summarize(out: str | Path, warn: Warn | None = None) -> str:
         maps = [("regime", "majority regime of the trained networks")]
         if rows and "oracle_regime" in rows[0]:
             maps.append(("oracle_regime", "regime of the class minimum (oracle)"))
+        if rows and "oracle_certified_regime" in rows[0]:
+            maps.append(("oracle_certified_regime", "certified regime of every minimiser (U undecided)"))
         for column, title in maps:
             lines += ["", f"{title}: rows {a.column}, columns {b.column} "
                           "(C collapsed, P preserved, S split)"]
@@ -98,7 +105,9 @@ def _regime_map(sweep: Sweep, rows, a, b, column: str) -> list[str]:
         for y in bv:
             sel = [r for r in rows if r[a.column] == x and r[b.column] == y]
             good = [r[column] for r in sel if r["status"] == STATUS_OK and r[column] in REGIMES]
-            if good:
+            if not good and any(r["status"] == STATUS_OK and r[column] == UNDECIDED for r in sel):
+                cell = "U"
+            elif good:
                 best = majority_regime(good)
                 cell = best[0].upper() + (f"{good.count(best)}/{len(good)}" if len(good) > 1 else "")
             else:

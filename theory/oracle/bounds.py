@@ -74,6 +74,7 @@ from theory.floors import _MAX_EXPONENT, quadrature_loss, quadrature_rule, simpl
 from theory.limits import CERTIFY_MAX_ELEMENTS, CERTIFY_MAX_SETS, CERTIFY_QUADRATURE_TOLERANCE
 from theory.oracle.pieces import REGIMES, Pieces, piece_count, regime_pieces
 from theory.oracle.problem import Problem
+from theory.regimes import UNDECIDED
 
 #: outer iterations of the augmented Lagrangian per stage (pieces whose bound already exceeds
 #: the incumbent are dropped between stages) and L-BFGS steps per outer iteration.
@@ -376,7 +377,7 @@ def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float,
                   for r in REGIMES}
     lower = max(relaxation, min(per_regime.values()))
     others = [per_regime[r] for r in REGIMES if r != regime]
-    certified = regime if regime in REGIMES and all(loss < b for b in others) else "undecided"
+    certified = regime if regime in REGIMES and all(loss < b for b in others) else UNDECIDED
     out = {"lower_bound": lower, "bound_gap": float(loss) - lower}
     out.update({f"lower_bound_{r}": per_regime[r] for r in REGIMES})
     out["certified_regime"] = certified
