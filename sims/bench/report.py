@@ -226,7 +226,7 @@ def run_bench(plan: BenchPlan = FULL, log: Callable[[str], None] | None = None) 
             base, train=dataclasses.replace(base.train, steps=plan.scaling_steps))
         for n in plan.scaling:
             say(f"scaling: {n} runs of {scaled.train.steps} steps")
-            res = time_engine(lipschitz_grid(scaled, n, f"bench_scaling_{n}"), workdir)
+            res = time_engine(lipschitz_grid(scaled, n, f"bench_scaling_{n}", plan.scaling_chunk), workdir)
             r["scaling"].append({**res, "steps": scaled.train.steps})
         if plan.rss_runs:
             say(f"memory: {plan.rss_runs} runs of {plan.rss_steps} steps in a child process")

@@ -45,6 +45,9 @@ class BenchPlan:
       scaling: grid sizes of the scaling measurement (empty: skipped).
       scaling_steps: training steps per run of the scaling grids; ``None`` keeps the
         workload's (fewer keep ``make bench`` short; cost per run is linear in steps).
+      scaling_chunk: runs per chunk of the scaling grids; ``None``: the engine's own plan
+        (``--quick`` runs them in chunks of the engine grid's size, so that they reuse its
+        compiled program and the smoke test compiles it once).
       rss_runs: runs of the memory measurement (0: skipped).
       rss_steps: training steps per run of the memory measurement.
       rss_timeout_s: the memory sweep is killed (and reported so) after this long.
@@ -67,6 +70,7 @@ class BenchPlan:
     torch_runs: int = 2
     scaling: tuple[int, ...] = (8, 64, 512)
     scaling_steps: int | None = 250
+    scaling_chunk: int | None = None
     rss_runs: int = 10_000
     rss_steps: int = 5
     rss_timeout_s: float = 900.0
@@ -86,7 +90,7 @@ class BenchPlan:
 FULL = BenchPlan()
 #: a plan that exercises every part in well under a minute (``--quick``, the smoke test).
 QUICK = BenchPlan(sweep="quick_phase_chain", steps=5, engine_runs=4, engine_repeats=1, loop_runs=2, torch_runs=1,
-                  scaling=(2, 4), scaling_steps=None, rss_runs=16, rss_steps=2,
+                  scaling=(4, 8), scaling_steps=None, scaling_chunk=4, rss_runs=4, rss_steps=5,
                   peak_sizes=(256,), peak_repeats=2, layer_steps=20, layer_repeats=2,
                   oracle_geometries=("chain",),
                   oracle_gaps=(0.1,), oracle_caps=(0.5, 8.0))
@@ -159,10 +163,11 @@ def sweep_text(base: ExperimentConfig, axes: dict[tuple[str, str], Sequence], se
     return "\n".join(lines) + "\n"
 
 
-def lipschitz_grid(base: ExperimentConfig, runs: int, name: str) -> str:
-    """A sweep of ``runs`` runs of ``base``: Lipschitz bounds log-spaced over [0.25, 32], seed 0."""
+def lipschitz_grid(base: ExperimentConfig, runs: int, name: str, chunk_size: int | None = None) -> str:
+    """A sweep of ``runs`` runs of ``base``: Lipschitz bounds log-spaced over [0.25, 32], seed 0
+    (in chunks of ``chunk_size`` runs; default: the engine's own plan)."""
     values = np.geomspace(0.25, 32.0, runs).tolist()
-    return sweep_text(base, {("model", "lipschitz"): values}, [0], name)
+    return sweep_text(base, {("model", "lipschitz"): values}, [0], name, chunk_size)
 
 
 def engine_grid(plan: BenchPlan = FULL) -> tuple[ExperimentConfig, str, int]:
