@@ -71,6 +71,28 @@ def check_level(config: ExperimentConfig, level: str, field: str = "oracle.level
                          f"{config.train.objective!r} needs the point level (\"points\"), got {level!r}")
 
 
+#: objectives whose loss is not convex in the Gram matrix: no certified bound by duality
+#: (docs/theory.md §3.G). The debiased loss subtracts τ⁺·K times the positive pair's kernel
+#: inside its logarithm (Chuang et al., 2020), a concave term.
+NOT_CONVEX_IN_GRAM = ("debiased",)
+
+
+def check_certify(config: ExperimentConfig, level: str, field: str = "oracle.certify") -> None:
+    """Refuse a certified class minimum that cannot be had, in one line naming ``field``:
+    an objective not convex in the Gram matrix (:data:`NOT_CONVEX_IN_GRAM`), another level
+    than the set level (the bound's only level so far), or another objective than InfoNCE
+    (the set level's)."""
+    objective = config.train.objective
+    if objective in NOT_CONVEX_IN_GRAM:
+        raise ValueError(f"{field}: train.objective {objective!r} is not convex in the Gram matrix (it "
+                         f"subtracts a multiple of the positive pair's kernel), so it has no certified bound")
+    if level != "sets":
+        raise ValueError(f"{field}: the certified lower bound is computed at the set level, got level {level!r}")
+    if objective != "infonce":
+        raise ValueError(f"{field}: the certified lower bound is InfoNCE's (the set level), got "
+                         f"train.objective {objective!r}")
+
+
 @functools.lru_cache(maxsize=64)
 def objective_function(name: str, temperature: float, tau_plus: float, uniformity_weight: float):
     """The :mod:`sims.loss` objective ``name`` with its hyperparameters bound, as
@@ -157,15 +179,14 @@ class OracleTable:
                  log: Callable[[str], None] | None = None, certify: bool = False) -> None:
         if level not in LEVELS:
             raise ValueError(f"oracle.level: must be one of {', '.join(LEVELS)}, got {level!r}")
-        if certify and level != "sets":
-            raise ValueError(f"oracle.certify: the certified lower bound is computed at the set level, "
-                             f"got oracle.level = {level!r}")
         self.level, self.certify = level, certify
         self.columns_out = ORACLE_COLUMNS + (CERTIFIED_COLUMNS if certify else ())
         self._log = log or (lambda msg: None)
         self._caps: dict[tuple, set[float]] = {}
         self._configs: dict[tuple, ExperimentConfig] = {}
         for config in configs:
+            if certify:
+                check_certify(config, level)
             check_level(config, level)
             key = data_key(config)
             self._configs.setdefault(key, config)
@@ -278,6 +299,8 @@ def check_oracle(config: ExperimentConfig, level: str, caps: int = 1, certify: b
     ``certify``, also the certified bound's limits (``CERTIFY_MAX_SETS`` sets and
     ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints).
     """
+    if certify:
+        check_certify(config, level)
     check_level(config, level)
     d, m, t = config.data, config.model, config.train
     why = "for the class minimum ([oracle])"

@@ -8,6 +8,7 @@ bad input (one line naming the key, nothing written).
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -82,7 +83,7 @@ def test_without_certify_no_certified_columns():
 @pytest.mark.parametrize("oracle, message", [
     ('certify = "yes"', r"oracle.certify: must be true or false, got 'yes'"),
     ('certify = 1', r"oracle.certify: must be true or false, got 1"),
-    ('level = "points"\ncertify = true', r"oracle.certify: .*set level.*got oracle.level = 'points'"),
+    ('level = "points"\ncertify = true', r"oracle.certify: .*set level, got level 'points'"),
 ])
 def test_bad_certify_is_refused_in_one_line(oracle, message):
     with pytest.raises(ValueError, match=message) as info:
@@ -117,3 +118,23 @@ def test_plot_colours_the_lower_bound_by_the_certified_regime(certified, tmp_pat
     written = plot_run(certified, metric="oracle_lower_bound", out=tmp_path / "bound")
     assert all(p.exists() and p.stat().st_size > 0 for p in written)
     assert main(["plot", str(certified), "--metric", "oracle_bound_gap", "--out", str(tmp_path / "gap")]) == 0
+
+
+def test_the_debiased_objective_has_no_certified_bound():
+    text = CERTIFIED.replace("eval_batch = 64", 'eval_batch = 64\nobjective = "debiased"')
+    with pytest.raises(ValueError, match="oracle.certify: train.objective 'debiased' is not convex in the Gram"):
+        parse_sweep(text)
+
+
+def test_oracle_command_certifies(capsys):
+    args = ["oracle", "--data", "n_clusters=2", "sets_per_cluster=2", "points_per_set=4", "gap=0.1",
+            "--model", "out_dim=2", "--train", "negatives=2", "--lipschitz", str(CAPS[0]), "--certify"]
+    assert main(args + ["--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["certified_regime"] == "collapsed" and record["lower_bound"] <= record["loss"] + 1e-6
+    assert main(args) == 0
+    assert "certified_regime" in capsys.readouterr().out
+    assert main(args + ["--level", "points"]) == 2
+    assert "--certify: the certified lower bound is computed at the set level" in capsys.readouterr().err
+    assert main(args + ["--train", "objective=debiased"]) == 2
+    assert "--certify: train.objective 'debiased' is not convex" in capsys.readouterr().err

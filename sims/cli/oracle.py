@@ -19,11 +19,13 @@ from sims.cli.common import (add_section_arguments, config_from_args, fmt, load_
                              strict_json)
 
 _COLUMNS = ("lipschitz", "regime", "loss", "loss_se", "within_diameter", "between_distance", "max_ratio")
+#: the columns ``--certify`` adds (docs/theory.md §3.G).
+_CERTIFIED = ("lower_bound", "bound_gap", "certified_regime")
 
 
 def run_oracle(args) -> int:
     import theory
-    from sims.oracle import check_level, class_minimum, objective_arguments
+    from sims.oracle import check_certify, check_level, class_minimum, objective_arguments
 
     from theory import limits, validate
 
@@ -50,17 +52,26 @@ def run_oracle(args) -> int:
         validate.fail("data.sets_per_cluster", config.data.sets_per_cluster,
                       f"at most {limits.ORACLE_MAX_SETS:,} sets in all for the oracle (memory and time), "
                       f"{sum(config.data.set_counts):,} with data.n_clusters={config.data.n_clusters}")
+    if args.certify:
+        check_certify(config, args.level, "--certify")
+        n_sets = sum(config.data.set_counts)
+        if not args.file and n_sets > limits.CERTIFY_MAX_SETS:
+            validate.fail("data.sets_per_cluster", config.data.sets_per_cluster,
+                          f"at most {limits.CERTIFY_MAX_SETS} sets in all with --certify, {n_sets:,} with "
+                          f"data.n_clusters={config.data.n_clusters}")
     check_level(config, args.level, "--level")
     tr = config.train
+    certify = {"certify": True} if args.certify else {}
+    columns = _COLUMNS + (_CERTIFIED if args.certify else ())
     if args.file:
         points, set_ids, cluster_ids = load_point_sets(args.file)
         records = theory.lipschitz_minimum(points, set_ids, cluster_ids, args.lipschitz,
                                            config.model.out_dim, config.train.negatives,
                                            config.train.temperature, level=args.level, seed=seed,
-                                           **objective_arguments(config))
+                                           **objective_arguments(config), **certify)
         source = args.file
     else:
-        records = class_minimum(config, args.lipschitz, args.level, seed=seed)
+        records = class_minimum(config, args.lipschitz, args.level, seed=seed, **certify)
         d = config.data
         source = (f"{d.geometry} data: {d.n_clusters} clusters, sets {d.sets_per_cluster}, "
                   f"gap {d.gap:g}, separation {d.cluster_separation:g}")
@@ -78,9 +89,12 @@ def run_oracle(args) -> int:
               f"{first.loss_clusters:.6f}, sets unconstrained = {first.loss_unconstrained:.6f}")
     else:
         print(f"references: best constant map = {first.loss_collapsed:.6f}")
-    rows = [[fmt(r.row()[c]) for c in _COLUMNS] for r in records]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(_COLUMNS)]
-    print("  ".join(c.rjust(w) for c, w in zip(_COLUMNS, widths)))
+    if args.certify:
+        print("certified (docs/theory.md §3.G): lower_bound holds for every map of the class in every "
+              "output dimension; certified_regime is the regime of every minimiser, or undecided")
+    rows = [[fmt(r.row()[c]) for c in columns] for r in records]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
     for row in rows:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
     return 0
@@ -99,5 +113,8 @@ def register(sub) -> None:
                    help="set-constant maps (exact loss) or one embedding per point (estimated)")
     p.add_argument("--file", metavar="FILE.npz", help="points, set_ids, cluster_ids instead of --data")
     p.add_argument("--seed", type=int, default=0, help="seed of the solver's random starts, 0 to 2^32 - 1 (0)")
+    p.add_argument("--certify", action="store_true",
+                   help="also a certified lower bound and the certified regime of every minimiser "
+                        "(set level, InfoNCE; docs/theory.md §3.G)")
     p.add_argument("--json", action="store_true", help="print one JSON list of records")
     p.set_defaults(handler=run_oracle)
