@@ -108,7 +108,8 @@ def fake_report(torch_s=2.0, layer=True):
                 "status": "complete"},
         "oracle": {"set_grid_s": 40.0, "set_cells": 12, "set_caps": 10, "set_sets": 12,
                    "set_first_cell_s": 5.0, "set_cell_s_after_first": 3.0, "points_cell_s": 20.0,
-                   "points_cell_compiled_s": 8.0, "points": 384, "negatives": 16},
+                   "points_cell_compiled_s": 8.0, "points": 384, "negatives": 16,
+                   "certified_grid_s": 150.0, "certified_cells": {"chain": {"decided": 30, "cells": 40}}},
     }
     if not layer:
         del raw["layer"]
@@ -135,6 +136,8 @@ def test_summary_keys_and_figures():
     assert report.targets()["peak_rss_mb"]["met"] is True
     assert s["oracle_set_grid_s"] == 40.0 and s["oracle_points_cell_s"] == 20.0
     assert report.targets()["oracle_set_grid_s"]["met"] is True
+    assert s["oracle_certified_grid_s"] == 150.0 and report.targets()["oracle_certified_grid_s"]["met"] is True
+    assert "150.0 s; cells whose regime is certified: chain 30/40" in report.table()
     assert "target" in report.table() and "oracle   set level: 12 cells × 10 caps" in report.table()
     assert "layer    4×4 hidden layer over 12 points" in report.table()
     assert "1 dev 40.0, 2 dev 50.0 GFLOP/s -> 50.0" in report.table()
@@ -227,6 +230,7 @@ def test_quick_bench_end_to_end(capsys):
     for key in ("speedup_vs_loop", "gflops", "matmul_peak_gflops", "peak_fraction",
                 "r2_scaling", "peak_rss_mb", "oracle_set_grid_s", "oracle_points_cell_s"):
         assert summary[key] > 0, key
+    assert summary["oracle_certified_grid_s"] is None  # --quick leaves the certified grid out
     assert summary["device"]
 
 

@@ -194,10 +194,13 @@ def time_oracle(base: ExperimentConfig, plan: BenchPlan) -> dict:
     """Wall time of the class minimum (:func:`sims.oracle.class_minimum`) on the workload's data.
 
     The set level over the whole grid (geometries × gaps, every cap of a cell in one call),
-    first call included (it compiles the one program every cell shares), and the point level
-    on one cell, timed twice (compiling, then compiled).
+    first call included (it compiles the one program every cell shares); with
+    ``plan.oracle_certify`` the same grid certified (``certified_grid_s``, and per geometry the
+    cells whose regime is decided, ``certified_cells``); and the point level on one cell,
+    timed twice (compiling, then compiled).
     """
     from sims.oracle import class_minimum
+    from theory.regimes import UNDECIDED
 
     def at(geometry: str, gap: float) -> ExperimentConfig:
         return dataclasses.replace(base, data=dataclasses.replace(base.data, geometry=geometry, gap=gap))
@@ -210,6 +213,16 @@ def time_oracle(base: ExperimentConfig, plan: BenchPlan) -> dict:
         class_minimum(at(geometry, gap), list(plan.oracle_caps), "sets")
         per_cell.append(time.perf_counter() - t1)
     grid_s = time.perf_counter() - t0
+    certified: dict = {}
+    if plan.oracle_certify:  # the same grid, certified: bound and regime of every cell
+        t0 = time.perf_counter()
+        regimes: dict[str, list[str]] = {}
+        for geometry, gap in cells:
+            records = class_minimum(at(geometry, gap), list(plan.oracle_caps), "sets", certify=True)
+            regimes.setdefault(geometry, []).extend(r.certified_regime for r in records)
+        certified = {"certified_grid_s": time.perf_counter() - t0,
+                     "certified_cells": {g: {"decided": sum(r != UNDECIDED for r in v), "cells": len(v)}
+                                         for g, v in regimes.items()}}
     cell = at(base.data.geometry, plan.oracle_points_gap)
     points = []
     for _ in range(2):
@@ -221,7 +234,7 @@ def time_oracle(base: ExperimentConfig, plan: BenchPlan) -> dict:
             "set_cell_s_after_first": float(np.mean(per_cell[1:])) if len(per_cell) > 1 else None,
             "points_cell_s": points[0], "points_cell_compiled_s": points[1],
             "points": base.data.n_sets * base.data.points_per_set,
-            "negatives": base.train.negatives}
+            "negatives": base.train.negatives, **certified}
 
 
 def linear_r2(x: Sequence[float], y: Sequence[float]) -> float:

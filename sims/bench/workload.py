@@ -16,7 +16,7 @@ from sims.config import SWEEPABLE, ExperimentConfig
 SUMMARY_KEYS = (
     "speedup_vs_torch", "speedup_vs_loop", "gflops", "matmul_peak_gflops", "peak_fraction",
     "layer_gflops", "engine_share_of_layer", "r2_scaling", "peak_rss_mb", "oracle_set_grid_s",
-    "oracle_points_cell_s", "device",
+    "oracle_points_cell_s", "oracle_certified_grid_s", "device",
 )
 
 #: the targets: (summary key, comparison, threshold).
@@ -27,6 +27,7 @@ TARGETS = (
     ("peak_rss_mb", "<=", 2048.0),
     ("oracle_set_grid_s", "<=", 60.0),
     ("oracle_points_cell_s", "<=", 30.0),
+    ("oracle_certified_grid_s", "<=", 180.0),
 )
 
 
@@ -60,6 +61,8 @@ class BenchPlan:
       oracle_geometries, oracle_gaps, oracle_caps: the class-minimum grid timed at the set
         level (the phase sweeps' grid: every geometry, gap and cap on the workload's data).
       oracle_points_gap, oracle_points_cap: the one cell timed at the point level.
+      oracle_certify: also time the set-level grid with ``certify=True`` (docs/theory.md
+        §3.G: the certified bound and regime of every cell), and count its certified cells.
     """
 
     sweep: str = "phase_chain"
@@ -84,6 +87,7 @@ class BenchPlan:
     oracle_caps: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
     oracle_points_gap: float = 0.05
     oracle_points_cap: float = 8.0
+    oracle_certify: bool = True
 
 
 #: the default plan (``make bench``).
@@ -93,7 +97,7 @@ QUICK = BenchPlan(sweep="quick_phase_chain", steps=5, engine_runs=4, engine_repe
                   scaling=(4, 8), scaling_steps=None, scaling_chunk=4, rss_runs=4, rss_steps=5,
                   peak_sizes=(256,), peak_repeats=2, layer_steps=20, layer_repeats=2,
                   oracle_geometries=("chain",),
-                  oracle_gaps=(0.1,), oracle_caps=(0.5, 8.0))
+                  oracle_gaps=(0.1,), oracle_caps=(0.5, 8.0), oracle_certify=False)
 
 
 # --------------------------------------------------------------------------- workload
