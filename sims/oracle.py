@@ -77,11 +77,15 @@ def check_level(config: ExperimentConfig, level: str, field: str = "oracle.level
 NOT_CONVEX_IN_GRAM = ("debiased",)
 
 
-def check_certify(config: ExperimentConfig, level: str, field: str = "oracle.certify") -> None:
+def check_certify(config: ExperimentConfig, level: str, field: str = "oracle.certify", sizes: bool = True) -> None:
     """Refuse a certified class minimum that cannot be had, in one line naming ``field``:
     an objective not convex in the Gram matrix (:data:`NOT_CONVEX_IN_GRAM`), another level
     than the set level (the bound's only level so far), or another objective than InfoNCE
-    (the set level's)."""
+    (the set level's); with ``sizes``, data beyond the bound's limits (``CERTIFY_MAX_SETS``
+    sets, ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints; :mod:`theory.limits`),
+    naming the data field."""
+    from theory.oracle.pieces import piece_count
+
     objective = config.train.objective
     if objective in NOT_CONVEX_IN_GRAM:
         raise ValueError(f"{field}: train.objective {objective!r} is not convex in the Gram matrix (it "
@@ -91,6 +95,19 @@ def check_certify(config: ExperimentConfig, level: str, field: str = "oracle.cer
     if objective != "infonce":
         raise ValueError(f"{field}: the certified lower bound is InfoNCE's (the set level), got "
                          f"train.objective {objective!r}")
+    if not sizes:
+        return
+    d = config.data
+    n_sets = d.n_sets
+    if n_sets > size.CERTIFY_MAX_SETS:
+        validate.fail("data.sets_per_cluster", d.sets_per_cluster,
+                      f"at most {size.CERTIFY_MAX_SETS} sets in all with {field} (the bound's solver holds "
+                      f"an S x S factor per convex piece), {n_sets:,} with data.n_clusters = {d.n_clusters}")
+    count, width = piece_count(np.repeat(np.arange(d.n_clusters), d.set_counts), d.n_clusters)
+    if count * width * n_sets * n_sets > size.CERTIFY_MAX_ELEMENTS:
+        validate.fail("data.n_clusters", d.n_clusters,
+                      f"{count} regime pieces of {width} constraints on {n_sets} sets exceed "
+                      f"{size.CERTIFY_MAX_ELEMENTS:,} values with {field} (memory)")
 
 
 @functools.lru_cache(maxsize=64)
@@ -366,15 +383,3 @@ def check_oracle(config: ExperimentConfig, level: str, caps: int = 1, certify: b
             validate.fail("train.batch_size", t.batch_size,
                           f"must be at most {most:,} {why} of train.objective {t.objective!r} (memory, and "
                           f"its estimate averages whole batches of {_solver_default('num_samples'):,} samples)")
-    if certify:
-        from theory.oracle.pieces import piece_count
-
-        if n_sets > size.CERTIFY_MAX_SETS:
-            validate.fail("data.sets_per_cluster", d.sets_per_cluster,
-                          f"at most {size.CERTIFY_MAX_SETS} sets in all with oracle.certify = true (the "
-                          f"bound's solver holds an S x S factor per convex piece), {sets}")
-        count, width = piece_count(np.repeat(np.arange(d.n_clusters), d.set_counts), d.n_clusters)
-        if count * width * n_sets * n_sets > size.CERTIFY_MAX_ELEMENTS:
-            validate.fail("data.n_clusters", d.n_clusters,
-                          f"{count} regime pieces of {width} constraints on {n_sets} sets exceed "
-                          f"{size.CERTIFY_MAX_ELEMENTS:,} values with oracle.certify = true (memory)")

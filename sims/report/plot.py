@@ -45,6 +45,7 @@ from matplotlib.ticker import NullLocator  # noqa: E402
 
 from theory.regimes import REGIMES, majority_regime  # noqa: E402
 from sims.metrics import STATUS_DIVERGED, STATUS_OK  # noqa: E402
+from sims.oracle import CERTIFIED_COLUMNS  # noqa: E402
 from sims.report.analysis import BINDING_SHARE, binds, theory_lines  # noqa: E402
 from sims.report.figures import CAP_LABEL, REGIME_COLOURS  # noqa: E402
 from sims.sweep.atomic import atomic_write_files, figure_bytes, file_in_the_way  # noqa: E402
@@ -127,7 +128,7 @@ def is_class_minimum(metric: str) -> bool:
 def is_certified(metric: str) -> bool:
     """Whether ``metric`` is a certified column (``[oracle] certify = true``: the lower bound
     and its gap), whose cells are coloured by the certified regime of every minimiser."""
-    return metric in ("oracle_lower_bound", "oracle_bound_gap")
+    return metric in CERTIFIED_COLUMNS and not metric.endswith("regime")
 
 
 def regime_column(metric: str) -> str:
