@@ -306,3 +306,30 @@ def test_spectral_norm_never_batches_its_decomposition():
     hlo = f.lower(ws).compile().as_text()
     calls = [line for line in hlo.splitlines() if "gesdd" in line and "custom-call(" in line]
     assert calls and all("f32[16,8]" in line.split("custom-call(")[0] for line in calls), calls
+
+
+def test_time_oracle_counts_the_certified_cells(monkeypatch):
+    """The certified grid of ``time_oracle``: one certified call per cell, and per geometry the
+    cells whose regime is decided (the solver replaced by a stub; ``make bench`` times the
+    real one)."""
+    from types import SimpleNamespace
+
+    import sims.oracle
+    from sims.bench.measure import time_oracle
+
+    calls = []
+
+    def stub(config, lips, level="sets", **solver):
+        calls.append((config.data.geometry, solver.get("certify", False)))
+        regimes = ("undecided", "split") if config.data.geometry == "chain" else ("preserved",) * len(lips)
+        return [SimpleNamespace(certified_regime=r) for r in regimes[: len(lips)]] if isinstance(lips, list) \
+            else SimpleNamespace(certified_regime="collapsed")
+
+    monkeypatch.setattr(sims.oracle, "class_minimum", stub)
+    plan = dataclasses.replace(bench.QUICK, oracle_geometries=("chain", "lattice"), oracle_gaps=(0.1, 0.2),
+                               oracle_caps=(0.5, 8.0), oracle_certify=True)
+    out = time_oracle(tiny(), plan)
+    assert out["certified_cells"] == {"chain": {"decided": 2, "cells": 4}, "lattice": {"decided": 4, "cells": 4}}
+    assert sum(certify for _, certify in calls) == 4 and out["certified_grid_s"] >= 0
+    plan = dataclasses.replace(plan, oracle_certify=False)
+    assert "certified_grid_s" not in time_oracle(tiny(), plan)
