@@ -335,20 +335,20 @@ def test_a_new_folder_is_refused_before_its_manifest_when_a_run_does_not_fit(tmp
 
 def test_a_second_sweep_of_the_same_shapes_reuses_the_compiled_program(tmp_path):
     """The process keeps compiled programs (``sims.sweep.engine._COMPILED``): a second sweep
-    with the same static configuration, chunk shape and devices compiles nothing and gives
-    the same rows; another chunk shape compiles its own program."""
+    with the same static configuration, chunk shape and devices runs the same executable
+    (a compilation would store a new one) and gives the same rows; another static
+    configuration compiles its own program."""
     import sims.sweep.engine as engine
     from sims.sweep import run_sweep
     from sims.sweep.file import parse_sweep
 
-    def compile_seconds(out):
-        return json.loads((out / "manifest.json").read_text())["sessions"][-1]["compile_seconds"]["0"]
-
     engine._COMPILED.clear()
     sweep = parse_sweep(SMALL)
-    for name, chunk in (("first", 2), ("again", 2), ("other", 1)):
-        run_sweep(sweep, tmp_path / name, chunk_size=chunk, progress=False)
-    assert compile_seconds(tmp_path / "first") > 0
-    assert compile_seconds(tmp_path / "again") == 0.0
-    assert compile_seconds(tmp_path / "other") > 0
+    run_sweep(sweep, tmp_path / "first", chunk_size=2, progress=False)
+    (key, executable), = engine._COMPILED.items()
+    run_sweep(sweep, tmp_path / "again", chunk_size=2, progress=False)
+    assert list(engine._COMPILED) == [key] and engine._COMPILED[key] is executable
+    run_sweep(parse_sweep(SMALL.replace("steps = 3", "steps = 4")), tmp_path / "other", chunk_size=2,
+              progress=False)
+    assert len(engine._COMPILED) == 2 and engine._COMPILED[key] is executable
     _assert_same_rows(_rows(tmp_path / "first"), _rows(tmp_path / "again"), tol=0.0)
