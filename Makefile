@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 reproduce: $(STAMP)
 	$(BIN)/infonce-lab reproduce --out figures

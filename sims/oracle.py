@@ -79,21 +79,19 @@ NOT_CONVEX_IN_GRAM = ("debiased",)
 
 def check_certify(config: ExperimentConfig, level: str, field: str = "oracle.certify", sizes: bool = True) -> None:
     """Refuse a certified class minimum that cannot be had, in one line naming ``field``:
-    an objective not convex in the Gram matrix (:data:`NOT_CONVEX_IN_GRAM`), another level
-    than the set level (the bound's only level so far), or another objective than InfoNCE
-    (the set level's); with ``sizes``, data beyond the bound's limits (``CERTIFY_MAX_SETS``
-    sets, ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints; :mod:`theory.limits`),
-    naming the data field."""
+    an objective not convex in the Gram matrix (:data:`NOT_CONVEX_IN_GRAM`), or another
+    objective than InfoNCE (the only one bounded so far); with ``sizes``, data beyond the
+    bound's limits (``CERTIFY_MAX_SETS`` sets, at the point level ``CERTIFY_MAX_POINTS``
+    points, ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints;
+    :mod:`theory.limits`), naming the data field."""
     from theory.oracle.pieces import piece_count
 
     objective = config.train.objective
     if objective in NOT_CONVEX_IN_GRAM:
         raise ValueError(f"{field}: train.objective {objective!r} is not convex in the Gram matrix (it "
                          f"subtracts a multiple of the positive pair's kernel), so it has no certified bound")
-    if level != "sets":
-        raise ValueError(f"{field}: the certified lower bound is computed at the set level, got level {level!r}")
     if objective != "infonce":
-        raise ValueError(f"{field}: the certified lower bound is InfoNCE's (the set level), got "
+        raise ValueError(f"{field}: the certified lower bound is InfoNCE's (so far), got "
                          f"train.objective {objective!r}")
     if not sizes:
         return
@@ -103,8 +101,16 @@ def check_certify(config: ExperimentConfig, level: str, field: str = "oracle.cer
         validate.fail("data.sets_per_cluster", d.sets_per_cluster,
                       f"at most {size.CERTIFY_MAX_SETS} sets in all with {field} (the bound's solver holds "
                       f"an S x S factor per convex piece), {n_sets:,} with data.n_clusters = {d.n_clusters}")
+    atoms = n_sets
+    if level == "points":
+        atoms = n_sets * d.points_per_set  # at most that many distinct points
+        if atoms > size.CERTIFY_MAX_POINTS:
+            validate.fail("data.points_per_set", d.points_per_set,
+                          f"at most {size.CERTIFY_MAX_POINTS} points in all with {field} at the point level "
+                          f"(the bound's solver holds a V x V factor per convex piece), {atoms:,} with "
+                          f"{n_sets} sets; certify a coarser cloud of the same geometry")
     count, width = piece_count(np.repeat(np.arange(d.n_clusters), d.set_counts), d.n_clusters)
-    if count * width * n_sets * n_sets > size.CERTIFY_MAX_ELEMENTS:
+    if count * width * atoms * atoms > size.CERTIFY_MAX_ELEMENTS:
         validate.fail("data.n_clusters", d.n_clusters,
                       f"{count} regime pieces of {width} constraints on {n_sets} sets exceed "
                       f"{size.CERTIFY_MAX_ELEMENTS:,} values with {field} (memory)")

@@ -16,8 +16,9 @@ Compilation. Many tests compile the same programs (the CLI's default run in one 
 after another, the quick sweeps in several files), so the session shares one persistent
 XLA compilation cache (``JAX_COMPILATION_CACHE_DIR``): a fresh folder made by the first
 process of the run, inherited by the xdist workers and every child process, removed at the
-end. A cached program is the same executable, so no result changes; set the variable
-yourself to keep a cache across runs.
+end. Every compiled program goes in (``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0``: the
+many small ones add up). A cached program is the same executable, so no result changes; set
+the variable yourself to keep a cache across runs.
 """
 
 import atexit
@@ -29,6 +30,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not i
     _cache = tempfile.mkdtemp(prefix="infonce-lab-xla-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 ON_CPU = os.environ["JAX_PLATFORMS"].split(",")[0].strip().lower() == "cpu"
@@ -42,10 +44,15 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("project", deadline=None, max_examples=25, derandomize=True)
 settings.load_profile("project")
 
-#: the end-to-end files take minutes each (the quick reproduce, the bench, the notebook):
-#: collected first, so that ``pytest -n auto --dist loadfile`` starts them first and the
-#: short files fill the other workers (longest first keeps the workers' finishing times close).
-LONG_FILES = ("test_reproduce.py", "test_bench.py", "test_notebook.py")
+#: the files that take longest (the quick reproduce about 3 minutes of a loaded worker, the
+#: others 30 s to 2 minutes), longest first: collected first, so that ``make test``
+#: (``pytest -n auto --dist loadfile --no-loadscope-reorder``; xdist would otherwise order
+#: files by their number of tests) starts them first and the short files fill the other
+#: workers. Longest first keeps the workers' finishing times close.
+LONG_FILES = ("test_reproduce.py", "test_theory_bounds.py", "test_sweep_engine.py", "test_reliability.py",
+              "test_sims_models.py", "test_theory_oracle.py", "test_bench.py", "test_sims_oracle.py",
+              "test_sims_train.py", "test_notebook.py", "test_sims_docs.py", "test_sims_metrics.py",
+              "test_sweep_certify.py")
 
 
 def pytest_configure(config):
@@ -55,7 +62,8 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: item.path.name not in LONG_FILES)  # stable: order kept otherwise
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: order kept otherwise
     if not ON_CPU:
         skip = pytest.mark.skip(reason=f"cpu_only: JAX_PLATFORMS={os.environ['JAX_PLATFORMS']}")
         for item in items:

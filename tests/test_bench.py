@@ -109,7 +109,9 @@ def fake_report(torch_s=2.0, layer=True):
         "oracle": {"set_grid_s": 40.0, "set_cells": 12, "set_caps": 10, "set_sets": 12,
                    "set_first_cell_s": 5.0, "set_cell_s_after_first": 3.0, "points_cell_s": 20.0,
                    "points_cell_compiled_s": 8.0, "points": 384, "negatives": 16,
-                   "certified_grid_s": 150.0, "certified_cells": {"chain": {"decided": 30, "cells": 40}}},
+                   "certified_grid_s": 150.0, "certified_cells": {"chain": {"decided": 30, "cells": 40}},
+                   "certified_points_cell_s": 90.0, "certified_points": 24, "certified_points_regime": "split",
+                   "certified_points_bound_gap": 0.02},
     }
     if not layer:
         del raw["layer"]
@@ -138,6 +140,8 @@ def test_summary_keys_and_figures():
     assert report.targets()["oracle_set_grid_s"]["met"] is True
     assert s["oracle_certified_grid_s"] == 150.0 and report.targets()["oracle_certified_grid_s"]["met"] is True
     assert "150.0 s; cells whose regime is certified: chain 30/40" in report.table()
+    assert s["oracle_certified_points_cell_s"] == 90.0
+    assert "point-level cell on 24 points: 90.0 s, split, bound gap 0.02" in report.table()
     assert "target" in report.table() and "oracle   set level: 12 cells × 10 caps" in report.table()
     assert "layer    4×4 hidden layer over 12 points" in report.table()
     assert "1 dev 40.0, 2 dev 50.0 GFLOP/s -> 50.0" in report.table()
@@ -320,16 +324,21 @@ def test_time_oracle_counts_the_certified_cells(monkeypatch):
     calls = []
 
     def stub(config, lips, level="sets", **solver):
-        calls.append((config.data.geometry, solver.get("certify", False)))
+        calls.append((config.data.geometry, level, config.data.points_per_set, solver.get("certify", False)))
         regimes = ("undecided", "split") if config.data.geometry == "chain" else ("preserved",) * len(lips)
-        return [SimpleNamespace(certified_regime=r) for r in regimes[: len(lips)]] if isinstance(lips, list) \
-            else SimpleNamespace(certified_regime="collapsed")
+        return [SimpleNamespace(certified_regime=r, bound_gap=0.0) for r in regimes[: len(lips)]] \
+            if isinstance(lips, list) else SimpleNamespace(certified_regime="collapsed")
 
     monkeypatch.setattr(sims.oracle, "class_minimum", stub)
     plan = dataclasses.replace(bench.QUICK, oracle_geometries=("chain", "lattice"), oracle_gaps=(0.1, 0.2),
                                oracle_caps=(0.5, 8.0), oracle_certify=True)
     out = time_oracle(tiny(), plan)
     assert out["certified_cells"] == {"chain": {"decided": 2, "cells": 4}, "lattice": {"decided": 4, "cells": 4}}
-    assert sum(certify for _, certify in calls) == 4 and out["certified_grid_s"] >= 0
+    certified = [c for c in calls if c[3]]
+    assert len(certified) == 5 and out["certified_grid_s"] >= 0
+    # the point-level cell, certified on its coarse cloud: 2 points per set
+    assert certified[-1] == ("chain", "points", 2, True) and out["certified_points"] == 2 * tiny().data.n_sets
+    assert out["certified_points_regime"] == "undecided" and out["certified_points_cell_s"] >= 0
     plan = dataclasses.replace(plan, oracle_certify=False)
-    assert "certified_grid_s" not in time_oracle(tiny(), plan)
+    out = time_oracle(tiny(), plan)
+    assert "certified_grid_s" not in out and "certified_points_cell_s" not in out

@@ -83,12 +83,20 @@ def test_without_certify_no_certified_columns():
 @pytest.mark.parametrize("oracle, message", [
     ('certify = "yes"', r"oracle.certify: must be true or false, got 'yes'"),
     ('certify = 1', r"oracle.certify: must be true or false, got 1"),
-    ('level = "points"\ncertify = true', r"oracle.certify: .*set level, got level 'points'"),
 ])
 def test_bad_certify_is_refused_in_one_line(oracle, message):
     with pytest.raises(ValueError, match=message) as info:
         parse_sweep(SWEEP + f"\n[oracle]\n{oracle}\n")
     assert "\n" not in str(info.value)
+
+
+def test_too_many_points_to_certify_at_the_point_level_is_refused():
+    parse_sweep(SWEEP + '\n[oracle]\nlevel = "points"\ncertify = true\n')  # 16 points: accepted
+    text = SWEEP.replace("points_per_set = 4", "points_per_set = 13")  # 52 points > 48
+    with pytest.raises(ValueError, match=r"^data.points_per_set: .*at most 48 points .*oracle.certify") as info:
+        parse_sweep(text + '\n[oracle]\nlevel = "points"\ncertify = true\n')
+    assert "\n" not in str(info.value)
+    parse_sweep(text + '\n[oracle]\nlevel = "sets"\ncertify = true\n')  # the set level has 4 sets
 
 
 def test_too_many_sets_to_certify_is_refused_by_dry_run_and_nothing_is_written(tmp_path, capsys):
@@ -134,7 +142,11 @@ def test_oracle_command_certifies(capsys):
     assert record["certified_regime"] == "collapsed" and record["lower_bound"] <= record["loss"] + 1e-6
     assert main(args) == 0
     assert "certified_regime" in capsys.readouterr().out
-    assert main(args + ["--level", "points"]) == 2
-    assert "--certify: the certified lower bound is computed at the set level" in capsys.readouterr().err
+    many = [a.replace("points_per_set=4", "points_per_set=13") for a in args]  # 52 points
+    assert main(many + ["--level", "points"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("infonce-lab oracle: error: data.points_per_set: at most 48 points") and err.endswith("13")
+    assert "--certify" in err
+    assert "\n" not in err
     assert main(args + ["--train", "objective=debiased"]) == 2
     assert "--certify: train.objective 'debiased' is not convex" in capsys.readouterr().err

@@ -199,7 +199,6 @@ def test_reference_values_of_the_phase_chain_data():
 @pytest.mark.parametrize("extra, name", [
     ({"certify": 1}, "certify"),
     ({"certify": "yes"}, "certify"),
-    ({"certify": True, "level": "points"}, "certify"),
 ])
 def test_bad_certify_is_refused_in_one_line(extra, name):
     x, sets, clusters = layout(np.random.default_rng(0))

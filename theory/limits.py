@@ -99,6 +99,9 @@ ORACLE_MAX_OBJECTIVE_BATCH = 8192
 CERTIFY_QUADRATURE_TOLERANCE = 1e-6
 #: at most this many sets with ``certify=True`` (the solver's factor is ``S x S`` per piece).
 CERTIFY_MAX_SETS = 32
+#: at most this many distinct points with ``certify=True`` at the point level (the solver's
+#: factor is ``V x V``, and each loss evaluation ``V² x nodes`` values, per piece).
+CERTIFY_MAX_POINTS = 48
 #: the pieces' constraint matrices hold ``pieces · constraints · S²`` float64 values, at most
 #: this many (memory and time: the preserved piece has ``within pairs · cluster pairs``
 #: constraints, and there is a split piece per such pair).

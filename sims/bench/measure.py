@@ -196,8 +196,9 @@ def time_oracle(base: ExperimentConfig, plan: BenchPlan) -> dict:
     The set level over the whole grid (geometries × gaps, every cap of a cell in one call),
     first call included (it compiles the one program every cell shares); with
     ``plan.oracle_certify`` the same grid certified (``certified_grid_s``, and per geometry the
-    cells whose regime is decided, ``certified_cells``); and the point level on one cell,
-    timed twice (compiling, then compiled).
+    cells whose regime is decided, ``certified_cells``), and the point-level cell certified on
+    its coarse cloud (``certified_points_cell_s``, ``certified_points_regime``); and the point
+    level on one cell, timed twice (compiling, then compiled).
     """
     from sims.oracle import class_minimum
     from theory.regimes import UNDECIDED
@@ -223,6 +224,15 @@ def time_oracle(base: ExperimentConfig, plan: BenchPlan) -> dict:
         certified = {"certified_grid_s": time.perf_counter() - t0,
                      "certified_cells": {g: {"decided": sum(r != UNDECIDED for r in v), "cells": len(v)}
                                          for g, v in regimes.items()}}
+        coarse = at(base.data.geometry, plan.oracle_points_gap)
+        coarse = dataclasses.replace(coarse, data=dataclasses.replace(
+            coarse.data, points_per_set=plan.oracle_certified_points_per_set))
+        t0 = time.perf_counter()
+        (record,) = class_minimum(coarse, [plan.oracle_points_cap], "points", certify=True)
+        certified.update(certified_points_cell_s=time.perf_counter() - t0,
+                         certified_points=coarse.data.n_sets * coarse.data.points_per_set,
+                         certified_points_regime=record.certified_regime,
+                         certified_points_bound_gap=record.bound_gap)
     cell = at(base.data.geometry, plan.oracle_points_gap)
     points = []
     for _ in range(2):

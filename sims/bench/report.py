@@ -71,6 +71,7 @@ class BenchReport:
             "oracle_set_grid_s": r["oracle"]["set_grid_s"] if r.get("oracle") else None,
             "oracle_points_cell_s": r["oracle"]["points_cell_s"] if r.get("oracle") else None,
             "oracle_certified_grid_s": r.get("oracle", {}).get("certified_grid_s"),
+            "oracle_certified_points_cell_s": r.get("oracle", {}).get("certified_points_cell_s"),
             "device": r["device"],
         }
 
@@ -173,6 +174,10 @@ class BenchReport:
                 decided = ", ".join(f"{g} {c['decided']}/{c['cells']}" for g, c in o["certified_cells"].items())
                 lines.append(f"certified set level (docs/theory.md §3.G), the same grid: "
                              f"{o['certified_grid_s']:.1f} s; cells whose regime is certified: {decided}")
+            if "certified_points_cell_s" in o:
+                lines.append(f"certified point level, the point-level cell on {o['certified_points']} points: "
+                             f"{o['certified_points_cell_s']:.1f} s, {o['certified_points_regime']}, "
+                             f"bound gap {o['certified_points_bound_gap']:.2g}")
         lines += ["", f"{'target':24s}{'value':>12s}{'goal':>10s}  met"]
         for key, t in self.targets().items():
             v = "--" if t["value"] is None else f"{t['value']:.4g}"

@@ -16,7 +16,7 @@ from sims.config import SWEEPABLE, ExperimentConfig
 SUMMARY_KEYS = (
     "speedup_vs_torch", "speedup_vs_loop", "gflops", "matmul_peak_gflops", "peak_fraction",
     "layer_gflops", "engine_share_of_layer", "r2_scaling", "peak_rss_mb", "oracle_set_grid_s",
-    "oracle_points_cell_s", "oracle_certified_grid_s", "device",
+    "oracle_points_cell_s", "oracle_certified_grid_s", "oracle_certified_points_cell_s", "device",
 )
 
 #: the targets: (summary key, comparison, threshold).
@@ -62,7 +62,10 @@ class BenchPlan:
         level (the phase sweeps' grid: every geometry, gap and cap on the workload's data).
       oracle_points_gap, oracle_points_cap: the one cell timed at the point level.
       oracle_certify: also time the set-level grid with ``certify=True`` (docs/theory.md
-        §3.G: the certified bound and regime of every cell), and count its certified cells.
+        §3.G: the certified bound and regime of every cell), and count its certified cells;
+        and the point-level cell certified on its coarse cloud.
+      oracle_certified_points_per_set: points per set of that coarse cloud (the same sets:
+        the point level's bound holds at most ``CERTIFY_MAX_POINTS`` points).
     """
 
     sweep: str = "phase_chain"
@@ -88,6 +91,7 @@ class BenchPlan:
     oracle_points_gap: float = 0.05
     oracle_points_cap: float = 8.0
     oracle_certify: bool = True
+    oracle_certified_points_per_set: int = 2
 
 
 #: the default plan (``make bench``).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from sims.cli.common import (add_section_arguments, config_from_args, fmt, load_point_sets, positive_float,
                              strict_json)
+from theory.limits import CERTIFY_MAX_POINTS
 
 _COLUMNS = ("lipschitz", "regime", "loss", "loss_se", "within_diameter", "between_distance", "max_ratio")
 #: the columns ``--certify`` adds (docs/theory.md §3.G).
@@ -105,11 +106,12 @@ def register(sub) -> None:
     p.add_argument("--lipschitz", type=positive_float, nargs="+", required=True, metavar="L",
                    help="one or more Lipschitz bounds L > 0")
     p.add_argument("--level", choices=("sets", "points"), default="sets",
-                   help="set-constant maps (exact loss) or one embedding per point (estimated)")
+                   help="set-constant maps or one embedding per point (InfoNCE exact at both levels, "
+                        "another objective estimated)")
     p.add_argument("--file", metavar="FILE.npz", help="points, set_ids, cluster_ids instead of --data")
     p.add_argument("--seed", type=int, default=0, help="seed of the solver's random starts, 0 to 2^32 - 1 (0)")
     p.add_argument("--certify", action="store_true",
                    help="also a certified lower bound and the certified regime of every minimiser "
-                        "(set level, InfoNCE; docs/theory.md §3.G)")
+                        f"(InfoNCE; at the point level at most {CERTIFY_MAX_POINTS} points; docs/theory.md §3.G)")
     p.add_argument("--json", action="store_true", help="print one JSON list of records")
     p.set_defaults(handler=run_oracle)

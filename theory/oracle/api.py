@@ -208,9 +208,10 @@ def lipschitz_minimum(
         batches); validated but not used for InfoNCE, exact at both levels.
       objective: ``None`` for InfoNCE, or a callable loss of a batch (point level only).
       batch_size: anchors per batch of ``objective`` (ignored without one).
-      certify: also certify each record (set level, InfoNCE): a lower bound valid in every
-        dimension and the regime of every minimiser where it can be decided (docs/theory.md
-        §3.G; :mod:`theory.oracle.bounds`). Off by default: it costs more than the search.
+      certify: also certify each record (InfoNCE, either level): a lower bound valid in
+        every dimension and the regime of every minimiser where it can be decided
+        (docs/theory.md §3.G; :mod:`theory.oracle.bounds`). Off by default: it costs more
+        than the search, at the point level far more (``V² ×`` nodes per evaluation).
 
     Returns:
       An :class:`OracleResult` for a scalar ``lipschitz``, else a list of them.
@@ -230,8 +231,9 @@ def lipschitz_minimum(
         ``[0, 2^32)``; ``objective`` needs ``level="points"``,
         ``batch_size <= ORACLE_MAX_OBJECTIVE_BATCH``, ``num_samples >= 2·batch_size``, and must
         return one finite number per batch; ``certify`` is ``True`` or ``False``, needs
-        ``level="sets"`` and no ``objective`` (for now), at most ``CERTIFY_MAX_SETS`` sets
-        and ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints.
+        no ``objective`` (for now), at most ``CERTIFY_MAX_SETS`` sets, at the point level
+        ``CERTIFY_MAX_POINTS`` distinct points, and ``CERTIFY_MAX_ELEMENTS`` values of
+        regime-piece constraints.
 
     Example:
       >>> x = [[0.0, 0], [0.1, 0], [3.0, 0], [3.1, 0]]
@@ -250,9 +252,9 @@ def lipschitz_minimum(
         raise ValueError(f"objective: the set level minimises InfoNCE's exact atom loss; another objective "
                          f"is estimated on batches and needs level='points', got level={level!r}")
     certify = validate.boolean("certify", certify)
-    if certify and (level != "sets" or objective is not None):
-        raise ValueError(f"certify: certified bounds are implemented at the set level for InfoNCE only, got "
-                         f"certify=True with level={level!r}" + ("" if objective is None else " and an objective"))
+    if certify and objective is not None:
+        raise ValueError("certify: certified bounds are implemented for InfoNCE only, got certify=True and an "
+                         "objective")
     lips, scalar = lipschitz_values(lipschitz)
     seed = validate.seed("seed", seed)
     restarts = _scalar_int("restarts", restarts, 0)
@@ -268,7 +270,7 @@ def lipschitz_minimum(
     lips_sorted, position = np.unique(lips, return_inverse=True)
     check_sizes(prob, lips_sorted, restarts, level)
     if certify:
-        check_certify_sizes(prob)
+        check_certify_sizes(prob, level)
     if objective is None:
         references = (
             unconstrained_sets(prob.set_labels.size, prob.dim, prob.k, prob.tau)[1],
@@ -286,7 +288,7 @@ def lipschitz_minimum(
                        for r in records]
     else:
         records = _point_records(prob, lips_sorted, set_solutions, set_losses, references, steps, seed,
-                                 num_samples, objective, batch_size)
+                                 num_samples, objective, batch_size, certify)
     given = [records[i] for i in position.reshape(-1)]
     return given[0] if scalar else given
 
@@ -307,8 +309,10 @@ def _set_level(prob: Problem, lips_sorted: np.ndarray, restarts: int, steps: int
 
 
 def _point_records(prob: Problem, lips_sorted: np.ndarray, set_solutions, set_losses, references, steps: int,
-                   seed: int, num_samples: int, objective, batch_size: int) -> list[OracleResult]:
-    """The point-level records of each distinct ``L``, from the set-level solutions."""
+                   seed: int, num_samples: int, objective, batch_size: int,
+                   certify: bool = False) -> list[OracleResult]:
+    """The point-level records of each distinct ``L``, from the set-level solutions (each
+    certified with ``certify``)."""
     tables, solved, starts = solve_points(prob, np.stack(set_solutions), set_losses, lips_sorted,
                                           steps, seed, num_samples, objective, batch_size)
     n_sets = prob.set_labels.size
@@ -318,6 +322,9 @@ def _point_records(prob: Problem, lips_sorted: np.ndarray, set_solutions, set_lo
         z = z_vars[tables.var_of_point]
         means = np.zeros((n_sets, prob.dim))
         np.add.at(means, prob.set_index, z)
-        records.append(_record(prob, "points", lip, z, value, se, means / counts,
-                               pair_ratio(z_vars, lip * tables.distance), references, start))
+        record = _record(prob, "points", lip, z, value, se, means / counts,
+                         pair_ratio(z_vars, lip * tables.distance), references, start)
+        if certify:
+            record = replace(record, **certify_record(prob, lip, z, value, record.regime, tables))
+        records.append(record)
     return records

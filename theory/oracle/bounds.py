@@ -1,4 +1,8 @@
-"""Certified lower bounds on the set-level class minimum, by convex duality (docs/theory.md §3.G).
+"""Certified lower bounds on the class minimum, by convex duality (docs/theory.md §3.G).
+
+Written here for the set level; the point level is the same argument with its own loss of
+the Gram matrix of the points and its own quadrature allowances (:mod:`theory.oracle.gram`),
+and the pieces lifted from set means to points (:func:`certify`).
 
 Set-level InfoNCE depends on the atoms only through their Gram matrix ``G = Z Zᵀ``,
 
@@ -70,8 +74,9 @@ import math
 import numpy as np
 
 from theory import validate
-from theory.floors import _MAX_EXPONENT, quadrature_loss, quadrature_rule, simplex_vectors
-from theory.limits import CERTIFY_MAX_ELEMENTS, CERTIFY_MAX_SETS, CERTIFY_QUADRATURE_TOLERANCE
+from theory.floors import simplex_vectors
+from theory.limits import CERTIFY_MAX_ELEMENTS, CERTIFY_MAX_POINTS, CERTIFY_MAX_SETS, CERTIFY_QUADRATURE_TOLERANCE
+from theory.oracle.gram import VALUES, rules, tail_allowance
 from theory.oracle.pieces import REGIMES, Pieces, piece_count, regime_pieces
 from theory.oracle.problem import Problem
 from theory.regimes import UNDECIDED
@@ -98,19 +103,6 @@ COLLAPSED_START = 0.3
 EIGEN_MARGIN = 16.0
 #: relative rounding allowance of the final sum.
 ROUNDING = 1e-12
-#: the solver's quadrature step and left tail (its values only guide; the bound uses the
-#: accurate rule).
-_SOLVER_STEP, _SOLVER_TAIL = 0.5, 1e-9
-#: the accurate rule's step, and the step of the rule its error is estimated against.
-_FINE_STEP, _COARSE_STEP = 0.2, 0.4
-
-
-def _loss_of_gram(gram, w, k: int, tau, nodes, node_w):
-    """``f(G)`` on the nodes of :func:`theory.floors.quadrature_rule` (JAX, differentiable)."""
-    import jax.numpy as jnp
-
-    return quadrature_loss((gram - jnp.diag(gram)[:, None]) / tau, w, k, nodes, node_w)
-
 
 def _constraints(gram, cap, scale, mask, a, b):
     """The constraint values (``<= 0`` when satisfied): ball, pairs (divided by ``scale``), piece."""
@@ -121,10 +113,12 @@ def _constraints(gram, cap, scale, mask, a, b):
     return d - 1.0, jnp.where(mask, (sq - cap) / scale, -1.0), jnp.einsum("eab,ab->e", a, gram) - b
 
 
-@functools.lru_cache(maxsize=16)
-def _solver(k: int):
-    """One compiled outer iteration of the augmented Lagrangian, vmapped over pieces (``K`` is
-    the program's constant; shapes and dtypes are jit's own key).
+@functools.lru_cache(maxsize=4)
+def _solver(level: str = "sets"):
+    """One compiled outer iteration of the augmented Lagrangian, vmapped over pieces (the
+    level's loss, :data:`theory.oracle.gram.VALUES`, is the program's constant; ``K`` and
+    ``τ`` are inputs and the rules are padded, so one program serves every ``K`` and ``τ``
+    of a shape; shapes and dtypes are jit's own key).
 
     Minimises ``f(Z Zᵀ) + Σ_j (max(0, λ_j + ρ c_j)² − λ_j²) / (2ρ)`` over ``Z`` by
     :data:`INNER_STEPS` L-BFGS steps, then ``λ_j ← max(0, λ_j + ρ c_j)`` and
@@ -136,17 +130,18 @@ def _solver(k: int):
     import jax.numpy as jnp
     import optax
 
+    loss_of_gram = VALUES[level]
     optimiser = optax.lbfgs(memory_size=LBFGS_MEMORY,
                             linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=LINESEARCH_STEPS))
 
-    def one_piece(z, mu, nu, ex, rho, cap, scale, mask, a, b, w, tau, nodes, node_w):
+    def one_piece(z, mu, nu, ex, rho, cap, scale, mask, a, b, w, k, tau, nodes, node_w):
         lams = (mu, nu, ex)
 
         def augmented(z):
             gram = z @ z.T
             values = _constraints(gram, cap, scale, mask, a, b)
             penalty = sum(jnp.sum(jnp.maximum(0.0, lam + rho * c) ** 2 - lam**2) for lam, c in zip(lams, values))
-            return _loss_of_gram(gram, w, k, tau, nodes, node_w) + penalty / (2.0 * rho)
+            return loss_of_gram(gram, w, k, tau, nodes, node_w) + penalty / (2.0 * rho)
 
         value_and_grad = optax.value_and_grad_from_state(augmented)
 
@@ -164,24 +159,25 @@ def _solver(k: int):
         mu, nu, ex = (jnp.maximum(0.0, lam + rho * c) for lam, c in zip(lams, values))
         return (z, mu, nu, ex, jnp.minimum(rho * RHO_GROWTH, RHO_MAX)), nu / scale
 
-    per_piece = (0, 0, 0, 0, 0, None, None, None, 0, 0, None, None, None, None)
+    per_piece = (0, 0, 0, 0, 0, None, None, None, 0, 0, None, None, None, None, None)
     return jax.jit(jax.vmap(one_piece, in_axes=per_piece))
 
 
-@functools.lru_cache(maxsize=16)
-def _certifier(k: int):
+@functools.lru_cache(maxsize=4)
+def _certifier(level: str = "sets"):
     """The compiled certificate of one ``(Z, μ, ν, λ)`` (see the module's docstring), vmapped
     over pieces: ``(bound, quadrature slack)``, each ``(pieces,)``."""
     import jax
     import jax.numpy as jnp
 
     eps = float(np.finfo(np.float64).eps)
+    loss_of_gram = VALUES[level]
 
-    def one(z, mu, nu, ex, cap, mask, a, b, w, tau, fine, fine_w, coarse, coarse_w):
+    def one(z, mu, nu, ex, cap, mask, a, b, w, k, tau, fine, fine_w, coarse, coarse_w):
         n = z.shape[0]
         gram = z @ z.T
-        value, gamma = jax.value_and_grad(_loss_of_gram)(gram, w, k, tau, fine, fine_w)
-        rough, gamma_rough = jax.value_and_grad(_loss_of_gram)(gram, w, k, tau, coarse, coarse_w)
+        value, gamma = jax.value_and_grad(loss_of_gram)(gram, w, k, tau, fine, fine_w)
+        rough, gamma_rough = jax.value_and_grad(loss_of_gram)(gram, w, k, tau, coarse, coarse_w)
         gamma, gamma_rough = 0.5 * (gamma + gamma.T), 0.5 * (gamma_rough + gamma_rough.T)
         mu, ex = jnp.maximum(mu, 0.0), jnp.maximum(ex, 0.0)
         nu = jnp.where(mask, jnp.maximum(nu, 0.0), 0.0)  # one multiplier per pair i < j
@@ -196,14 +192,12 @@ def _certifier(k: int):
         parts = jnp.stack([value, -jnp.sum(gamma * gram), -jnp.sum(mu), -pair_cost, -ex @ b,
                            -n * shift])
         reach = 1.0 + jnp.maximum(1.0, jnp.max(jnp.diag(gram)))  # bounds |S_ij − G₀_ij|
-        # left tails cut off by the rules: K·max(E)·t₀ for f, that over τ per anchor row for Γ
-        tail = k * jnp.exp(jnp.max((gram - jnp.diag(gram)[:, None]) / tau)) * fine[0]
         slack = (jnp.abs(value - rough) + reach * jnp.sum(jnp.abs(gamma - gamma_rough))
-                 + tail * (1.0 + 2.0 * n * reach / tau))
+                 + tail_allowance(level, gram, k, tau, fine, reach))
         bound = jnp.sum(parts) - slack - ROUNDING * jnp.sum(jnp.abs(parts))
         return jnp.where(jnp.isfinite(bound), bound, -jnp.inf), slack
 
-    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None, None, 0, 0) + (None,) * 6))
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None, None, 0, 0) + (None,) * 7))
 
 
 def _bucket(n: int) -> int:
@@ -216,10 +210,11 @@ def _pad_pieces(array: np.ndarray, size: int, fill) -> np.ndarray:
     return np.concatenate([array, np.broadcast_to(fill, (extra, *array.shape[1:]))]) if extra else array
 
 
-def piece_bounds(start: np.ndarray, g: np.ndarray, weights: np.ndarray, k: int, tau: float, lipschitz: float,
+def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, lipschitz: float,
                  pieces: Pieces, incumbent: float, incumbent_regime: str = "",
-                 regime_starts: dict | None = None) -> np.ndarray:
-    """Certified lower bounds of set-level InfoNCE on each piece, for ``L = lipschitz``.
+                 regime_starts: dict | None = None, level: str = "sets",
+                 set_g: np.ndarray | None = None) -> np.ndarray:
+    """Certified lower bounds of InfoNCE on each piece, for ``L = lipschitz``.
 
     The relaxation (the first piece) is solved first, from ``start``; its bound holds on every
     piece, which is a subset. The pieces of the other regimes than ``incumbent_regime`` start
@@ -229,14 +224,20 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights: np.ndarray, k: int, 
     incumbent's regime is certified depends only on the other regimes' bounds.
 
     Args:
-      start: ``(S, d)`` atoms to start from (the search's best; feasibility not needed).
-      g: ``(S, S)`` set distances; weights: ``(S,)`` set weights; ``k``, ``tau``: the loss's.
+      start: ``(S, d)`` atoms (``(V, d)`` distinct points' embeddings at the point level) to
+        start from (the search's best; feasibility not needed).
+      g: ``(S, S)`` set distances (``(V, V)`` point distances); weights: ``(S,)`` set weights
+        (``(W, q)`` at the point level, :mod:`theory.oracle.gram`); ``k``, ``tau``: the loss's.
       lipschitz: ``L``.
       pieces: the pieces (:func:`theory.oracle.pieces.regime_pieces`), the relaxation first.
       incumbent: the loss of a known feasible map (``inf``: no pruning).
       incumbent_regime: its regime (``""``: refine every piece).
       regime_starts: optional ``{regime: (S, d) atoms}`` to start that regime's pieces from
         instead of the relaxation's solution.
+      level: ``"sets"`` or ``"points"`` (the loss of :mod:`theory.oracle.gram`).
+      set_g: at the point level, ``(S, S)`` upper bounds of ``‖z̄_s − z̄_t‖/L`` (the mean
+        distance between the points of two sets) for the empty split pieces; ``g`` itself at
+        the set level.
 
     Returns:
       ``(P,)`` float64 bounds, each a lower bound on ``f`` over its piece (``-inf`` where no
@@ -246,24 +247,21 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights: np.ndarray, k: int, 
 
     n = g.shape[0]
     g = _rounded_up(g)
-    # kernels of iterates near the ball stay below e^{2/τ} (the certificate adds the left tail
-    # its rule actually cuts off, whatever the iterate)
-    kernel_max = math.exp(min(2.0 / tau, _MAX_EXPONENT))
-    rules = (quadrature_rule(k, kernel_max, _SOLVER_STEP, tail=_SOLVER_TAIL),
-             quadrature_rule(k, kernel_max, _FINE_STEP), quadrature_rule(k, kernel_max, _COARSE_STEP))
+    set_g = g if set_g is None else _rounded_up(set_g)
+    level_rules = rules(level, k, tau)
     with np.errstate(over="ignore"):
         mask = np.triu(lipschitz * g < 2.0, 1)  # ‖z_i − z_j‖ <= 2 holds in the ball anyway
         cap = np.where(mask, (lipschitz * g) ** 2, 0.0)
         scale = np.maximum(np.where(mask, lipschitz * g, 1.0), PAIR_SCALE_FLOOR)
-    data = (cap, scale, mask, weights, tau)
+    data = (cap, scale, mask, weights, float(k), tau)
     z0 = _factor(start, n, 0)
     count, width = pieces.bounds.shape
     state = [np.broadcast_to(z0, (count, n, n)).copy(), np.zeros((count, n)), np.zeros((count, n, n)),
              np.zeros((count, width)), np.full(count, RHO_START)]
     best = np.full(count, -np.inf)
-    empty = _empty_split_pieces(g, lipschitz, pieces)
+    empty = _empty_split_pieces(set_g, lipschitz, pieces)
     with jax.enable_x64(True):
-        _refine(state, best, np.array([0]), RELAXATION_OUTER, k, data, pieces, rules)
+        _refine(state, best, np.array([0]), RELAXATION_OUTER, level, data, pieces, level_rules)
         for part in state[:3]:  # the other pieces start from the relaxation's solution
             part[1:] = part[0]
         if regime_starts:  # or from a start of their regime
@@ -278,7 +276,7 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights: np.ndarray, k: int, 
             active = active[best[active] <= incumbent]
             if active.size == 0:
                 break
-            _refine(state, best, active, outer, k, data, pieces, rules)
+            _refine(state, best, active, outer, level, data, pieces, level_rules)
     return best
 
 
@@ -317,21 +315,21 @@ def _factor(z: np.ndarray, n: int, seed: int) -> np.ndarray:
     return factor + START_NOISE * np.random.default_rng(seed).standard_normal((n, n))
 
 
-def _refine(state, best, active, outer: int, k: int, data, pieces: Pieces, rules) -> None:
+def _refine(state, best, active, outer: int, level: str, data, pieces: Pieces, level_rules) -> None:
     """``outer`` iterations on the pieces ``active``, in place: ``state`` moves on, ``best``
     keeps each piece's best certificate."""
-    cap, scale, mask, weights, tau = data
-    (nodes, node_w), (fine, fine_w), (coarse, coarse_w) = rules
+    cap, scale, mask, weights, k, tau = data
+    (nodes, node_w), (fine, fine_w), (coarse, coarse_w) = level_rules
     size = _bucket(active.size)
     idx = _pad_pieces(active, size, active[0])  # padding repeats a piece (results ignored)
     current = tuple(part[idx] for part in state)
     a, b = pieces.matrices[idx], pieces.bounds[idx]
     live = active.size
     for _ in range(outer):
-        current, nu = _solver(k)(*current, cap, scale, mask, a, b, weights, tau, nodes, node_w)
+        current, nu = _solver(level)(*current, cap, scale, mask, a, b, weights, k, tau, nodes, node_w)
         z, mu, _, ex, _ = current
-        bounds, slack = (np.asarray(v) for v in _certifier(k)(z, mu, nu, ex, cap, mask, a, b, weights, tau, fine,
-                                                               fine_w, coarse, coarse_w))
+        bounds, slack = (np.asarray(v) for v in _certifier(level)(z, mu, nu, ex, cap, mask, a, b, weights, k, tau,
+                                                                   fine, fine_w, coarse, coarse_w))
         # a certificate whose quadrature slack exceeds the stated tolerance is not used
         bounds = np.where(slack <= CERTIFY_QUADRATURE_TOLERANCE, bounds, -np.inf)
         best[active] = np.maximum(best[active], bounds[:live])
@@ -339,28 +337,44 @@ def _refine(state, best, active, outer: int, k: int, data, pieces: Pieces, rules
         part[active] = np.asarray(new)[:live]
 
 
-def check_certify_sizes(prob: Problem) -> None:
-    """Refuse a certified call beyond ``CERTIFY_MAX_SETS`` sets or ``CERTIFY_MAX_ELEMENTS``
-    values of piece constraints (:mod:`theory.limits`), naming ``set_ids``."""
+def check_certify_sizes(prob: Problem, level: str = "sets") -> None:
+    """Refuse a certified call beyond ``CERTIFY_MAX_SETS`` sets, ``CERTIFY_MAX_POINTS``
+    distinct points at the point level, or ``CERTIFY_MAX_ELEMENTS`` values of piece
+    constraints (:mod:`theory.limits`), naming ``set_ids`` (``points``)."""
     n = prob.set_labels.size
     if n > CERTIFY_MAX_SETS:
         validate.fail("set_ids", n, f"at most {CERTIFY_MAX_SETS} sets with certify=True (the bound's solver "
                                     "holds an S x S factor per convex piece)")
+    size, name = n, "sets"
+    if level == "points":
+        size, name = np.unique(prob.x, axis=0).shape[0], "distinct points"
+        if size > CERTIFY_MAX_POINTS:
+            validate.fail("points", size, f"at most {CERTIFY_MAX_POINTS} distinct points with certify=True at the "
+                                          "point level (the bound's solver holds a V x V factor and V² x nodes "
+                                          "values per convex piece); certify a coarser cloud of the same geometry")
     count, width = piece_count(prob.set_cluster, prob.n_clusters)
-    if count * width * n * n > CERTIFY_MAX_ELEMENTS:
-        validate.fail("set_ids", n, f"{count} regime pieces of {width} constraints on {n} sets exceed "
-                                    f"{CERTIFY_MAX_ELEMENTS:,} values with certify=True (memory)")
+    if count * width * size * size > CERTIFY_MAX_ELEMENTS:
+        validate.fail("set_ids" if level == "sets" else "points", size,
+                      f"{count} regime pieces of {width} constraints on {size} {name} exceed "
+                      f"{CERTIFY_MAX_ELEMENTS:,} values with certify=True (memory)")
 
 
-def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float, regime: str) -> dict:
-    """The certified fields of one set-level record (docs/theory.md §3.G).
+def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float, regime: str,
+            tables=None) -> dict:
+    """The certified fields of one record (docs/theory.md §3.G): set level, or point level
+    with ``tables`` (:class:`theory.oracle.points.PointTables`).
 
-    ``lower_bound_<R>`` bounds the loss of every set-constant map of regime ``R`` in the class
-    (any dimension): the smallest bound of ``R``'s pieces, and never less than the
-    relaxation's. ``lower_bound`` bounds every map: the larger of the relaxation's bound and the
-    smallest regime bound. ``certified_regime`` is ``regime`` (that of the feasible map of loss
-    ``loss``) when ``loss`` is below both other regimes' bounds, so that every minimiser is in
-    it; otherwise ``"undecided"``.
+    ``lower_bound_<R>`` bounds the loss of every map of regime ``R`` in the class (any
+    dimension; set-constant maps at the set level, every L-Lipschitz map of the points into the
+    ball at the point level, its regime that of its set means): the smallest bound of ``R``'s
+    pieces, and never less than the relaxation's. ``lower_bound`` bounds every map: the larger
+    of the relaxation's bound and the smallest regime bound. ``certified_regime`` is ``regime``
+    (that of the feasible map of loss ``loss``) when ``loss`` is below both other regimes'
+    bounds, so that every minimiser is in it; otherwise ``"undecided"``.
+
+    At the point level the pieces constrain set means, which are linear in the points'
+    embeddings: a piece's ``⟨A, G_sets⟩`` is ``⟨Mᵀ A M, G_points⟩`` with ``M_sv = m_s(v)/P_s``
+    (the copies of point ``v`` among the ``P_s`` points of set ``s``).
 
     Returns:
       ``{"lower_bound", "bound_gap", "lower_bound_collapsed", "lower_bound_preserved",
@@ -369,8 +383,24 @@ def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float,
     pieces = regime_pieces(prob.set_cluster, prob.n_clusters)
     # preserved pieces start from the cluster simplex, collapsed ones from a shrunk copy of it
     simplex = simplex_vectors(prob.n_clusters, prob.n_clusters)[prob.set_cluster]
-    bounds = piece_bounds(embedding, prob.g, prob.weights, prob.k, prob.tau, float(lipschitz), pieces, float(loss),
-                          regime, {"preserved": simplex, "collapsed": COLLAPSED_START * simplex})
+    if tables is None:
+        bounds = piece_bounds(embedding, prob.g, prob.weights, prob.k, prob.tau, float(lipschitz), pieces,
+                              float(loss), regime, {"preserved": simplex, "collapsed": COLLAPSED_START * simplex})
+    else:
+        n_vars = tables.unique.shape[0]
+        copies = np.zeros((prob.set_labels.size, n_vars))
+        np.add.at(copies, (prob.set_index, tables.var_of_point), 1.0)
+        mean = copies / copies.sum(axis=1, keepdims=True)  # M: set means of the points' embeddings
+        first = np.zeros(n_vars, dtype=np.int64)
+        first[tables.var_of_point[::-1]] = np.arange(tables.var_of_point.size)[::-1]  # first copy of each
+        z_vars = embedding[first]
+        set_of_var = prob.set_index[first]
+        lifted = Pieces(pieces.regime, np.einsum("sa,pest,tb->peab", mean, pieces.matrices, mean),
+                        pieces.bounds, pieces.apart)
+        bounds = piece_bounds(z_vars, tables.distance, (tables.pair_weight, tables.point_weight), prob.k, prob.tau,
+                              float(lipschitz), lifted, float(loss), regime,
+                              {"preserved": simplex[set_of_var], "collapsed": COLLAPSED_START * simplex[set_of_var]},
+                              level="points", set_g=mean @ tables.distance @ mean.T)
     names = np.asarray(pieces.regime)
     relaxation = float(bounds[0])
     per_regime = {r: max(relaxation, float(bounds[names == r].min())) if np.any(names == r) else math.inf
