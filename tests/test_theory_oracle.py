@@ -277,15 +277,17 @@ def test_one_value_of_l_gives_one_answer(level):
 
 def test_compiled_programs_are_keyed_only_by_what_they_are_built_from():
     """The set-level program does not depend on the number of L values, starts or sets (jit
-    retraces on shapes itself): a call with other counts reuses the cached builder."""
+    retraces on shapes itself), nor on K and τ (inputs): a call with other counts, another K
+    or another τ reuses the cached builder."""
     from theory.oracle import sets as set_level
 
     x, sets, clusters = two_by_two(np.random.default_rng(0))
     theory.lipschitz_minimum(x, sets, clusters, 1.0, 2, 3, 0.4, **FAST)
     before = set_level._set_solver.cache_info()
     theory.lipschitz_minimum(x, sets, clusters, [0.4, 3.0], 2, 3, 0.4, **FAST)
+    theory.lipschitz_minimum(x, sets, clusters, 1.0, 2, 5, 0.7, **FAST)
     after = set_level._set_solver.cache_info()
-    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+    assert (after.hits, after.misses) == (before.hits + 2, before.misses)
 
 
 def test_point_level_refuses_more_points_than_its_limit_before_any_work():

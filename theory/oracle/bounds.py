@@ -391,8 +391,7 @@ def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float,
         copies = np.zeros((prob.set_labels.size, n_vars))
         np.add.at(copies, (prob.set_index, tables.var_of_point), 1.0)
         mean = copies / copies.sum(axis=1, keepdims=True)  # M: set means of the points' embeddings
-        first = np.zeros(n_vars, dtype=np.int64)
-        first[tables.var_of_point[::-1]] = np.arange(tables.var_of_point.size)[::-1]  # first copy of each
+        first = np.unique(tables.var_of_point, return_index=True)[1]  # the first copy of each point
         z_vars = embedding[first]
         set_of_var = prob.set_index[first]
         lifted = Pieces(pieces.regime, np.einsum("sa,pest,tb->peab", mean, pieces.matrices, mean),

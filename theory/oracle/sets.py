@@ -29,20 +29,21 @@ _EXACT_COUNT_VECTORS = 20_000
 
 
 @functools.lru_cache(maxsize=16)
-def _set_solver(n_vars: int, k: int, steps: int):
+def _set_solver(n_vars: int, steps: int):
     """Compiled set-level solver: a scan over increasing ``L``, vmapped over starts.
 
     For each ``L``: the previous ``L``'s best and the given starts are made feasible,
     optimised by projected Adam, and the best of all (optimised or not) is kept. The cache
-    key is what the program is built from: the round-robin table of ``n_vars`` variables,
-    ``K`` and the number of steps (shapes and dtypes are jit's own key).
+    key is what the program is built from: the round-robin table of ``n_vars`` variables and
+    the number of steps (shapes and dtypes are jit's own key; ``K`` and ``τ`` are inputs, and
+    the rule's nodes are padded, so one program serves every ``K`` and ``τ``).
     """
     import jax
     import jax.numpy as jnp
 
     rounds = jnp.asarray(round_robin(n_vars))
 
-    def set_loss(members, w, tau, nodes, node_w):
+    def set_loss(members, w, k, tau, nodes, node_w):
         """The exact-form set-level InfoNCE of one embedding per class (``z[members]`` per set)."""
         def loss_of(z):
             zs = z[members]
@@ -51,8 +52,8 @@ def _set_solver(n_vars: int, k: int, steps: int):
 
         return loss_of
 
-    def solve(starts, lips, distance, members, w, tau, nodes, node_w):
-        loss_of = set_loss(members, w, tau, nodes, node_w)
+    def solve(starts, lips, distance, members, w, k, tau, nodes, node_w):
+        loss_of = set_loss(members, w, k, tau, nodes, node_w)
 
         def per_lipschitz(previous, inputs):
             own_starts, lip = inputs
@@ -70,9 +71,9 @@ def _set_solver(n_vars: int, k: int, steps: int):
         _, best = jax.lax.scan(per_lipschitz, first, (starts, lips))
         return best
 
-    def polish(best, lips, distance, members, w, tau, nodes, node_w):
+    def polish(best, lips, distance, members, w, k, tau, nodes, node_w):
         """A short, small-step run from each ``L``'s best; the better of the two is kept."""
-        loss_of = set_loss(members, w, tau, nodes, node_w)
+        loss_of = set_loss(members, w, k, tau, nodes, node_w)
 
         def one(z0, lip):
             z0 = scale_into_feasibility(z0, distance, lip)
@@ -133,14 +134,14 @@ def solve_sets(prob: Problem, lips_sorted: np.ndarray, restarts: int, steps: int
     distance = padded_distances(class_distances(prob.g, classes))
     starts = _set_starts(prob, classes, n_classes, lips_sorted.size, restarts, seed)
     nodes, node_w = set_rule(prob)
-    solve, polish = _set_solver(n_classes, prob.k, steps)
+    solve, polish = _set_solver(n_classes, steps)
     # the search in float32 (twice as fast), the polish of each L's best in float64
     f32 = functools.partial(np.asarray, dtype=np.float32)
     best = solve(f32(starts), f32(lips_sorted), f32(np.minimum(distance, 1e30)), classes,
-                 f32(prob.weights), np.float32(prob.tau), f32(nodes), f32(node_w))
+                 f32(prob.weights), np.float32(prob.k), np.float32(prob.tau), f32(nodes), f32(node_w))
     with jax.enable_x64(True):
         best = polish(np.asarray(best, np.float64), lips_sorted, distance, classes, prob.weights,
-                      prob.tau, nodes, node_w)
+                      np.float64(prob.k), prob.tau, nodes, node_w)
         best = np.asarray(best, dtype=np.float64)
     return best[:, classes, :]
 
