@@ -84,7 +84,7 @@ def check_certify(config: ExperimentConfig, level: str, field: str = "oracle.cer
     bound's limits (``CERTIFY_MAX_SETS`` sets, at the point level ``CERTIFY_MAX_POINTS``
     points, ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints;
     :mod:`theory.limits`), naming the data field."""
-    from theory.oracle.pieces import piece_count
+    from theory.oracle.bounds import certify_size_refusal
 
     objective = config.train.objective
     if objective in NOT_CONVEX_IN_GRAM:
@@ -96,24 +96,12 @@ def check_certify(config: ExperimentConfig, level: str, field: str = "oracle.cer
     if not sizes:
         return
     d = config.data
-    n_sets = d.n_sets
-    if n_sets > size.CERTIFY_MAX_SETS:
-        validate.fail("data.sets_per_cluster", d.sets_per_cluster,
-                      f"at most {size.CERTIFY_MAX_SETS} sets in all with {field} (the bound's solver holds "
-                      f"an S x S factor per convex piece), {n_sets:,} with data.n_clusters = {d.n_clusters}")
-    atoms = n_sets
-    if level == "points":
-        atoms = n_sets * d.points_per_set  # at most that many distinct points
-        if atoms > size.CERTIFY_MAX_POINTS:
-            validate.fail("data.points_per_set", d.points_per_set,
-                          f"at most {size.CERTIFY_MAX_POINTS} points in all with {field} at the point level "
-                          f"(the bound's solver holds a V x V factor per convex piece), {atoms:,} with "
-                          f"{n_sets} sets; certify a coarser cloud of the same geometry")
-    count, width = piece_count(np.repeat(np.arange(d.n_clusters), d.set_counts), d.n_clusters)
-    if count * width * atoms * atoms > size.CERTIFY_MAX_ELEMENTS:
-        validate.fail("data.n_clusters", d.n_clusters,
-                      f"{count} regime pieces of {width} constraints on {n_sets} sets exceed "
-                      f"{size.CERTIFY_MAX_ELEMENTS:,} values with {field} (memory)")
+    points = d.n_sets * d.points_per_set if level == "points" else None  # at most that many distinct
+    refusal = certify_size_refusal(np.repeat(np.arange(d.n_clusters), d.set_counts), d.n_clusters, points, field)
+    if refusal is not None:
+        limit, why = refusal
+        key = {"sets": "sets_per_cluster", "points": "points_per_set", "elements": "n_clusters"}[limit]
+        validate.fail(f"data.{key}", getattr(d, key), why)
 
 
 @functools.lru_cache(maxsize=64)
@@ -194,7 +182,7 @@ class OracleTable:
       configs: every run's configuration (the caps of each data configuration are
         collected from them up front, so a value never depends on the chunk plan).
       level: ``"sets"`` or ``"points"``.
-      certify: also the certified bound and regime (:data:`CERTIFIED_COLUMNS`; set level).
+      certify: also the certified bound and regime (:data:`CERTIFIED_COLUMNS`).
       log: where a one-line note per solved data configuration goes.
     """
 
@@ -319,8 +307,7 @@ def check_oracle(config: ExperimentConfig, level: str, caps: int = 1, certify: b
     ``train.batch_size``. (The point level's coordinate limit, 2^500, is far beyond the size
     model's largest diameter.) So a sweep the oracle would refuse is refused when its file is
     read, by ``--dry-run`` too, before anything is written into the output folder. With
-    ``certify``, also the certified bound's limits (``CERTIFY_MAX_SETS`` sets and
-    ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints).
+    ``certify``, also the certified bound's limits (:func:`check_certify`).
     """
     if certify:
         check_certify(config, level)

@@ -20,7 +20,7 @@ A sweep file has the three sections of :func:`sims.train_one` (``[data]``, ``[mo
 
     [oracle]               # optional: the class minimum beside every run (docs/theory.md §3.F)
     level = "sets"         # or "points"
-    certify = false        # true: certified lower bound and regime (set level; docs/theory.md §3.G)
+    certify = false        # true: certified lower bound and regime (docs/theory.md §3.G)
 
 The grid is the Cartesian product of the axes (in the order they appear in the file)
 times the seeds, seeds varying fastest; run ``i`` is the ``i``-th point of that product.
@@ -120,7 +120,7 @@ class Sweep:
       oracle: the ``[oracle] level`` (``"sets"`` or ``"points"``), or ``None`` when the
         file has no ``[oracle]`` section (no class-minimum columns).
       oracle_certify: ``[oracle] certify = true``: the class minimum also carries its
-        certified lower bound and regime (docs/theory.md §3.G; set level only).
+        certified lower bound and regime (docs/theory.md §3.G; InfoNCE, either level).
     """
 
     name: str

@@ -325,6 +325,6 @@ def _point_records(prob: Problem, lips_sorted: np.ndarray, set_solutions, set_lo
         record = _record(prob, "points", lip, z, value, se, means / counts,
                          pair_ratio(z_vars, lip * tables.distance), references, start)
         if certify:
-            record = replace(record, **certify_record(prob, lip, z, value, record.regime, tables))
+            record = replace(record, **certify_record(prob, lip, z_vars, value, record.regime, tables))
         records.append(record)
     return records

@@ -346,32 +346,46 @@ def _refine(state, best, active, outer: int, level: str, data, pieces: Pieces, l
         part[active] = np.asarray(new)[:live]
 
 
-def check_certify_sizes(prob: Problem, level: str = "sets") -> None:
-    """Refuse a certified call beyond ``CERTIFY_MAX_SETS`` sets, ``CERTIFY_MAX_POINTS``
-    distinct points at the point level, or ``CERTIFY_MAX_ELEMENTS`` values of piece
-    constraints (:mod:`theory.limits`), naming ``set_ids`` (``points``)."""
-    n = prob.set_labels.size
+def certify_size_refusal(set_cluster: np.ndarray, n_clusters: int, points: int | None,
+                         field: str) -> tuple[str, str] | None:
+    """What a certified call of this size exceeds, or ``None``: ``(limit, why)`` with ``limit``
+    ``"sets"`` (``CERTIFY_MAX_SETS``), ``"points"`` (``CERTIFY_MAX_POINTS``, at the point level:
+    ``points`` is not ``None``) or ``"elements"`` (``CERTIFY_MAX_ELEMENTS`` values of piece
+    constraints; :mod:`theory.limits`). ``why`` is the message after the value, naming
+    ``field`` (the flag that asked for the bound); each caller names its own argument.
+    """
+    n = set_cluster.size
     if n > CERTIFY_MAX_SETS:
-        validate.fail("set_ids", n, f"at most {CERTIFY_MAX_SETS} sets with certify=True (the bound's solver "
-                                    "holds an S x S factor per convex piece)")
-    size, name = n, "sets"
-    if level == "points":
-        size, name = np.unique(prob.x, axis=0).shape[0], "distinct points"
-        if size > CERTIFY_MAX_POINTS:
-            validate.fail("points", size, f"at most {CERTIFY_MAX_POINTS} distinct points with certify=True at the "
-                                          "point level (the bound's solver holds a V x V factor and V² x nodes "
-                                          "values per convex piece); certify a coarser cloud of the same geometry")
-    count, width = piece_count(prob.set_cluster, prob.n_clusters)
+        return "sets", (f"at most {CERTIFY_MAX_SETS} sets in all with {field} (the bound's solver holds an "
+                        f"S x S factor per convex piece), {n:,} sets")
+    if points is not None and points > CERTIFY_MAX_POINTS:
+        return "points", (f"at most {CERTIFY_MAX_POINTS} points in all with {field} at the point level (the "
+                          f"bound's solver holds a V x V factor and V² x nodes values per convex piece), "
+                          f"{points:,} points; certify a coarser cloud of the same geometry")
+    size, name = (n, "sets") if points is None else (points, "points")
+    count, width = piece_count(set_cluster, n_clusters)
     if count * width * size * size > CERTIFY_MAX_ELEMENTS:
-        validate.fail("set_ids" if level == "sets" else "points", size,
-                      f"{count} regime pieces of {width} constraints on {size} {name} exceed "
-                      f"{CERTIFY_MAX_ELEMENTS:,} values with certify=True (memory)")
+        return "elements", (f"{count} regime pieces of {width} constraints on {size:,} {name} exceed "
+                            f"{CERTIFY_MAX_ELEMENTS:,} values with {field} (memory)")
+    return None
+
+
+def check_certify_sizes(prob: Problem, level: str = "sets") -> None:
+    """Refuse a certified call beyond the bound's limits (:func:`certify_size_refusal`),
+    naming ``set_ids`` or, at the point level, ``points`` (their distinct number)."""
+    points = np.unique(prob.x, axis=0).shape[0] if level == "points" else None
+    refusal = certify_size_refusal(prob.set_cluster, prob.n_clusters, points, "certify=True")
+    if refusal is not None:
+        limit, why = refusal
+        name, value = ("set_ids", prob.set_labels.size) if points is None or limit == "sets" else ("points", points)
+        validate.fail(name, value, why)
 
 
 def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float, regime: str,
             tables=None) -> dict:
-    """The certified fields of one record (docs/theory.md §3.G): set level, or point level
-    with ``tables`` (:class:`theory.oracle.points.PointTables`).
+    """The certified fields of one record (docs/theory.md §3.G): set level (``embedding`` one
+    atom per set), or point level with ``tables`` (:class:`theory.oracle.points.PointTables`;
+    ``embedding`` one row per distinct point).
 
     ``lower_bound_<R>`` bounds the loss of every map of regime ``R`` in the class (any
     dimension; set-constant maps at the set level, every L-Lipschitz map of the points into the
@@ -383,7 +397,7 @@ def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float,
 
     At the point level the pieces constrain set means, which are linear in the points'
     embeddings: a piece's ``⟨A, G_sets⟩`` is ``⟨Mᵀ A M, G_points⟩`` with ``M_sv = m_s(v)/P_s``
-    (the copies of point ``v`` among the ``P_s`` points of set ``s``).
+    (the copies of point ``v`` among the ``P_s`` points of set ``s``; ``tables.set_mean``).
 
     Returns:
       ``{"lower_bound", "bound_gap", "lower_bound_collapsed", "lower_bound_preserved",
@@ -396,16 +410,11 @@ def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float,
         bounds = piece_bounds(embedding, prob.g, prob.weights, prob.k, prob.tau, float(lipschitz), pieces,
                               float(loss), regime, {"preserved": simplex, "collapsed": COLLAPSED_START * simplex})
     else:
-        n_vars = tables.unique.shape[0]
-        copies = np.zeros((prob.set_labels.size, n_vars))
-        np.add.at(copies, (prob.set_index, tables.var_of_point), 1.0)
-        mean = copies / copies.sum(axis=1, keepdims=True)  # M: set means of the points' embeddings
-        first = np.unique(tables.var_of_point, return_index=True)[1]  # the first copy of each point
-        z_vars = embedding[first]
-        set_of_var = prob.set_index[first]
+        mean = tables.set_mean
+        set_of_var = prob.set_index[np.unique(tables.var_of_point, return_index=True)[1]]  # its first set
         lifted = Pieces(pieces.regime, np.einsum("sa,pest,tb->peab", mean, pieces.matrices, mean),
                         pieces.bounds, pieces.apart)
-        bounds = piece_bounds(z_vars, tables.distance, (tables.pair_weight, tables.point_weight), prob.k, prob.tau,
+        bounds = piece_bounds(embedding, tables.distance, (tables.pair_weight, tables.point_weight), prob.k, prob.tau,
                               float(lipschitz), lifted, float(loss), regime,
                               {"preserved": simplex[set_of_var], "collapsed": COLLAPSED_START * simplex[set_of_var]},
                               level="points", set_g=mean @ tables.distance @ mean.T)

@@ -41,6 +41,7 @@ class PointTables:
     set_size: np.ndarray  # (S,) points in each set
     point_weight: np.ndarray  # (V,) marginal probability of each distinct point
     pair_weight: np.ndarray  # (V, V) probability of each anchor/positive pair of distinct points
+    set_mean: np.ndarray  # (S, V) M_sv = m_s(v)/P_s: set means are M @ (one embedding per distinct point)
 
 
 def point_tables(prob: Problem) -> PointTables:
@@ -49,7 +50,8 @@ def point_tables(prob: Problem) -> PointTables:
     The pair weights are those of the sampler (a set ``s`` by weight, two of its ``P_s``
     points uniformly and independently): ``W_ap = Σ_s w_s m_s(a) m_s(p) / P_s²`` with
     ``m_s(a)`` the copies of the distinct point ``a`` in ``s``; each row sums to the
-    marginal ``point_weight``.
+    marginal ``point_weight``; ``set_mean`` takes the embeddings of the distinct points to
+    the sets' mean embeddings.
     """
     # distinct points, numbered in order of first appearance (so that the numbering, and
     # with it the solver, does not depend on a rigid motion of the data)
@@ -67,7 +69,7 @@ def point_tables(prob: Problem) -> PointTables:
     np.add.at(copies, (prob.set_index, var_of_point), 1.0)
     pair_weight = copies.T @ (copies * (prob.weights / size**2)[:, None])
     return PointTables(var_of_point, unique, exact_distances(unique), var_of_point[order], start, size, weight,
-                       pair_weight)
+                       pair_weight, copies / size[:, None])
 
 
 def _principal_map(x: np.ndarray, dim: int) -> np.ndarray:
