@@ -33,10 +33,12 @@ atoms costs less; the certificate pays the smaller of the two. Here they come fr
 Lagrangian method in factor form ``G = Z Zᵀ``, ``Z ∈ R^{S×S}`` (every PSD matrix), one
 compiled float64 outer iteration (L-BFGS inner steps) vmapped over the pieces, and each
 piece keeps the best certificate of its iterates. The relaxation (no piece constraint) is
-solved first; a piece is a subset of it, so its bound holds on every piece. The pieces of the
-regimes other than the incumbent's (the search's best map) then start from it or from a
-structured start and are refined in stages, each dropped once its bound exceeds the
-incumbent's loss (pruned: it can no longer change the certified regime). A split piece that
+solved first, until its bound stalls; a piece is a subset of it, so its bound holds on every
+piece. The pieces of the regimes other than the incumbent's (the search's best map) then
+start from it or from a structured start and are refined in stages, each dropped once its
+bound exceeds the incumbent's loss (pruned: it can no longer change the certified regime) or
+once a stage gains too little of what it still lacks (stalled: it would leave the regime
+undecided anyway). Stopping early changes only how tight a bound is, never its validity. A split piece that
 asks two sets to be further apart than ``L`` times their shortest path in the graph of set
 distances allows is empty (triangle inequality) and gets ``+inf`` without a solve. Set
 distances are rounded *up* to 32 significant bits first (a larger class: the bounds stay
@@ -90,6 +92,11 @@ from theory.regimes import UNDECIDED
 STAGES = (3, 6, 12, 24)
 RELAXATION_OUTER = 60
 INNER_STEPS = 100
+#: the relaxation stops early once its bound has gained less than :data:`STALL_GAIN` in the
+#: last :data:`RELAXATION_PATIENCE` outer iterations; a piece leaves the stages once a stage
+#: gained less than :data:`STAGE_PROGRESS` of what it still lacks to reach the incumbent
+#: (then it would not reach it in time: each later stage is only twice as long).
+RELAXATION_PATIENCE, STALL_GAIN, STAGE_PROGRESS = 10, 1e-5, 0.25
 #: penalty parameter: first value, growth per outer iteration, largest value.
 RHO_START, RHO_GROWTH, RHO_MAX = 10.0, 2.0, 1e5
 #: L-BFGS memory and line-search steps.
@@ -210,8 +217,9 @@ def _certifier(level: str = "sets"):
 
 
 def _bucket(n: int) -> int:
-    """``n`` rounded up to a power of two (fewer distinct compiled shapes)."""
-    return 1 << max(0, (n - 1).bit_length())
+    """``n`` rounded up to a power of two up to 8, then to a multiple of 8 (fewer distinct
+    compiled shapes; a solve costs in proportion to its padded size)."""
+    return 1 << max(0, (n - 1).bit_length()) if n <= 8 else -(-n // 8) * 8
 
 
 def _pad_pieces(array: np.ndarray, size: int, fill) -> np.ndarray:
@@ -270,7 +278,8 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, 
     best = np.full(count, -np.inf)
     empty = _empty_split_pieces(set_g, lipschitz, pieces)
     with jax.enable_x64(True):
-        _refine(state, best, np.array([0]), RELAXATION_OUTER, level, data, pieces, level_rules)
+        _refine(state, best, np.array([0]), RELAXATION_OUTER, level, data, pieces, level_rules,
+                patience=RELAXATION_PATIENCE)
         for part in state[:3]:  # the other pieces start from the relaxation's solution
             part[1:] = part[0]
         if regime_starts:  # or from a start of their regime
@@ -281,10 +290,16 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, 
         best[1:] = best[0]  # every piece is inside the relaxation
         best[empty] = np.inf  # no Gram matrix of the class is in an empty piece
         active = np.flatnonzero((np.asarray(pieces.regime) != incumbent_regime) & ~empty)[1:]
+        before = best[active]
         for outer in STAGES:
-            active = active[best[active] <= incumbent]
+            # pruned: above the incumbent; stalled: the last stage gained too little of what
+            # is still missing (both start at the relaxation's bound: no stage yet)
+            lacking = incumbent - best[active]
+            keep = (lacking >= 0) & ((best[active] - before >= STAGE_PROGRESS * lacking) | (outer <= STAGES[1]))
+            active = active[keep]
             if active.size == 0:
                 break
+            before = best[active]
             _refine(state, best, active, outer, level, data, pieces, level_rules)
     return best
 
@@ -324,9 +339,11 @@ def _factor(z: np.ndarray, n: int, seed: int) -> np.ndarray:
     return factor + START_NOISE * np.random.default_rng(seed).standard_normal((n, n))
 
 
-def _refine(state, best, active, outer: int, level: str, data, pieces: Pieces, level_rules) -> None:
+def _refine(state, best, active, outer: int, level: str, data, pieces: Pieces, level_rules,
+            patience: int | None = None) -> None:
     """``outer`` iterations on the pieces ``active``, in place: ``state`` moves on, ``best``
-    keeps each piece's best certificate."""
+    keeps each piece's best certificate. With ``patience``, stops early once no piece's best
+    gained :data:`STALL_GAIN` in the last ``patience`` iterations."""
     cap, scale, mask, weights, k, tau = data
     (nodes, node_w), (fine, fine_w), (coarse, coarse_w) = level_rules
     size = _bucket(active.size)
@@ -334,6 +351,7 @@ def _refine(state, best, active, outer: int, level: str, data, pieces: Pieces, l
     current = tuple(part[idx] for part in state)
     a, b = pieces.matrices[idx], pieces.bounds[idx]
     live = active.size
+    history = [best[active].copy()]
     for _ in range(outer):
         current, nu = _solver(level)(*current, cap, scale, mask, a, b, weights, k, tau, nodes, node_w)
         z, mu, _, ex, _ = current
@@ -342,6 +360,9 @@ def _refine(state, best, active, outer: int, level: str, data, pieces: Pieces, l
         # a certificate whose quadrature slack exceeds the stated tolerance is not used
         bounds = np.where(slack <= CERTIFY_QUADRATURE_TOLERANCE, bounds, -np.inf)
         best[active] = np.maximum(best[active], bounds[:live])
+        history.append(best[active].copy())
+        if patience and len(history) > patience and np.all(history[-1] - history[-1 - patience] < STALL_GAIN):
+            break
     for part, new in zip(state, current):
         part[active] = np.asarray(new)[:live]
 
