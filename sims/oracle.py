@@ -44,12 +44,16 @@ ORACLE_COLUMNS: tuple[str, ...] = (
     "oracle_gap",
 )
 #: the certified columns added by ``[oracle] certify = true`` (docs/theory.md §3.G): a lower
-#: bound on the class minimum in every output dimension, ``oracle_loss`` minus it, and the
-#: regime every minimiser is certified to have (``undecided`` where the bounds do not decide).
+#: bound on the class minimum in every output dimension, ``oracle_loss`` minus it, the regime
+#: every minimiser is certified to have (``undecided`` where the bounds do not decide), and
+#: the lower bound on the loss of every map of each regime (``inf``: the class has none).
 CERTIFIED_COLUMNS: tuple[str, ...] = (
     "oracle_lower_bound",
     "oracle_bound_gap",
     "oracle_certified_regime",
+    "oracle_lower_bound_collapsed",
+    "oracle_lower_bound_preserved",
+    "oracle_lower_bound_split",
 )
 LEVELS = theory.oracle.LEVELS
 
@@ -162,8 +166,7 @@ def oracle_columns(result, objective_final: float, certify: bool = False) -> dic
     names = ORACLE_COLUMNS + (CERTIFIED_COLUMNS if certify else ())
     if result is None:
         return {c: (math.nan if not c.endswith("regime") else "") for c in names}
-    certified = {"oracle_lower_bound": result.lower_bound, "oracle_bound_gap": result.bound_gap,
-                 "oracle_certified_regime": result.certified_regime} if certify else {}
+    certified = {c: getattr(result, c.removeprefix("oracle_")) for c in CERTIFIED_COLUMNS} if certify else {}
     return {
         "oracle_loss": result.loss,
         "oracle_loss_se": result.loss_se,

@@ -23,6 +23,10 @@ from its definition, never by calling the function under test twice):
   a seed changing sides in a mixed cell (the two CPUs of issue 17) moves the majority but
   not the interval; the geometric middle and the ratios of the ends and the middle to the
   theory lines. ``seeds_agree`` of :func:`cell_table`.
+* :func:`certified_side` and ``boundaries(..., "certified")``: a cell is on a boundary's
+  side when its certified regime is there, or when its feasible map (``oracle_loss``, of the
+  other side) is strictly below the lower bound of every map of that regime; undecided
+  cells count on neither side, so the certified interval holds every such cap.
 * :func:`split_is_tie`: a class minimum's split that gains less than 2 standard errors of
   the loss difference is a tie (the spectral loss's −5/3 of F9), a strict gain of an exact
   loss is not; :func:`boundaries` on the oracle column says so.
@@ -49,6 +53,7 @@ from sims.report.analysis import (
     boundary_columns,
     boundary_report,
     cell_table,
+    certified_side,
     compare_boundaries,
     middle,
     read_boundary_tables,
@@ -507,3 +512,42 @@ def test_read_boundary_tables(tmp_path):
         {"geometry": "chain", "data.gap": "0.1", "split_low": "2.0", "split_high": "8.0"},
         {"geometry": "chain", "data.gap": "0.2", "split_low": "0.5", "split_high": "nan"}]}
     assert compare_boundaries(tables, tables) == (4, [])
+
+
+# --------------------------------------------------------------------------- certified boundaries
+
+
+def certified_cell(cap, regime, certified, loss, collapsed, split):
+    """A cell as ``cell_table`` keeps it, certified columns included."""
+    c = oracle_cell(cap, regime, loss)
+    c.update({"oracle_certified_regime": certified, "oracle_lower_bound_collapsed": collapsed,
+              "oracle_lower_bound_split": split})
+    return c
+
+
+def test_certified_side_reads_the_regime_bounds():
+    # undecided between collapsed and preserved, but every split map is above the loss
+    cell = certified_cell(1.0, P, "undecided", 2.13, 2.131, math.inf)
+    assert certified_side(cell, "split") == {P}
+    assert certified_side(cell, "collapse") == {P}  # 2.13 < 2.131: no minimiser collapses
+    assert certified_side(certified_cell(1.0, P, "undecided", 2.13, 2.12, 2.13), "collapse") == set()
+    assert certified_side(certified_cell(1.0, P, "undecided", 2.13, 2.12, 2.13), "split") == set()  # equal: not below
+    assert certified_side(certified_cell(8.0, S, S, 1.7, 1.8, 1.6), "split") == {S}
+    assert certified_side(certified_cell(8.0, S, "undecided", 1.7, 1.8, 1.6), "split") == set()
+    assert certified_side(certified_cell(0.25, C, C, 2.7, 2.69, math.inf), "collapse") == {C}
+
+
+def test_certified_boundaries_leave_undecided_caps_inside():
+    cells = [certified_cell(0.25, C, C, 2.7, 2.69, math.inf),
+             certified_cell(1.0, P, "undecided", 2.13, 2.12, math.inf),  # collapse undecided, unsplit certified
+             certified_cell(4.0, P, P, 1.86, 1.97, 1.9),
+             certified_cell(8.0, P, "undecided", 1.79, 1.85, 1.78),  # a split map may be better
+             certified_cell(16.0, S, "undecided", 1.63, 1.633, 1.55),
+             certified_cell(32.0, S, S, 1.59, 1.63, 1.35),
+             certified_cell(64.0, S, S, 1.57, 1.63, 1.35)]
+    (b,) = boundaries(cells, X, Y, regime="certified")
+    assert (b["collapse_low"], b["collapse_high"]) == (0.25, 4.0)
+    assert (b["split_low"], b["split_high"]) == (4.0, 32.0)
+    assert b["split_ratio_low"] == pytest.approx(4.0 / 20.0) and "split_tie" not in b
+    (o,) = boundaries(cells, X, Y, regime="oracle_regime")  # the search's own: one step
+    assert (o["split_low"], o["split_high"]) == (8.0, 16.0)

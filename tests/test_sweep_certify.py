@@ -8,6 +8,7 @@ bad input (one line naming the key, nothing written).
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -150,3 +151,29 @@ def test_oracle_command_certifies(capsys):
     assert "\n" not in err
     assert main(args + ["--train", "objective=debiased"]) == 2
     assert "--certify: train.objective 'debiased' is not convex" in capsys.readouterr().err
+
+
+def test_f8_draws_and_tabulates_the_certified_regimes(certified, tmp_path):
+    """F8 on a certified sweep: the per-regime bounds ride in the rows (each regime's bound at
+    least the overall one, the certified regime's feasible map below the other two), the
+    boundary table holds the certified interval, and the summary counts the certified cells."""
+    from sims.report.analysis import CERTIFIED, boundaries, cell_table, load_results
+    from sims.report.figures import fig_oracle
+
+    rows = load_results(certified)
+    for r in rows:
+        bounds = {g: r[f"oracle_lower_bound_{g}"] for g in REGIMES}
+        assert all(b >= r["oracle_lower_bound"] - 1e-12 for b in bounds.values())
+        if r["oracle_certified_regime"] in REGIMES:
+            assert r["oracle_regime"] == r["oracle_certified_regime"]
+            assert all(r["oracle_loss"] < b for g, b in bounds.items() if g != r["oracle_regime"])
+    summary = fig_oracle({"chain": rows}, tmp_path, points_level=False)
+    assert (tmp_path / "F8_oracle.png").stat().st_size > 0
+    cells = cell_table(rows, "data.gap", "model.lipschitz")
+    assert summary["chain"]["certified_cells"] == sum(c["oracle_certified_regime"] in REGIMES for c in cells)
+    (want,) = boundaries(cells, "data.gap", "model.lipschitz", CERTIFIED)
+    (table,) = [r for r in csv.DictReader((tmp_path / "F8_boundaries.csv").open())]
+    for name in ("split_low", "split_high", "collapse_low", "collapse_high"):
+        assert float(table[f"certified_{name}"]) == pytest.approx(want[name], nan_ok=True)
+    # the smallest cap is certified collapsed: the collapse interval starts there
+    assert want["collapse_low"] == CAPS[0]

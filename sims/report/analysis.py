@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import theory
+from sims.oracle import CERTIFIED_COLUMNS
 from theory.regimes import REGIMES, majority_regime
 
 #: a cap "binds" when the trained network's certified bound uses at least this share of it.
@@ -137,6 +138,8 @@ def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
                 "oracle_loss_se": float(np.mean([r.get("oracle_loss_se", math.nan) for r in rs])),
                 "oracle_gap": float(np.mean([r["oracle_gap"] for r in rs])),
             })
+        if "oracle_certified_regime" in rs[0]:  # one certified solve per cell, like the oracle's
+            cell.update({c: rs[0][c] for c in CERTIFIED_COLUMNS})
         out.append(cell)
     return out
 
@@ -145,6 +148,26 @@ def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
 _BELOW = {"collapse": frozenset({"collapsed"}), "split": frozenset({"collapsed", "preserved"})}
 #: how many standard errors a class minimum's split must gain to count as a preference.
 TIE_STANDARD_ERRORS = 2.0
+
+
+#: the ``regime`` argument of :func:`boundaries` that reads the certified bounds of the cells.
+CERTIFIED = "certified"
+
+
+def certified_side(cell: dict, name: str) -> frozenset:
+    """Which side of boundary ``name`` (``"collapse"`` or ``"split"``) every minimiser of the
+    class is certified to lie on, from a cell's certified columns (docs/theory.md §3.G), as
+    :func:`_regimes_present` gives it: ``{"split"}`` (``{"collapsed"}``) where the certified
+    regime is that one; the oracle's own regime, on the other side, where its feasible map
+    is below the lower bound of every split (collapsed) map, so that no minimiser is one,
+    although the other two regimes may be undecided; else empty (undecided)."""
+    regime = {"split": "split", "collapse": "collapsed"}[name]
+    if cell.get("oracle_certified_regime") == regime:
+        return frozenset({regime})
+    loss, bound = cell.get("oracle_loss", math.nan), cell.get(f"oracle_lower_bound_{regime}", math.nan)
+    if cell.get("oracle_regime") in REGIMES and cell["oracle_regime"] != regime and float(loss) < float(bound):
+        return frozenset({cell["oracle_regime"]})
+    return frozenset()
 
 
 def _regimes_present(cell: dict, regime: str) -> frozenset:
@@ -200,17 +223,20 @@ def boundaries(cells: Sequence[dict], x: str, y: str, regime: str = "regime") ->
     middle to them (``split_ratio_low``, ``split_ratio_high``, ``split_ratio``, likewise for
     the collapse). With class-minimum losses in the cells (``oracle_loss``), the record of
     ``regime="oracle_regime"`` says whether the class minimum's split is a tie
-    (:func:`split_is_tie`).
+    (:func:`split_is_tie`). ``regime="certified"`` (:data:`CERTIFIED`) reads each cell's
+    certified side of each boundary (:func:`certified_side`; undecided cells on neither
+    side): up to ``split_low`` every minimiser of the class is certified unsplit, from
+    ``split_high`` on every one is certified split.
     """
     out = []
     for xv in sorted({c[x] for c in cells}):
         col = sorted((c for c in cells if c[x] == xv), key=lambda c: c[y])
         ys = [c[y] for c in col]
-        present = [_regimes_present(c, regime) for c in col]
         lines = {k: col[0][k] for k in ("collapse_line", "split_line")}
         record: dict[str, Any] = {x: xv}
         ratios = {}
         for name in ("collapse", "split"):
+            present = [certified_side(c, name) if regime == CERTIFIED else _regimes_present(c, regime) for c in col]
             lo, hi = _interval(present, _BELOW[name])
             low = ys[lo] if lo is not None else math.nan
             high = ys[hi] if hi is not None else math.nan
@@ -219,7 +245,7 @@ def boundaries(cells: Sequence[dict], x: str, y: str, regime: str = "regime") ->
             line = lines[f"{name}_line"]
             ratios.update({f"{name}_ratio_low": low / line, f"{name}_ratio_high": high / line,
                            f"{name}_ratio": middle_value / line})
-            if name == "split" and regime != "regime" and "oracle_loss" in col[0]:
+            if name == "split" and regime not in ("regime", CERTIFIED) and "oracle_loss" in col[0]:
                 record["split_tie"] = split_is_tie(col[lo], col[hi]) if lo is not None and hi is not None \
                     else False
         out.append({**record, **lines, **ratios})

@@ -29,6 +29,7 @@ from theory.regimes import REGIMES  # noqa: E402
 from sims.config import GEOMETRIES  # noqa: E402
 from sims.report.analysis import (  # noqa: E402
     BINDING_SHARE,
+    CERTIFIED,
     binds,
     boundaries,
     cell_table,
@@ -582,6 +583,14 @@ def _regime_cells(ax, cells: Sequence[dict], gaps, lips, key: str) -> None:
     _box_disagreements(ax, cells, gaps, lips)
 
 
+def _mark_undecided(ax, cells: Sequence[dict], gaps, lips) -> None:
+    """Hatch each cell whose class minimum's regime is not certified (docs/theory.md §3.G)."""
+    for c in cells:
+        if c.get("oracle_certified_regime") not in REGIMES:
+            i, j = gaps.index(c["data.gap"]), lips.index(c["model.lipschitz"])
+            ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///", lw=0, ec="0.25"))
+
+
 def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool = True) -> dict:
     """F8: the class minimum (the theorem's object) beside the trained networks, per geometry.
 
@@ -593,7 +602,11 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
     columns) and the measured split boundaries of both. Bottom: ``oracle_gap``, how far
     every trained run stays above the class minimum of its cap. The trained split boundary
     is the measured interval of :func:`boundaries` (a bar; dashed outline: the cell's seeds
-    disagree), the class minimum's a point between two caps (one solve per cell).
+    disagree), the class minimum's a point between two caps (one solve per cell). With the
+    certified columns (``[oracle] certify = true``, docs/theory.md §3.G) the middle row
+    hatches the cells whose regime is not certified and draws the certified split interval
+    (``boundaries(..., "certified")``: below it every minimiser of the class is certified
+    unsplit, from its top on certified split); the boundary table gains its ends.
     """
     geoms = [g for g in results if results[g] and "oracle_regime" in results[g][0]]
     if not geoms:
@@ -609,9 +622,13 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
         trained = {b["data.gap"]: b for b in boundaries(cells, "data.gap", "model.lipschitz")}
         split_line = {g: trained[g]["split_line"] for g in gaps}
         oracle = {b["data.gap"]: b for b in boundaries(cells, "data.gap", "model.lipschitz", "oracle_regime")}
+        certified = ({b["data.gap"]: b for b in boundaries(cells, "data.gap", "model.lipschitz", CERTIFIED)}
+                     if "oracle_certified_regime" in cells[0] else {})
         subset = points_level_subset(rows, cells) if points_level else []
+        oracle_title = "set-constant class minimum (oracle, set level)" + (
+            ";\nhatched: not certified (undecided)" if certified else "")
         for row_index, key, who in ((0, "regime", "trained networks (majority over seeds)"),
-                                    (1, "oracle_regime", "set-constant class minimum (oracle, set level)")):
+                                    (1, "oracle_regime", oracle_title)):
             ax = fig.add_subplot(grid[row_index, col_index])
             _regime_cells(ax, cells, gaps, lips, key)
             if row_index == 0 and _mark_mixed_seeds(ax, cells, gaps, lips):
@@ -626,6 +643,10 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
             if ok.any():
                 ax.plot(xi[ok], _log_index(ys[ok], lips), "b--^", ms=5, lw=1.2,
                         label="class-minimum split boundary")
+            if row_index == 1 and certified:
+                _mark_undecided(ax, cells, gaps, lips)
+                _interval_bars(ax, [certified[g] for g in gaps], lips, "split", -0.44, color="b", lw=3,
+                               label="certified split interval (every minimiser)")
             if row_index == 1:
                 for p in subset:
                     i, j = gaps.index(p["data.gap"]), lips.index(p["model.lipschitz"])
@@ -645,7 +666,14 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
                             # the class minimum's point over the trained interval: [o/high, o/low]
                             "oracle_over_trained_low": o / t["split_high"],
                             "oracle_over_trained_high": o / t["split_low"],
-                            "largest_cap": lips[-1]})
+                            "largest_cap": lips[-1],
+                            **({"certified_split_low": certified[g]["split_low"],
+                                "certified_split_high": certified[g]["split_high"],
+                                "certified_collapse_low": certified[g]["collapse_low"],
+                                "certified_collapse_high": certified[g]["collapse_high"],
+                                "certified_split_ratio_low": certified[g]["split_low"] / split_line[g],
+                                "certified_split_ratio_high": certified[g]["split_high"] / split_line[g]}
+                               if certified else {})})
         boundary_rows += per_gap
         gaps_all = [r["oracle_gap"] for r in rows]
         summary[geometry] = {
@@ -656,6 +684,7 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
             "oracle_gap_median": float(np.median(gaps_all)), "oracle_gap_max": float(np.max(gaps_all)),
             "oracle_gap_min": float(np.min(gaps_all)),
             "points_level": subset,
+            **({"certified_cells": sum(c["oracle_certified_regime"] in REGIMES for c in cells)} if certified else {}),
         }
         table += [{"geometry": geometry, **c} for c in cells]
     ax = fig.add_subplot(grid[2, :])
