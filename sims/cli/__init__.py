@@ -13,11 +13,11 @@ import os
 import sys
 from typing import Iterator
 
-from sims.cli import bench, certify, floor, oracle, plot, reproduce, summarize, sweep, train
+from sims.cli import bench, certify, constant, floor, oracle, plot, reproduce, summarize, sweep, train
 from sims.cli.common import UsageError
 
 #: the commands, in the order ``infonce-lab --help`` lists them.
-COMMANDS = (train, floor, certify, oracle, sweep, summarize, plot, reproduce, bench)
+COMMANDS = (train, floor, certify, oracle, constant, sweep, summarize, plot, reproduce, bench)
 #: commands that shard their work over every CPU core (one XLA host device per core).
 MULTI_DEVICE = ("sweep", "reproduce", "bench")
 
