@@ -125,6 +125,10 @@ def is_class_minimum(metric: str) -> bool:
     return metric.startswith(ORACLE_PREFIX)
 
 
+#: the regime column of the certified metrics: the regime every minimiser is certified to have.
+CERTIFIED_REGIME = "oracle_certified_regime"
+
+
 def is_certified(metric: str) -> bool:
     """Whether ``metric`` is a certified column (``[oracle] certify = true``: the lower bound
     and its gap), whose cells are coloured by the certified regime of every minimiser."""
@@ -135,7 +139,7 @@ def regime_column(metric: str) -> str:
     """The regime column that colours a figure of ``metric``: the trained networks', the
     class minimum's, or the certified regime (docs/theory.md §3.G; undecided cells uncoloured)."""
     if is_certified(metric):
-        return "oracle_certified_regime"
+        return CERTIFIED_REGIME
     return "oracle_regime" if is_class_minimum(metric) else "regime"
 
 
@@ -389,8 +393,9 @@ def _phase_panel(ax, rows, xa: _Axis, ya: _Axis, metric: str, regime: str, fonts
         else:
             ax.add_patch(plt.Rectangle(**box, facecolor=NO_REGIME_COLOUR, hatch="xx",
                                        edgecolor="0.6", lw=0))
-            text = "diverged" if c["diverged"] == c["runs"] else "no regime"
-            seen["empty"] = True
+            undecided = c["diverged"] < c["runs"] and regime == CERTIFIED_REGIME
+            text = "diverged" if c["diverged"] == c["runs"] else "undecided" if undecided else "no regime"
+            seen["undecided" if undecided else "empty"] = True
         ax.text(*_centre(xa, ya, i, j), text, ha="center", va="center", fontsize=fontsize, zorder=4,
                 bbox=dict(facecolor="white", alpha=0.6, edgecolor="none", pad=1.0))
     xa.apply(ax, "x")
@@ -439,9 +444,10 @@ def _legend(fig, seen: dict, who: str, phase: bool) -> None:
     if "" in seen["regimes"]:
         handles.append(plt.Line2D([], [], marker="o", ls="", color="0.5"))
         labels.append("no regime")
-    if seen.get("empty"):
-        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor=NO_REGIME_COLOUR, hatch="xx", edgecolor="0.6"))
-        labels.append("no ok run (diverged)")
+    for key, label in (("empty", "no ok run (diverged)"), ("undecided", "undecided (no certified regime)")):
+        if seen.get(key):
+            handles.append(plt.Rectangle((0, 0), 1, 1, facecolor=NO_REGIME_COLOUR, hatch="xx", edgecolor="0.6"))
+            labels.append(label)
     if seen.get("loose"):
         handles.append(plt.Rectangle((0, 0), 1, 1, fill=False, hatch="///", edgecolor="0.3"))
         labels.append(f"cap does not bind (certified bound < {BINDING_SHARE:.0%} of L)")
