@@ -88,3 +88,15 @@ def test_bad_input_is_refused_in_one_line(argv, field, capsys, tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="^family: must be one of chain, interleaved, lattice, got 'spiral'$"):
         constant.search("spiral", 1)
+
+
+def test_an_out_that_cannot_be_a_folder_is_refused_before_any_solve(monkeypatch, capsys, tmp_path):
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched before checking --out")
+
+    monkeypatch.setattr(constant, "search", no_search)
+    (tmp_path / "file").write_text("x")
+    assert main(["constant", "--family", "chain", "--examples", "1", "--out", str(tmp_path / "file" / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--out" in err and "not a folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -171,3 +172,31 @@ def table(rows: list[dict], columns: tuple[str, ...]) -> str:
     cells = [list(columns)] + [[fmt(row[c]) for c in columns] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def folder_path(option: str, value: str) -> Path:
+    """``value`` as a folder path: not empty, and no part of it an existing non-folder."""
+    if value == "":
+        raise UsageError(f"{option}: must be a folder path, got ''")
+    from sims.sweep.atomic import file_in_the_way
+
+    path = Path(value)
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        raise UsageError(f"{option}: {blocker} exists and is not a folder")
+    return path
+
+
+def check_writable(option: str, value: str) -> Path:
+    """Make the folder ``value`` (if need be) and prove a file can be written in it, before
+    any training: a refusal is one line naming the option and the path."""
+    import tempfile
+
+    path = folder_path(option, value)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot write in {path} ({exc.strerror or exc})") from None
+    return path

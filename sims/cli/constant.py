@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from sims.cli.common import positive_int, seed_argument, strict_json
+from sims.cli.common import check_writable, positive_int, seed_argument, strict_json
 
 
 def register(subparsers) -> None:
@@ -40,6 +40,7 @@ def register(subparsers) -> None:
 def constant_command(args) -> int:
     from sims.report.constant import search, write
 
+    check_writable("--out", args.out)  # before minutes of solves, not after
     log = None if args.quiet else (lambda msg: print(f"constant: {msg}", file=sys.stderr, flush=True))
     rows = [row for family in args.family for row in search(family, args.examples, args.seed, log=log)]
     found = write(rows, args.out)
@@ -50,7 +51,7 @@ def constant_command(args) -> int:
         for kind, what in (("split", "smallest certified split"), ("preserved", "largest certified preserved")):
             row = picks.get(kind)
             if row is None:
-                print(f"{family}: no instance {what.split()[-1]} at any ratio")
+                print(f"{family}: no instance certified {kind} at any ratio")
                 continue
             print(f"{family}: {what} L*D_c/e_m = {row[f'{kind}_ratio']:.4g} (m = {row['n_clusters']}, "
                   f"{row['sets_per_cluster']} sets per cluster, gap {row['gap']:.4g}, separation "

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from sims.cli.common import UsageError
+from sims.cli.common import check_writable, folder_path
 
 
 def _run(args) -> int:
@@ -36,37 +35,9 @@ def register(sub) -> None:
     p.set_defaults(handler=_dispatch)
 
 
-def _folder_path(option: str, value: str) -> Path:
-    """``value`` as a folder path: not empty, and no part of it an existing non-folder."""
-    if value == "":
-        raise UsageError(f"{option}: must be a folder path, got ''")
-    from sims.sweep.atomic import file_in_the_way
-
-    path = Path(value)
-    blocker = file_in_the_way(path)
-    if blocker is not None:
-        raise UsageError(f"{option}: {blocker} exists and is not a folder")
-    return path
-
-
-def check_writable(option: str, value: str) -> Path:
-    """Make the folder ``value`` (if need be) and prove a file can be written in it, before
-    any training: a refusal is one line naming the option and the path."""
-    import tempfile
-
-    path = _folder_path(option, value)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise UsageError(f"{option}: cannot write in {path} ({exc.strerror or exc})") from None
-    return path
-
-
 def _dispatch(args) -> int:
     if args.runs is None:
         args.runs = "runs/quick" if args.quick else "runs"
-    _folder_path("--runs", args.runs)
+    folder_path("--runs", args.runs)
     check_writable("--out", args.out)  # before minutes of training, not after
     return _run(args)

@@ -15,7 +15,8 @@ For one instance (:func:`evaluate`), the set-level class minimum is certified
 over set-constant L-Lipschitz maps into the ball, in every output dimension) at the caps
 ``L = r·e_m/D_c`` for the ratios ``r`` of :data:`RATIOS`; ``split_ratio`` is the smallest
 ``r`` certified split, ``preserved_ratio`` the largest certified preserved (``nan`` where
-none is), each then sharpened by bisection between it and its neighbour on the grid. :func:`search` runs the search; :func:`write` saves every instance's row
+none is), each then sharpened by bisection between it and its neighbour on the grid.
+:func:`search` runs the search; :func:`write` saves every instance's row
 (``constant.csv``) and, per family, the instance attaining each extreme
 (``constant_<family>_split.npz``, ``constant_<family>_preserved.npz``: its points, set and
 cluster ids, the cap and the loss's settings, which :func:`evaluate` of the same settings

@@ -38,9 +38,10 @@ piece. The pieces of the regimes other than the incumbent's (the search's best m
 start from it or from a structured start and are refined in stages, each dropped once its
 bound exceeds the incumbent's loss (pruned: it can no longer change the certified regime) or
 once a stage gains too little of what it still lacks (stalled: it would leave the regime
-undecided anyway). Stopping early changes only how tight a bound is, never its validity. A split piece that
-asks two sets to be further apart than ``L`` times their shortest path in the graph of set
-distances allows is empty (triangle inequality) and gets ``+inf`` without a solve. Set
+undecided anyway). Stopping early changes only how tight a bound is, never its validity. A
+split piece that asks two sets to be further apart than ``L`` times their shortest path in
+the graph of set distances allows is empty (triangle inequality) and gets ``+inf`` without a
+solve. Set
 distances are rounded *up* to 32 significant bits first (a larger class: the bounds stay
 valid; data moved rigidly gives the same numbers, hence the same bounds).
 
