@@ -59,6 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.config import MixtureSpec
+from sims.linalg import one_at_a_time
 # the static layout of one cluster lives below this module, in the size model, which bounds
 # the layout's diameter with it (and imports nothing of sims: no import circle)
 from sims.limits import shared_spacings
@@ -200,7 +201,13 @@ def design_points(spec: MixtureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def random_frame(key: jax.Array, dim: int, k: int = 2) -> jax.Array:
     """``[dim, k]`` matrix with orthonormal columns: the first ``k`` columns of a Haar-random
     orthogonal matrix (``jax.random.orthogonal``), a random isometric embedding of ``R^k``."""
-    return jax.random.orthogonal(key, dim)[:, :k]
+    return _orthogonal(dim)(key)[:, :k]
+
+
+@functools.lru_cache(maxsize=None)
+def _orthogonal(dim: int):
+    """``key -> jax.random.orthogonal(key, dim)``, one QR at a time under ``vmap`` (:mod:`sims.linalg`)."""
+    return one_at_a_time(lambda key: jax.random.orthogonal(key, dim))
 
 
 def diameter_in_gaps(geometry: str, n: int) -> int:

@@ -79,6 +79,7 @@ from sims.config import ExperimentConfig
 from sims.data import design_points, sample_indices
 from sims.loss import infonce
 from sims.loss import objective as loss_objective
+from sims.linalg import one_at_a_time
 
 #: ordered metric columns of a results row.
 COLUMNS: tuple[str, ...] = (
@@ -313,10 +314,15 @@ def knn_test_indices(n_points: int, n_test: int) -> np.ndarray:
     return np.round(np.linspace(0, n_test - 1, KNN_MAX_TEST)).astype(np.int64)
 
 
+#: singular values by LAPACK's SVD, one matrix at a time under ``vmap`` (:mod:`sims.linalg`).
+_singular_values = one_at_a_time(lambda z: jnp.linalg.svd(z, compute_uv=False))
+
+
 def effective_rank(z: jax.Array, eps: float = ERANK_EPS, floor: float = ERANK_FLOOR) -> jax.Array:
     """Entropy effective rank of ``z [n, d]``, uncentred (Roy and Vetterli 2007; RankMe).
 
-    Formula: ``σ`` are the ``d`` singular values of ``z`` (:func:`jax.numpy.linalg.svd`; the
+    Formula: ``σ`` are the ``d`` singular values of ``z`` (:func:`jax.numpy.linalg.svd`, one matrix at a
+    time under ``vmap``, :mod:`sims.linalg`; the
     ``min(n, d)`` it returns, padded with zeros), every ``σ_i ≤ floor·σ_max`` is set to 0,
     ``p_i = σ_i / Σσ + eps`` and the result is ``exp(−Σ p_i log p_i)`` (Garrido et al. 2023,
     with ``eps = 1e-7``). The zero matrix (``Σσ = 0``) gives ``p_i = eps``.
@@ -339,7 +345,7 @@ def effective_rank(z: jax.Array, eps: float = ERANK_EPS, floor: float = ERANK_FL
     ``n = 4096, d = 64``, once per run at the end of training.)
     """
     n, d = z.shape
-    sigma = jnp.linalg.svd(z, compute_uv=False)  # min(n, d) values, descending
+    sigma = _singular_values(z)  # min(n, d) values, descending
     if n < d:
         sigma = jnp.concatenate([sigma, jnp.zeros((d - n,), sigma.dtype)])
     sigma = jnp.where(sigma > floor * jnp.max(sigma), sigma, 0.0)

@@ -30,9 +30,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jax.custom_batching import custom_vmap
 
 from sims.config import ModelConfig
+from sims.linalg import one_at_a_time
 
 Params = Any
 
@@ -64,11 +64,8 @@ class FunctionClass(NamedTuple):
 def spectral_norm(w: jax.Array) -> jax.Array:
     """Exact largest singular value ``‖W‖₂`` of a matrix (differentiable: ``u₁ᵀ dW v₁``).
 
-    Under ``vmap`` the matrices are decomposed one after the other (``lax.map``), never as
-    one batched decomposition: on the CPU, jaxlib runs a batched decomposition by splitting
-    the batch over XLA's intra-op thread pool and blocking a pool thread until the parts
-    are done, and two such calls at once (two layers, or two devices) can occupy every
-    thread of a small pool and wait on each other forever. One matrix at a time never waits.
+    Under ``vmap`` the matrices are decomposed one after the other, never as one batched
+    decomposition, which can hang the CPU backend (:mod:`sims.linalg`).
     """
     return _largest_singular_value(w)
 
@@ -80,17 +77,8 @@ def _spectral_norm_jvp(primals, tangents):
     return s[0], u[:, 0] @ dw @ vt[0]
 
 
-@custom_vmap
-def _largest_singular_value(w: jax.Array) -> jax.Array:
-    return jnp.linalg.svd(w, compute_uv=False)[0]
-
-
-@_largest_singular_value.def_vmap
-def _largest_singular_value_vmap(axis_size, in_batched, w):
-    (batched,) = in_batched
-    if not batched:
-        return _largest_singular_value(w), False
-    return jax.lax.map(_largest_singular_value, w), True
+#: ``‖W‖₂`` by LAPACK's SVD, one matrix at a time under ``vmap`` (:mod:`sims.linalg`).
+_largest_singular_value = one_at_a_time(lambda w: jnp.linalg.svd(w, compute_uv=False)[0])
 
 
 #: largest factor by which :func:`spectral_norm_upper` may exceed ``‖W‖₂`` (worst case, a

@@ -15,7 +15,9 @@ How a sweep runs (:func:`run_sweep`):
    depends on the chunk size, the device count or the chunk it landed in.
 3. **Devices.** The chunk axis is sharded over every local device
    (``Mesh(jax.local_devices(), ("runs",))``, ``PartitionSpec("runs")``): one CPU, several
-   GPUs or a TPU host with the same code. Under ``jax.distributed`` (several processes),
+   GPUs or a TPU host with the same code. Each device runs the vmapped program on its own
+   runs (``jax.shard_map``), so the program holds no collective, and its decompositions run
+   one matrix at a time (:mod:`sims.linalg`: a batched one could hang the CPU backend). Under ``jax.distributed`` (several processes),
    process ``p`` of ``P`` takes chunks ``p, p + P, p + 2P, ...`` of the sweep's chunk list
    and runs them on its own local devices; nothing is exchanged between processes, every
    process writes its chunk files into the shared output folder.
@@ -120,11 +122,17 @@ class GroupProgram:
     ``(program, static configuration, shape, devices)`` is reused (:data:`COMPILED_KEPT`)."""
 
     def __init__(self, backend: Backend, static: ExperimentConfig, size: int, mesh) -> None:
+        import jax
         from jax.sharding import NamedSharding, PartitionSpec
 
         self.size = size
-        self.sharding = NamedSharding(mesh, PartitionSpec("runs"))
-        self._jitted = backend.program(static)
+        runs = PartitionSpec("runs")
+        self.sharding = NamedSharding(mesh, runs)
+        # each device runs the vmapped program on its own runs (shard_map): runs never
+        # exchange data, so the program holds no collective (automatic partitioning gathered
+        # the trained parameters and the k-NN's distances across devices after training)
+        self._jitted = jax.jit(jax.shard_map(backend.program(static), mesh=mesh, in_specs=runs, out_specs=runs,
+                                              check_vma=False))
         self._key = (backend.program, static, size, tuple(d.id for d in mesh.devices.flat))
         self._compiled = _COMPILED.get(self._key)
         if self._compiled is not None:
