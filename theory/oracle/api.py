@@ -12,8 +12,7 @@ import numpy as np
 from theory import validate
 from theory.floors import _scalar_int, simplex_infonce
 from theory.limits import ORACLE_MAX_OBJECTIVE_BATCH, ORACLE_MAX_SAMPLES, ORACLE_MAX_STEPS
-from theory.oracle.bounds import certify as certify_record
-from theory.oracle.bounds import check_certify_sizes
+from theory.oracle.bounds import certify_many, check_certify_sizes
 from theory.oracle.estimators import check_objective
 from theory.oracle.feasibility import make_feasible, pair_ratio
 from theory.oracle.points import solve_points
@@ -283,9 +282,10 @@ def lipschitz_minimum(
     if level == "sets":
         records = [_record(prob, "sets", lip, z, value, 0.0, z, pair_ratio(z, lip * prob.g), references, value)
                    for lip, z, value in zip(lips_sorted, set_solutions, set_losses)]
-        if certify:
-            records = [replace(r, **certify_record(prob, r.lipschitz, r.embedding, r.loss, r.regime))
-                       for r in records]
+        if certify:  # every L's bounds solved together
+            fields = certify_many(prob, [r.lipschitz for r in records], [r.embedding for r in records],
+                                  [r.loss for r in records], [r.regime for r in records])
+            records = [replace(r, **f) for r, f in zip(records, fields)]
     else:
         records = _point_records(prob, lips_sorted, set_solutions, set_losses, references, steps, seed,
                                  num_samples, objective, batch_size, certify)
@@ -317,14 +317,17 @@ def _point_records(prob: Problem, lips_sorted: np.ndarray, set_solutions, set_lo
                                           steps, seed, num_samples, objective, batch_size)
     n_sets = prob.set_labels.size
     counts = np.bincount(prob.set_index, minlength=n_sets)[:, None]
-    records = []
+    records, distinct = [], []
     for lip, (z_vars, value, se), start in zip(lips_sorted, solved, starts):
         z = z_vars[tables.var_of_point]
         means = np.zeros((n_sets, prob.dim))
         np.add.at(means, prob.set_index, z)
         record = _record(prob, "points", lip, z, value, se, means / counts,
                          pair_ratio(z_vars, lip * tables.distance), references, start)
-        if certify:
-            record = replace(record, **certify_record(prob, lip, z_vars, value, record.regime, tables))
         records.append(record)
+        distinct.append(z_vars)
+    if certify:  # every L's bounds solved together
+        fields = certify_many(prob, lips_sorted, distinct, [r.loss for r in records], [r.regime for r in records],
+                              tables)
+        records = [replace(r, **f) for r, f in zip(records, fields)]
     return records

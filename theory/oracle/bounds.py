@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -93,6 +94,9 @@ from theory.regimes import UNDECIDED
 STAGES = (3, 6, 12, 24)
 RELAXATION_OUTER = 60
 INNER_STEPS = 100
+#: items (an ``L`` and a piece) per compiled solve: more are solved in chunks of this many
+#: (a solve costs in proportion to its items; one compiled shape per power of two up to it).
+CHUNK = 8
 #: the relaxation stops early once its bound has gained less than :data:`STALL_GAIN` in the
 #: last :data:`RELAXATION_PATIENCE` outer iterations; a piece leaves the stages once a stage
 #: gained less than :data:`STAGE_PROGRESS` of what it still lacks to reach the incumbent
@@ -171,7 +175,7 @@ def _solver(level: str = "sets"):
         mu, nu, ex = (jnp.maximum(0.0, lam + rho * c) for lam, c in zip(lams, values))
         return (z, mu, nu, ex, jnp.minimum(rho * RHO_GROWTH, RHO_MAX)), nu / scale
 
-    per_piece = (0, 0, 0, 0, 0, None, None, None, 0, 0, None, None, None, None, None)
+    per_piece = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None)
     return jax.jit(jax.vmap(one_piece, in_axes=per_piece))
 
 
@@ -214,18 +218,32 @@ def _certifier(level: str = "sets"):
         bound = jnp.sum(parts) - slack - ROUNDING * jnp.sum(jnp.abs(parts))
         return jnp.where(jnp.isfinite(bound), bound, -jnp.inf), slack
 
-    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None, None, 0, 0) + (None,) * 7))
+    return jax.jit(jax.vmap(one, in_axes=(0,) * 8 + (None,) * 7))
 
 
 def _bucket(n: int) -> int:
-    """``n`` rounded up to a power of two up to 8, then to a multiple of 8 (fewer distinct
-    compiled shapes; a solve costs in proportion to its padded size)."""
-    return 1 << max(0, (n - 1).bit_length()) if n <= 8 else -(-n // 8) * 8
+    """The compiled size of a solve of ``n <= CHUNK`` items: ``n`` rounded up to a power of
+    two (so at most ``log2(CHUNK) + 1`` shapes are ever compiled per problem size)."""
+    return 1 << max(0, (n - 1).bit_length())
 
 
-def _pad_pieces(array: np.ndarray, size: int, fill) -> np.ndarray:
-    extra = size - array.shape[0]
-    return np.concatenate([array, np.broadcast_to(fill, (extra, *array.shape[1:]))]) if extra else array
+@dataclass
+class _Items:
+    """The solver's items, one per ``(L, piece)`` pair: their state (the factor ``Z`` and the
+    multipliers ``μ, ν, λ`` and penalty ``ρ`` of the augmented Lagrangian), their best
+    certificate so far, and where their data are (``cap[item]``: the row of the per-``L``
+    pair data; ``piece[item]``: the piece)."""
+
+    z: np.ndarray
+    mu: np.ndarray
+    nu: np.ndarray
+    ex: np.ndarray
+    rho: np.ndarray
+    best: np.ndarray
+    cap: np.ndarray
+    piece: np.ndarray
+
+    STATE = ("z", "mu", "nu", "ex", "rho")
 
 
 def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, lipschitz: float,
@@ -239,7 +257,8 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, 
     from its solution and multipliers, and are refined in :data:`STAGES` until their bound
     exceeds ``incumbent`` (pruned: the incumbent's regime then beats them) or the stages run
     out. The pieces of ``incumbent_regime`` keep the relaxation's bound: whether the
-    incumbent's regime is certified depends only on the other regimes' bounds.
+    incumbent's regime is certified depends only on the other regimes' bounds. (One ``L`` of
+    :func:`piece_bounds_many`, which solves several at once.)
 
     Args:
       start: ``(S, d)`` atoms (``(V, d)`` distinct points' embeddings at the point level) to
@@ -261,48 +280,76 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, 
       ``(P,)`` float64 bounds, each a lower bound on ``f`` over its piece (``-inf`` where no
       iterate gave a finite certificate).
     """
+    return piece_bounds_many([start], g, weights, k, tau, [lipschitz], pieces, [incumbent], [incumbent_regime],
+                             regime_starts, level, set_g)[0]
+
+
+def piece_bounds_many(starts, g: np.ndarray, weights, k: int, tau: float, lipschitz, pieces: Pieces,
+                      incumbents, incumbent_regimes, regime_starts: dict | None = None, level: str = "sets",
+                      set_g: np.ndarray | None = None) -> np.ndarray:
+    """:func:`piece_bounds` for several ``L`` of one problem at once: ``starts``,
+    ``lipschitz``, ``incumbents`` and ``incumbent_regimes`` have one entry per ``L``; returns
+    ``(len(lipschitz), P)`` bounds.
+
+    Every ``(L, piece)`` pair is an item of its own (its own state, data and stopping rule,
+    as if solved alone); the items in progress are solved together, :data:`CHUNK` per
+    compiled call, so that the solver runs on full batches and compiles at most a few shapes.
+    """
     import jax
 
-    n = g.shape[0]
+    lips = np.asarray(lipschitz, dtype=np.float64).reshape(-1)
+    n_caps, n = lips.size, g.shape[0]
     g = _rounded_up(g)
     set_g = g if set_g is None else _rounded_up(set_g)
     level_rules = rules(level, k, tau)
     with np.errstate(over="ignore"):
-        mask = np.triu(lipschitz * g < 2.0, 1)  # ‖z_i − z_j‖ <= 2 holds in the ball anyway
-        cap = np.where(mask, (lipschitz * g) ** 2, 0.0)
-        scale = np.maximum(np.where(mask, lipschitz * g, 1.0), PAIR_SCALE_FLOOR)
+        mask = np.triu(lips[:, None, None] * g < 2.0, 1)  # ‖z_i − z_j‖ <= 2 holds in the ball anyway
+        cap = np.where(mask, (lips[:, None, None] * g) ** 2, 0.0)
+        scale = np.maximum(np.where(mask, lips[:, None, None] * g, 1.0), PAIR_SCALE_FLOOR)
     data = (cap, scale, mask, weights, float(k), tau)
-    z0 = _factor(start, n, 0)
     count, width = pieces.bounds.shape
-    state = [np.broadcast_to(z0, (count, n, n)).copy(), np.zeros((count, n)), np.zeros((count, n, n)),
-             np.zeros((count, width)), np.full(count, RHO_START)]
-    best = np.full(count, -np.inf)
-    empty = _empty_split_pieces(set_g, lipschitz, pieces)
+    names = np.asarray(pieces.regime)
+    # the relaxation of every L: items 0..n_caps−1
+    relax = _Items(np.stack([_factor(z, n, 0) for z in starts]), np.zeros((n_caps, n)),
+                   np.zeros((n_caps, n, n)), np.zeros((n_caps, width)), np.full(n_caps, RHO_START),
+                   np.full(n_caps, -np.inf), np.arange(n_caps), np.zeros(n_caps, dtype=np.int64))
+    bounds = np.full((n_caps, count), -np.inf)
     with jax.enable_x64(True):
-        _refine(state, best, np.array([0]), RELAXATION_OUTER, level, data, pieces, level_rules,
+        _refine(relax, np.arange(n_caps), RELAXATION_OUTER, level, data, pieces, level_rules,
                 patience=RELAXATION_PATIENCE)
-        for part in state[:3]:  # the other pieces start from the relaxation's solution
-            part[1:] = part[0]
-        if regime_starts:  # or from a start of their regime
-            for name, z in regime_starts.items():
-                chosen = np.flatnonzero(np.asarray(pieces.regime) == name)
-                state[0][chosen] = _factor(z, n, 1)
-                state[1][chosen], state[2][chosen] = 0.0, 0.0
-        best[1:] = best[0]  # every piece is inside the relaxation
-        best[empty] = np.inf  # no Gram matrix of the class is in an empty piece
-        active = np.flatnonzero((np.asarray(pieces.regime) != incumbent_regime) & ~empty)[1:]
-        before = best[active]
+        bounds[:] = relax.best[:, None]  # every piece is inside the relaxation
+        # the pieces to refine: not the incumbent's regime, not empty, not the relaxation
+        chosen = []
+        for c in range(n_caps):
+            empty = _empty_split_pieces(set_g, lips[c], pieces)
+            bounds[c, empty] = np.inf  # no Gram matrix of the class is in an empty piece
+            chosen += [(c, p) for p in np.flatnonzero((names != incumbent_regimes[c]) & ~empty)[1:]]
+        if not chosen:
+            return bounds
+        cap_of, piece_of = (np.array(v, dtype=np.int64) for v in zip(*chosen))
+        # they start from their L's relaxation (solution and multipliers), or from a start of
+        # their regime
+        items = _Items(relax.z[cap_of], relax.mu[cap_of], relax.nu[cap_of], np.zeros((cap_of.size, width)),
+                       np.full(cap_of.size, RHO_START), relax.best[cap_of], cap_of, piece_of)
+        for name, z in (regime_starts or {}).items():
+            own = names[piece_of] == name
+            items.z[own] = _factor(z, n, 1)
+            items.mu[own], items.nu[own] = 0.0, 0.0
+        incumbent = np.asarray(incumbents, dtype=np.float64)[cap_of]
+        active = np.arange(cap_of.size)
+        before = items.best[active]
         for outer in STAGES:
             # pruned: above the incumbent; stalled: the last stage gained too little of what
             # is still missing (both start at the relaxation's bound: no stage yet)
-            lacking = incumbent - best[active]
-            keep = (lacking >= 0) & ((best[active] - before >= STAGE_PROGRESS * lacking) | (outer <= STAGES[1]))
+            lacking = incumbent[active] - items.best[active]
+            keep = (lacking >= 0) & ((items.best[active] - before >= STAGE_PROGRESS * lacking) | (outer <= STAGES[1]))
             active = active[keep]
             if active.size == 0:
                 break
-            before = best[active]
-            _refine(state, best, active, outer, level, data, pieces, level_rules)
-    return best
+            before = items.best[active]
+            _refine(items, active, outer, level, data, pieces, level_rules)
+        bounds[cap_of, piece_of] = items.best
+    return bounds
 
 
 def _rounded_up(g: np.ndarray) -> np.ndarray:
@@ -340,32 +387,39 @@ def _factor(z: np.ndarray, n: int, seed: int) -> np.ndarray:
     return factor + START_NOISE * np.random.default_rng(seed).standard_normal((n, n))
 
 
-def _refine(state, best, active, outer: int, level: str, data, pieces: Pieces, level_rules,
+def _refine(items: _Items, active: np.ndarray, outer: int, level: str, data, pieces: Pieces, level_rules,
             patience: int | None = None) -> None:
-    """``outer`` iterations on the pieces ``active``, in place: ``state`` moves on, ``best``
-    keeps each piece's best certificate. With ``patience``, stops early once no piece's best
-    gained :data:`STALL_GAIN` in the last ``patience`` iterations."""
+    """``outer`` iterations on the items ``active``, in place: their state moves on and
+    ``items.best`` keeps each item's best certificate. With ``patience``, an item stops early
+    once its best gained less than :data:`STALL_GAIN` in its last ``patience`` iterations.
+    The items in progress are solved :data:`CHUNK` at a time (the last chunk padded to
+    :func:`_bucket` by repeating an item, whose results are ignored)."""
     cap, scale, mask, weights, k, tau = data
     (nodes, node_w), (fine, fine_w), (coarse, coarse_w) = level_rules
-    size = _bucket(active.size)
-    idx = _pad_pieces(active, size, active[0])  # padding repeats a piece (results ignored)
-    current = tuple(part[idx] for part in state)
-    a, b = pieces.matrices[idx], pieces.bounds[idx]
-    live = active.size
-    history = [best[active].copy()]
-    for _ in range(outer):
-        current, nu = _solver(level)(*current, cap, scale, mask, a, b, weights, k, tau, nodes, node_w)
-        z, mu, _, ex, _ = current
-        bounds, slack = (np.asarray(v) for v in _certifier(level)(z, mu, nu, ex, cap, mask, a, b, weights, k, tau,
-                                                                   fine, fine_w, coarse, coarse_w))
-        # a certificate whose quadrature slack exceeds the stated tolerance is not used
-        bounds = np.where(slack <= CERTIFY_QUADRATURE_TOLERANCE, bounds, -np.inf)
-        best[active] = np.maximum(best[active], bounds[:live])
-        history.append(best[active].copy())
-        if patience and len(history) > patience and np.all(history[-1] - history[-1 - patience] < STALL_GAIN):
+    history = [items.best[active].copy()]
+    running = np.ones(active.size, dtype=bool)
+    for step in range(outer):
+        for chunk in np.array_split(np.flatnonzero(running), -(-int(running.sum()) // CHUNK)):
+            live = chunk.size
+            idx = active[np.concatenate([chunk, np.full(_bucket(live) - live, chunk[0])])]
+            c, p = items.cap[idx], items.piece[idx]
+            current = tuple(getattr(items, name)[idx] for name in _Items.STATE)
+            a, b = pieces.matrices[p], pieces.bounds[p]
+            new, nu = _solver(level)(*current, cap[c], scale[c], mask[c], a, b, weights, k, tau, nodes, node_w)
+            z, mu, _, ex, _ = new
+            values, slack = (np.asarray(v) for v in _certifier(level)(z, mu, nu, ex, cap[c], mask[c], a, b, weights, k,
+                                                                       tau, fine, fine_w, coarse, coarse_w))
+            # a certificate whose quadrature slack exceeds the stated tolerance is not used
+            values = np.where(slack <= CERTIFY_QUADRATURE_TOLERANCE, values, -np.inf)
+            own = idx[:live]
+            items.best[own] = np.maximum(items.best[own], values[:live])
+            for name, value in zip(_Items.STATE, new):
+                getattr(items, name)[own] = np.asarray(value)[:live]
+        history.append(items.best[active].copy())
+        if patience and len(history) > patience:
+            running &= history[-1] - history[-1 - patience] >= STALL_GAIN
+        if not running.any():
             break
-    for part, new in zip(state, current):
-        part[active] = np.asarray(new)[:live]
 
 
 def certify_size_refusal(set_cluster: np.ndarray, n_clusters: int, points: int | None,
@@ -407,7 +461,7 @@ def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float,
             tables=None) -> dict:
     """The certified fields of one record (docs/theory.md §3.G): set level (``embedding`` one
     atom per set), or point level with ``tables`` (:class:`theory.oracle.points.PointTables`;
-    ``embedding`` one row per distinct point).
+    ``embedding`` one row per distinct point). One ``L`` of :func:`certify_many`.
 
     ``lower_bound_<R>`` bounds the loss of every map of regime ``R`` in the class (any
     dimension; set-constant maps at the set level, every L-Lipschitz map of the points into the
@@ -425,21 +479,34 @@ def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float,
       ``{"lower_bound", "bound_gap", "lower_bound_collapsed", "lower_bound_preserved",
       "lower_bound_split", "certified_regime"}``.
     """
+    return certify_many(prob, [lipschitz], [embedding], [loss], [regime], tables)[0]
+
+
+def certify_many(prob: Problem, lipschitz, embeddings, losses, regimes, tables=None) -> list[dict]:
+    """:func:`certify` for several records of one problem (one entry per ``L`` in each
+    argument), their bounds solved together (:func:`piece_bounds_many`); one dict per record."""
     pieces = regime_pieces(prob.set_cluster, prob.n_clusters)
     # preserved pieces start from the cluster simplex, collapsed ones from a shrunk copy of it
     simplex = simplex_vectors(prob.n_clusters, prob.n_clusters)[prob.set_cluster]
+    losses = [float(v) for v in losses]
+    lips = [float(v) for v in lipschitz]
     if tables is None:
-        bounds = piece_bounds(embedding, prob.g, prob.weights, prob.k, prob.tau, float(lipschitz), pieces,
-                              float(loss), regime, {"preserved": simplex, "collapsed": COLLAPSED_START * simplex})
+        bounds = piece_bounds_many(embeddings, prob.g, prob.weights, prob.k, prob.tau, lips, pieces, losses, regimes,
+                                   {"preserved": simplex, "collapsed": COLLAPSED_START * simplex})
     else:
         mean = tables.set_mean
         set_of_var = prob.set_index[np.unique(tables.var_of_point, return_index=True)[1]]  # its first set
         lifted = Pieces(pieces.regime, np.einsum("sa,pest,tb->peab", mean, pieces.matrices, mean),
                         pieces.bounds, pieces.apart)
-        bounds = piece_bounds(embedding, tables.distance, (tables.pair_weight, tables.point_weight), prob.k, prob.tau,
-                              float(lipschitz), lifted, float(loss), regime,
-                              {"preserved": simplex[set_of_var], "collapsed": COLLAPSED_START * simplex[set_of_var]},
-                              level="points", set_g=mean @ tables.distance @ mean.T)
+        bounds = piece_bounds_many(embeddings, tables.distance, (tables.pair_weight, tables.point_weight), prob.k,
+                                   prob.tau, lips, lifted, losses, regimes,
+                                   {"preserved": simplex[set_of_var], "collapsed": COLLAPSED_START * simplex[set_of_var]},
+                                   level="points", set_g=mean @ tables.distance @ mean.T)
+    return [_fields(row, pieces, loss, regime) for row, loss, regime in zip(bounds, losses, regimes)]
+
+
+def _fields(bounds: np.ndarray, pieces: Pieces, loss: float, regime: str) -> dict:
+    """The certified fields of one record from its pieces' bounds (see :func:`certify`)."""
     names = np.asarray(pieces.regime)
     relaxation = float(bounds[0])
     per_regime = {r: max(relaxation, float(bounds[names == r].min())) if np.any(names == r) else math.inf
@@ -447,7 +514,7 @@ def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float,
     lower = max(relaxation, min(per_regime.values()))
     others = [per_regime[r] for r in REGIMES if r != regime]
     certified = regime if regime in REGIMES and all(loss < b for b in others) else UNDECIDED
-    out = {"lower_bound": lower, "bound_gap": float(loss) - lower}
+    out = {"lower_bound": lower, "bound_gap": loss - lower}
     out.update({f"lower_bound_{r}": per_regime[r] for r in REGIMES})
     out["certified_regime"] = certified
     return out
