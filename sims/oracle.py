@@ -14,6 +14,10 @@ In a sweep (an ``[oracle]`` section, ``level = "sets"`` or ``"points"``), an
 ``K``, ``τ``, and the objective with its hyperparameters) for all the caps the sweep gives it, as one compiled program warm-started
 along increasing ``L`` (so the values are non-increasing in ``L`` and do not depend on how
 the sweep is chunked or resumed), and adds :data:`ORACLE_COLUMNS` to every finished run.
+With ``certify = true`` it adds the certified bound (:data:`CERTIFIED_COLUMNS`,
+docs/theory.md §3.G): InfoNCE's, or at the point level that of another objective convex in
+the Gram matrix (all but ``debiased``), which then runs as a :class:`theory.ConvexObjective`
+and is bounded on the oracle's own fixed batches.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from sims.config import ExperimentConfig
 from sims.data import design_points
 from sims.limits import shared_spacings
 from sims.loss import objective as loss_objective
+from theory.oracle.convex import CONVEX_OBJECTIVES
 
 #: the class-minimum columns of a results row (sweeps with an ``[oracle]`` section).
 ORACLE_COLUMNS: tuple[str, ...] = (
@@ -79,24 +84,25 @@ def check_level(config: ExperimentConfig, level: str, field: str = "oracle.level
 #: (docs/theory.md §3.G). The debiased loss subtracts τ⁺·K times the positive pair's kernel
 #: inside its logarithm (Chuang et al., 2020), a concave term.
 NOT_CONVEX_IN_GRAM = ("debiased",)
+#: the objectives with a certified class minimum: InfoNCE, and at the point level those
+#: convex in the Gram matrix on fixed batches (:class:`theory.ConvexObjective`).
+CERTIFIABLE = ("infonce", *CONVEX_OBJECTIVES)
 
 
 def check_certify(config: ExperimentConfig, level: str, field: str = "oracle.certify", sizes: bool = True) -> None:
     """Refuse a certified class minimum that cannot be had, in one line naming ``field``:
-    an objective not convex in the Gram matrix (:data:`NOT_CONVEX_IN_GRAM`), or another
-    objective than InfoNCE (the only one bounded so far); with ``sizes``, data beyond the
-    bound's limits (``CERTIFY_MAX_SETS`` sets, at the point level ``CERTIFY_MAX_POINTS``
-    points, ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints;
-    :mod:`theory.limits`), naming the data field."""
+    an objective not convex in the Gram matrix (:data:`NOT_CONVEX_IN_GRAM`; every objective
+    of :data:`CERTIFIABLE` is); with ``sizes``, data beyond the bound's limits
+    (``CERTIFY_MAX_SETS`` sets, at the point level ``CERTIFY_MAX_POINTS`` points,
+    ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints; :mod:`theory.limits`),
+    naming the data field. (Another objective than InfoNCE also needs the point level,
+    :func:`check_level`.)"""
     from theory.oracle.bounds import certify_size_refusal
 
     objective = config.train.objective
     if objective in NOT_CONVEX_IN_GRAM:
         raise ValueError(f"{field}: train.objective {objective!r} is not convex in the Gram matrix (it "
                          f"subtracts a multiple of the positive pair's kernel), so it has no certified bound")
-    if objective != "infonce":
-        raise ValueError(f"{field}: the certified lower bound is InfoNCE's (so far), got "
-                         f"train.objective {objective!r}")
     if not sizes:
         return
     d = config.data
@@ -109,12 +115,18 @@ def check_certify(config: ExperimentConfig, level: str, field: str = "oracle.cer
 
 
 @functools.lru_cache(maxsize=64)
-def objective_function(name: str, temperature: float, tau_plus: float, uniformity_weight: float):
+def objective_function(name: str, temperature: float, tau_plus: float, uniformity_weight: float,
+                       certify: bool = False):
     """The :mod:`sims.loss` objective ``name`` with its hyperparameters bound, as
     :func:`theory.lipschitz_minimum` takes it (``None`` for InfoNCE; one object per value,
-    so that the oracle's compiled programs are reused)."""
+    so that the oracle's compiled programs are reused). With ``certify``, the same objective
+    as a :class:`theory.ConvexObjective` (its form in the Gram matrix, which the certified
+    bound needs; theory's own implementation of the same formula); without, the
+    :mod:`sims.loss` function itself, so that uncertified class minima do not change."""
     if name == "infonce":
         return None
+    if certify:
+        return theory.ConvexObjective(name, temperature, uniformity_weight)
     hp = {"temperature": temperature, "tau_plus": tau_plus, "uniformity_weight": uniformity_weight}
     return functools.partial(loss_objective, name, hp=hp)
 
@@ -137,19 +149,23 @@ def class_minimum(config: ExperimentConfig, lipschitz, level: str = "sets", **so
       An :class:`theory.OracleResult`, or a list of them for a sequence of ``L``.
     """
     check_level(config, level, "level")
+    certify = solver.get("certify", False)
+    if certify:
+        check_certify(config, level, "certify", sizes=False)
     tr = config.train
     points, set_ids, cluster_ids = design_points(config.data)
     return theory.lipschitz_minimum(points, set_ids, cluster_ids, lipschitz, config.model.out_dim,
                                     tr.negatives, tr.temperature, level=level,
-                                    **objective_arguments(config), **solver)
+                                    **objective_arguments(config, bool(certify)), **solver)
 
 
-def objective_arguments(config: ExperimentConfig) -> dict[str, Any]:
+def objective_arguments(config: ExperimentConfig, certify: bool = False) -> dict[str, Any]:
     """The ``objective`` and ``batch_size`` arguments of :func:`theory.lipschitz_minimum` for
-    the configuration's ``train.objective`` (none for InfoNCE)."""
+    the configuration's ``train.objective`` (none for InfoNCE; with ``certify``, the objective
+    as a :class:`theory.ConvexObjective`, :func:`objective_function`)."""
     tr = config.train
     objective = objective_function(tr.objective, float(tr.temperature), float(tr.tau_plus),
-                                   float(tr.uniformity_weight))
+                                   float(tr.uniformity_weight), certify)
     return {} if objective is None else {"objective": objective, "batch_size": tr.batch_size}
 
 

@@ -52,7 +52,7 @@ settings.load_profile("project")
 LONG_FILES = ("test_reproduce.py", "test_theory_bounds.py", "test_sweep_engine.py", "test_reliability.py",
               "test_sims_models.py", "test_theory_oracle.py", "test_bench.py", "test_sims_oracle.py",
               "test_sims_train.py", "test_notebook.py", "test_sims_docs.py", "test_sims_metrics.py",
-              "test_sweep_certify.py")
+              "test_sweep_certify.py", "test_oracle_convex.py")
 
 
 def pytest_configure(config):

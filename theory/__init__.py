@@ -24,7 +24,7 @@ from theory.floors import (
     simplex_vectors,
 )
 from theory.graph import AugmentationGraph, augmentation_graph
-from theory.oracle import OracleResult, lipschitz_minimum
+from theory.oracle import ConvexObjective, OracleResult, lipschitz_minimum
 from theory.regimes import (
     REGIMES,
     ChainBound,
@@ -44,6 +44,7 @@ __all__ = [
     "Certificate",
     "ChainBound",
     "ClusterCertificate",
+    "ConvexObjective",
     "OracleResult",
     "REGIMES",
     "RegimePrediction",

@@ -64,7 +64,7 @@ def run_oracle(args) -> int:
         records = theory.lipschitz_minimum(points, set_ids, cluster_ids, args.lipschitz,
                                            config.model.out_dim, config.train.negatives,
                                            config.train.temperature, level=args.level, seed=seed,
-                                           **objective_arguments(config), **certify)
+                                           **objective_arguments(config, args.certify), **certify)
         source = args.file
     else:
         records = class_minimum(config, args.lipschitz, args.level, seed=seed, **certify)
@@ -112,6 +112,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the solver's random starts, 0 to 2^32 - 1 (0)")
     p.add_argument("--certify", action="store_true",
                    help="also a certified lower bound and the certified regime of every minimiser "
-                        f"(InfoNCE; at the point level at most {CERTIFY_MAX_POINTS} points; docs/theory.md §3.G)")
+                        "(InfoNCE; at the point level also ntxent, dcl, spectral, align_uniform on the "
+                        f"oracle's fixed batches; at most {CERTIFY_MAX_POINTS} points; docs/theory.md §3.G)")
     p.add_argument("--json", action="store_true", help="print one JSON list of records")
     p.set_defaults(handler=run_oracle)

@@ -20,7 +20,9 @@ the minimum on finite data is a finite-dimensional problem (docs/theory.md §3.F
   integral form; ``loss_se = 0``). Started from the set-level solution, so it can only be lower.
 * **Other objectives.** At the point level the loss may be any objective of a batch (NT-Xent,
   DCL, debiased, spectral, alignment + uniformity: :mod:`sims.loss`), estimated on fixed
-  batches of the training batch size; the class is the same.
+  batches of the training batch size; the class is the same. All but the debiased loss are
+  convex in the Gram matrix on those batches, and certified like InfoNCE when given as a
+  :class:`ConvexObjective` (docs/theory.md §3.G).
 
 :func:`lipschitz_minimum` solves this non-convex problem by projected Adam on a penalty
 of the relative constraint violations, from structured starts (collapsed, the cluster
@@ -46,11 +48,14 @@ The package has one module per job:
 * :mod:`theory.oracle.points`: the point-level solver.
 * :mod:`theory.oracle.estimators`: the point level's values (InfoNCE exact, another
   objective estimated per batch).
+* :mod:`theory.oracle.convex`: NT-Xent, DCL, the spectral loss and alignment + uniformity
+  on fixed batches as convex functions of the Gram matrix (:class:`ConvexObjective`, what a
+  certified class minimum of another objective takes; docs/theory.md §3.G).
 * :mod:`theory.oracle.pieces`: the regimes as unions of convex pieces of the Gram matrix
   (linear constraints; docs/theory.md §3.G).
-* :mod:`theory.oracle.bounds`: certified lower bounds at the set level by convex duality
-  (the relaxation without the rank constraint, and each regime's pieces;
-  ``lipschitz_minimum(..., certify=True)``, docs/theory.md §3.G).
+* :mod:`theory.oracle.bounds`: certified lower bounds by convex duality (the relaxation
+  without the rank constraint, and each regime's pieces; ``lipschitz_minimum(...,
+  certify=True)``, docs/theory.md §3.G).
 * :mod:`theory.oracle.api`: :func:`lipschitz_minimum` and its records.
 
 Reference: Parulekar, Collins, Shanmugam, Mokhtari, Shakkottai, *InfoNCE Loss Provably
@@ -61,10 +66,11 @@ Kirszbraun, *Über die zusammenziehende und Lipschitzsche Transformationen*, Fun
 from __future__ import annotations
 
 from theory.oracle.api import LEVELS, ROW_FIELDS, OracleResult, lipschitz_minimum
+from theory.oracle.convex import ConvexObjective
 from theory.oracle.projection import round_robin
 
-__all__ = ["LEVELS", "ROW_FIELDS", "OracleResult", "lipschitz_minimum", "round_robin"]
+__all__ = ["LEVELS", "ROW_FIELDS", "ConvexObjective", "OracleResult", "lipschitz_minimum", "round_robin"]
 
 #: the public functions are defined in the modules; ``doctest.testmod(theory.oracle)`` runs
 #: their examples through this table.
-__test__ = {"lipschitz_minimum": lipschitz_minimum, "round_robin": round_robin}
+__test__ = {"lipschitz_minimum": lipschitz_minimum, "round_robin": round_robin, "ConvexObjective": ConvexObjective}

@@ -13,6 +13,7 @@ from theory import validate
 from theory.floors import _scalar_int, simplex_infonce
 from theory.limits import ORACLE_MAX_OBJECTIVE_BATCH, ORACLE_MAX_SAMPLES, ORACLE_MAX_STEPS
 from theory.oracle.bounds import certify_many, check_certify_sizes
+from theory.oracle.convex import ConvexObjective
 from theory.oracle.estimators import check_objective
 from theory.oracle.feasibility import make_feasible, pair_ratio
 from theory.oracle.points import solve_points
@@ -58,7 +59,9 @@ class OracleResult:
         for another objective, that start's estimated objective).
       lower_bound: with ``certify=True``, a certified lower bound on the minimum over the same
         class in **every** output dimension (docs/theory.md §3.G), valid up to the stated
-        quadrature tolerance ``CERTIFY_QUADRATURE_TOLERANCE`` (1e-6); else NaN.
+        quadrature tolerance ``CERTIFY_QUADRATURE_TOLERANCE`` (1e-6); else NaN. For another
+        objective, a bound on the minimum of its mean over the same fixed batches as ``loss``
+        (not of its expectation, from which that mean differs by about ``loss_se``).
       bound_gap: ``loss − lower_bound`` (NaN without ``certify``).
       lower_bound_collapsed, lower_bound_preserved, lower_bound_split: certified lower bounds
         on the loss of every map of the class of that regime (``inf`` for an empty regime; NaN
@@ -167,7 +170,8 @@ def lipschitz_minimum(
     at the point level only, where it is estimated on batches: a pure JAX callable
     ``objective(anchor [B, d], positive [B, d], negatives [B, K, d]) -> mean loss``, such as
     a :mod:`sims.loss` objective with its hyperparameters bound (what
-    :func:`sims.oracle.class_minimum` passes for a configuration's ``train.objective``). It
+    :func:`sims.oracle.class_minimum` passes for a configuration's ``train.objective``), or a
+    :class:`theory.ConvexObjective` (what it passes with ``certify``). It
     sees whole batches of ``B = batch_size`` draws (a set by weight, two of its points, ``K``
     negatives per anchor from the data marginal), since in-batch objectives (NT-Xent, DCL)
     and uniformity depend on the batch size: give the training batch size. ``loss`` is its
@@ -205,12 +209,16 @@ def lipschitz_minimum(
       steps: optimiser steps per start.
       num_samples: draws of the estimate of another ``objective`` (``num_samples // batch_size``
         batches); validated but not used for InfoNCE, exact at both levels.
-      objective: ``None`` for InfoNCE, or a callable loss of a batch (point level only).
+      objective: ``None`` for InfoNCE, or a callable loss of a batch (point level only; a
+        :class:`theory.ConvexObjective` with ``certify``).
       batch_size: anchors per batch of ``objective`` (ignored without one).
-      certify: also certify each record (InfoNCE, either level): a lower bound valid in
-        every dimension and the regime of every minimiser where it can be decided
-        (docs/theory.md §3.G; :mod:`theory.oracle.bounds`). Off by default: it costs more
-        than the search, at the point level far more (``V² ×`` nodes per evaluation).
+      certify: also certify each record: a lower bound valid in every dimension and the
+        regime of every minimiser where it can be decided (docs/theory.md §3.G;
+        :mod:`theory.oracle.bounds`). InfoNCE at either level, or another ``objective`` given
+        as a :class:`theory.ConvexObjective` (NT-Xent, DCL, spectral, alignment + uniformity:
+        convex in the Gram matrix), whose bound is on the minimum of its mean over the same
+        fixed batches as ``loss``. Off by default: it costs more than the search, at the point
+        level far more (InfoNCE: ``V² ×`` nodes per evaluation).
 
     Returns:
       An :class:`OracleResult` for a scalar ``lipschitz``, else a list of them.
@@ -229,10 +237,10 @@ def lipschitz_minimum(
         survive the float32 search (:data:`theory.validate.FLOAT32_LIMIT`); ``seed`` is in
         ``[0, 2^32)``; ``objective`` needs ``level="points"``,
         ``batch_size <= ORACLE_MAX_OBJECTIVE_BATCH``, ``num_samples >= 2·batch_size``, and must
-        return one finite number per batch; ``certify`` is ``True`` or ``False``, needs
-        no ``objective`` (for now), at most ``CERTIFY_MAX_SETS`` sets, at the point level
-        ``CERTIFY_MAX_POINTS`` distinct points, and ``CERTIFY_MAX_ELEMENTS`` values of
-        regime-piece constraints.
+        return one finite number per batch; ``certify`` is ``True`` or ``False``, takes an
+        ``objective`` only as a :class:`theory.ConvexObjective`, and needs at most
+        ``CERTIFY_MAX_SETS`` sets, at the point level ``CERTIFY_MAX_POINTS`` distinct points,
+        and ``CERTIFY_MAX_ELEMENTS`` values of regime-piece constraints.
 
     Example:
       >>> x = [[0.0, 0], [0.1, 0], [3.0, 0], [3.1, 0]]
@@ -251,9 +259,10 @@ def lipschitz_minimum(
         raise ValueError(f"objective: the set level minimises InfoNCE's exact atom loss; another objective "
                          f"is estimated on batches and needs level='points', got level={level!r}")
     certify = validate.boolean("certify", certify)
-    if certify and objective is not None:
-        raise ValueError("certify: certified bounds are implemented for InfoNCE only, got certify=True and an "
-                         "objective")
+    if certify and objective is not None and not isinstance(objective, ConvexObjective):
+        validate.fail("objective", objective, "with certify=True must be a theory.ConvexObjective (ntxent, dcl, "
+                                              "spectral or align_uniform: the bound needs the objective as a "
+                                              "function of the Gram matrix; the debiased loss has none)")
     lips, scalar = lipschitz_values(lipschitz)
     seed = validate.seed("seed", seed)
     restarts = _scalar_int("restarts", restarts, 0)
@@ -313,8 +322,10 @@ def _point_records(prob: Problem, lips_sorted: np.ndarray, set_solutions, set_lo
                    certify: bool = False) -> list[OracleResult]:
     """The point-level records of each distinct ``L``, from the set-level solutions (each
     certified with ``certify``)."""
-    tables, solved, starts = solve_points(prob, np.stack(set_solutions), set_losses, lips_sorted,
-                                          steps, seed, num_samples, objective, batch_size)
+    tables, solved, starts, batches = solve_points(prob, np.stack(set_solutions), set_losses, lips_sorted,
+                                                   steps, seed, num_samples, objective, batch_size)
+    # another objective's certificate bounds its mean over the same fixed batches as the loss
+    form = objective.gram_tables(*batches, tables.distance.shape[0]) if certify and objective is not None else None
     n_sets = prob.set_labels.size
     counts = np.bincount(prob.set_index, minlength=n_sets)[:, None]
     records, distinct = [], []
@@ -328,6 +339,6 @@ def _point_records(prob: Problem, lips_sorted: np.ndarray, set_solutions, set_lo
         distinct.append(z_vars)
     if certify:  # every L's bounds solved together
         fields = certify_many(prob, lips_sorted, distinct, [r.loss for r in records], [r.regime for r in records],
-                              tables)
+                              tables, form)
         records = [replace(r, **f) for r, f in zip(records, fields)]
     return records

@@ -2,7 +2,12 @@
 
 Written here for the set level; the point level is the same argument with its own loss of
 the Gram matrix of the points and its own quadrature allowances (:mod:`theory.oracle.gram`),
-and the pieces lifted from set means to points (:func:`certify`).
+and the pieces lifted from set means to points (:func:`certify`). So is another objective
+convex in the Gram matrix (NT-Xent, DCL, spectral, alignment + uniformity), at the point
+level: its mean over the oracle's fixed batches, a convex function of the points' Gram
+matrix with no integral (:mod:`theory.oracle.convex`; the form ``"objective"`` of
+:data:`theory.oracle.gram.VALUES`), so its bound is on the minimum of that same fixed-batch
+mean, which its reported loss is.
 
 Set-level InfoNCE depends on the atoms only through their Gram matrix ``G = Z Zᵀ``,
 
@@ -62,6 +67,12 @@ Tolerances the bound accounts for (subtracted from it):
   ``|Δf| + reach·Σ|ΔΓ_ij| + tails`` with ``reach = 1 + max(1, max_i G₀_ii)``; it must stay
   below ``CERTIFY_QUADRATURE_TOLERANCE`` (1e-6, :mod:`theory.limits`), else that
   certificate is not used; measured on the phase data it is at most 5e-10;
+* another objective (no quadrature): the float64 rounding of ``f`` and ``Γ`` instead,
+  :func:`theory.oracle.convex.rounding_allowance` (``EVAL_MARGIN`` times the number of terms
+  times ``eps`` times their magnitudes, the gradient's times ``reach``). ``ROUNDING`` alone
+  would not cover it: ``f`` sums hundreds of rows of up to ``V`` (``V²`` for uniformity)
+  shifted exponentials, ``10⁴`` terms and more, whose worst case ``n·eps`` exceeds 1e-12; on
+  the 24-point phase data the allowance is 3e-11 (spectral) to 1.2e-8 (alignment + uniformity);
 * the final sum: ``ROUNDING`` times the sum of the magnitudes of its terms (which also covers
   the floor ``φ >= 1e-15`` of :func:`theory.floors.quadrature_loss`, worth < 1e-14).
 
@@ -84,7 +95,8 @@ import numpy as np
 from theory import validate
 from theory.floors import simplex_vectors
 from theory.limits import CERTIFY_MAX_ELEMENTS, CERTIFY_MAX_POINTS, CERTIFY_MAX_SETS, CERTIFY_QUADRATURE_TOLERANCE
-from theory.oracle.gram import VALUES, rules, tail_allowance
+from theory.oracle.convex import rounding_allowance
+from theory.oracle.gram import OBJECTIVE, VALUES, rules, tail_allowance
 from theory.oracle.pieces import REGIMES, Pieces, piece_count, regime_pieces
 from theory.oracle.problem import Problem
 from theory.regimes import UNDECIDED
@@ -182,7 +194,8 @@ def _solver(level: str = "sets"):
 @functools.lru_cache(maxsize=4)
 def _certifier(level: str = "sets"):
     """The compiled certificate of one ``(Z, μ, ν, λ)`` (see the module's docstring), vmapped
-    over pieces: ``(bound, quadrature slack)``, each ``(pieces,)``."""
+    over pieces: ``(bound, slack)``, each ``(pieces,)``; the slack is the quadrature's (InfoNCE)
+    or the evaluation's rounding (:data:`theory.oracle.gram.OBJECTIVE`)."""
     import jax
     import jax.numpy as jnp
 
@@ -193,8 +206,7 @@ def _certifier(level: str = "sets"):
         n = z.shape[0]
         gram = z @ z.T
         value, gamma = jax.value_and_grad(loss_of_gram)(gram, w, k, tau, fine, fine_w)
-        rough, gamma_rough = jax.value_and_grad(loss_of_gram)(gram, w, k, tau, coarse, coarse_w)
-        gamma, gamma_rough = 0.5 * (gamma + gamma.T), 0.5 * (gamma_rough + gamma_rough.T)
+        gamma = 0.5 * (gamma + gamma.T)
         mu, ex = jnp.maximum(mu, 0.0), jnp.maximum(ex, 0.0)
         nu = jnp.where(mask, jnp.maximum(nu, 0.0), 0.0)  # one multiplier per pair i < j
         pair_cost = jnp.sum(nu * cap)
@@ -213,8 +225,12 @@ def _certifier(level: str = "sets"):
         parts = jnp.stack([value, -jnp.sum(gamma * gram), -jnp.sum(mu), -pair_cost, -ex @ b,
                            -deficit - n * margin])
         reach = 1.0 + jnp.maximum(1.0, jnp.max(jnp.diag(gram)))  # bounds |S_ij − G₀_ij|
-        slack = (jnp.abs(value - rough) + reach * jnp.sum(jnp.abs(gamma - gamma_rough))
-                 + tail_allowance(level, gram, k, tau, fine, reach))
+        if level == OBJECTIVE:  # no quadrature: the rounding of the evaluation
+            slack = rounding_allowance(gram, w, reach)
+        else:  # the accurate rule against the coarse one, and the tails it cuts off
+            rough, gamma_rough = jax.value_and_grad(loss_of_gram)(gram, w, k, tau, coarse, coarse_w)
+            slack = (jnp.abs(value - rough) + reach * jnp.sum(jnp.abs(gamma - 0.5 * (gamma_rough + gamma_rough.T)))
+                     + tail_allowance(level, gram, k, tau, fine, reach))
         bound = jnp.sum(parts) - slack - ROUNDING * jnp.sum(jnp.abs(parts))
         return jnp.where(jnp.isfinite(bound), bound, -jnp.inf), slack
 
@@ -250,7 +266,8 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, 
                  pieces: Pieces, incumbent: float, incumbent_regime: str = "",
                  regime_starts: dict | None = None, level: str = "sets",
                  set_g: np.ndarray | None = None) -> np.ndarray:
-    """Certified lower bounds of InfoNCE on each piece, for ``L = lipschitz``.
+    """Certified lower bounds of InfoNCE (or of another convex objective, ``level="objective"``)
+    on each piece, for ``L = lipschitz``.
 
     The relaxation (the first piece) is solved first, from ``start``; its bound holds on every
     piece, which is a subset. The pieces of the other regimes than ``incumbent_regime`` start
@@ -264,15 +281,16 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, 
       start: ``(S, d)`` atoms (``(V, d)`` distinct points' embeddings at the point level) to
         start from (the search's best; feasibility not needed).
       g: ``(S, S)`` set distances (``(V, V)`` point distances); weights: ``(S,)`` set weights
-        (``(W, q)`` at the point level, :mod:`theory.oracle.gram`); ``k``, ``tau``: the loss's.
+        (``(W, q)`` at the point level, :mod:`theory.oracle.gram`; another objective's tables,
+        :meth:`theory.oracle.convex.ConvexObjective.gram_tables`); ``k``, ``tau``: the loss's.
       lipschitz: ``L``.
       pieces: the pieces (:func:`theory.oracle.pieces.regime_pieces`), the relaxation first.
       incumbent: the loss of a known feasible map (``inf``: no pruning).
       incumbent_regime: its regime (``""``: refine every piece).
       regime_starts: optional ``{regime: (S, d) atoms}`` to start that regime's pieces from
         instead of the relaxation's solution.
-      level: ``"sets"`` or ``"points"`` (the loss of :mod:`theory.oracle.gram`).
-      set_g: at the point level, ``(S, S)`` upper bounds of ``‖z̄_s − z̄_t‖/L`` (the mean
+      level: ``"sets"``, ``"points"`` or ``"objective"`` (the form of :data:`theory.oracle.gram.VALUES`).
+      set_g: at the point level (either form), ``(S, S)`` upper bounds of ``‖z̄_s − z̄_t‖/L`` (the mean
         distance between the points of two sets) for the empty split pieces; ``g`` itself at
         the set level.
 
@@ -458,10 +476,13 @@ def check_certify_sizes(prob: Problem, level: str = "sets") -> None:
 
 
 def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float, regime: str,
-            tables=None) -> dict:
+            tables=None, objective_tables: dict | None = None) -> dict:
     """The certified fields of one record (docs/theory.md §3.G): set level (``embedding`` one
     atom per set), or point level with ``tables`` (:class:`theory.oracle.points.PointTables`;
-    ``embedding`` one row per distinct point). One ``L`` of :func:`certify_many`.
+    ``embedding`` one row per distinct point). At the point level with ``objective_tables``
+    (:meth:`theory.oracle.convex.ConvexObjective.gram_tables` of the fixed batches) the loss is
+    that objective's mean over those batches, and so is every bound: ``loss`` must be it.
+    One ``L`` of :func:`certify_many`.
 
     ``lower_bound_<R>`` bounds the loss of every map of regime ``R`` in the class (any
     dimension; set-constant maps at the set level, every L-Lipschitz map of the points into the
@@ -479,10 +500,11 @@ def certify(prob: Problem, lipschitz: float, embedding: np.ndarray, loss: float,
       ``{"lower_bound", "bound_gap", "lower_bound_collapsed", "lower_bound_preserved",
       "lower_bound_split", "certified_regime"}``.
     """
-    return certify_many(prob, [lipschitz], [embedding], [loss], [regime], tables)[0]
+    return certify_many(prob, [lipschitz], [embedding], [loss], [regime], tables, objective_tables)[0]
 
 
-def certify_many(prob: Problem, lipschitz, embeddings, losses, regimes, tables=None) -> list[dict]:
+def certify_many(prob: Problem, lipschitz, embeddings, losses, regimes, tables=None,
+                 objective_tables: dict | None = None) -> list[dict]:
     """:func:`certify` for several records of one problem (one entry per ``L`` in each
     argument), their bounds solved together (:func:`piece_bounds_many`); one dict per record."""
     pieces = regime_pieces(prob.set_cluster, prob.n_clusters)
@@ -498,10 +520,12 @@ def certify_many(prob: Problem, lipschitz, embeddings, losses, regimes, tables=N
         set_of_var = prob.set_index[np.unique(tables.var_of_point, return_index=True)[1]]  # its first set
         lifted = Pieces(pieces.regime, np.einsum("sa,pest,tb->peab", mean, pieces.matrices, mean),
                         pieces.bounds, pieces.apart)
-        bounds = piece_bounds_many(embeddings, tables.distance, (tables.pair_weight, tables.point_weight), prob.k,
-                                   prob.tau, lips, lifted, losses, regimes,
-                                   {"preserved": simplex[set_of_var], "collapsed": COLLAPSED_START * simplex[set_of_var]},
-                                   level="points", set_g=mean @ tables.distance @ mean.T)
+        weights, level = ((tables.pair_weight, tables.point_weight), "points") if objective_tables is None else (
+            objective_tables, OBJECTIVE)
+        bounds = piece_bounds_many(embeddings, tables.distance, weights, prob.k, prob.tau, lips, lifted, losses,
+                                   regimes, {"preserved": simplex[set_of_var],
+                                             "collapsed": COLLAPSED_START * simplex[set_of_var]},
+                                   level=level, set_g=mean @ tables.distance @ mean.T)
     return [_fields(row, pieces, loss, regime) for row, loss, regime in zip(bounds, losses, regimes)]
 
 

@@ -1,5 +1,7 @@
 """InfoNCE as a convex function of the Gram matrix, at the set and at the point level, with the
-quadrature rules and the tail allowances of the certified bounds (docs/theory.md §3.G).
+quadrature rules and the tail allowances of the certified bounds (docs/theory.md §3.G); beside
+them, in :data:`VALUES`, the Gram form of the other convex objectives on fixed batches
+(:mod:`theory.oracle.convex`, no quadrature).
 
 **Set level** (one atom per set, weights ``w``; Frullani's integral, docs/theory.md §3.F):
 
@@ -36,8 +38,12 @@ import math
 import numpy as np
 
 from theory.floors import _MAX_EXPONENT, _PHI_FLOOR, _QUAD_RIGHT, quadrature_loss, quadrature_rule
+from theory.oracle.convex import gram_value
 
+#: the forms of InfoNCE, integrated by quadrature.
 LEVELS = ("sets", "points")
+#: the form of another convex objective on fixed batches (:mod:`theory.oracle.convex`).
+OBJECTIVE = "objective"
 #: the solver's quadrature step and left tail (its values only guide; the bound uses the
 #: accurate rule).
 SOLVER_STEP, SOLVER_TAIL = 0.5, 1e-9
@@ -70,7 +76,10 @@ def point_value(gram, weights, k: int, tau, nodes, node_w):
     return jnp.sum(psi * jnp.einsum("ap,apn->an", pair_weight, jnp.exp(x)) * node_w[None, :])
 
 
-VALUES = {"sets": set_value, "points": point_value}
+#: each form's ``f(G)``, one signature ``(gram, weights, k, tau, nodes, node_w)``: InfoNCE's
+#: at the set and at the point level, and another convex objective's on fixed batches (its
+#: tables as ``weights``; ``k``, ``tau`` and the rule unused).
+VALUES = {"sets": set_value, "points": point_value, OBJECTIVE: gram_value}
 
 
 def _padded(rule: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +93,10 @@ def _padded(rule: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray
 def rules(level: str, k: int, tau: float) -> tuple:
     """``(solver, fine, coarse)`` rules, each ``(nodes, weights)``, for iterates near the ball
     (``|E_ab| <= 2/τ``: kernels up to ``e^{2/τ}``; the certificate adds what each rule
-    actually cuts off for the iterate at hand); each padded (:func:`_padded`)."""
+    actually cuts off for the iterate at hand); each padded (:func:`_padded`). The form
+    :data:`OBJECTIVE` has no integral: three one-node rules of weight 0, unused."""
+    if level == OBJECTIVE:
+        return ((np.zeros(1), np.zeros(1)),) * 3
     return tuple(_padded(rule) for rule in _rules(level, k, tau))
 
 

@@ -161,7 +161,9 @@ def solve_points(prob: Problem, set_solutions: np.ndarray, set_losses: list[floa
     loss is its set-level loss, docs/theory.md §3.F), with standard error 0, and
     ``num_samples`` is not used; another ``objective`` is estimated on the same
     ``num_samples // batch_size`` fixed batches for all three. Returns the tables, the
-    ``(embedding, loss, se)`` of each ``L`` and the loss of each ``L``'s set-level start.
+    ``(embedding, loss, se)`` of each ``L``, the loss of each ``L``'s set-level start, and the
+    fixed batches ``(anchors [nb, B], positives [nb, B], negatives [nb, B, K])`` of
+    distinct-point indices (``None`` for InfoNCE).
     """
     import jax
 
@@ -196,6 +198,7 @@ def solve_points(prob: Problem, set_solutions: np.ndarray, set_losses: list[floa
             return exact_points(z, prob, tables), 0.0
 
         starts = [(value, 0.0) for value in set_losses]
+        batches = None
     else:  # whole batches, K negatives per anchor from the data marginal
         rng = np.random.default_rng(seed)
         pairs = _draw_pairs(rng, prob, tables, num_samples)
@@ -220,4 +223,4 @@ def solve_points(prob: Problem, set_solutions: np.ndarray, set_losses: list[floa
         if out:
             scored.append(out[-1])  # exact, or on the same batches: its value stands
         out.append(min(scored, key=lambda t: t[1]))
-    return tables, out, [value for value, _ in starts]
+    return tables, out, [value for value, _ in starts], batches
