@@ -45,6 +45,11 @@ SHOWN_CHARS = 60
 #: how the clusters are placed: in a ``row`` (neighbours Δ apart) or on a regular ``simplex``
 #: (every pair Δ apart).
 CLUSTER_LAYOUTS = ("row", "simplex")
+#: how the sets of a chain cluster lie as the gap crosses 0 (docs/theory.md §4): ``stretch``
+#: (parallel segments for δ > 0, segments of length ``set_extent`` end to end for δ <= 0, so
+#: an overlapping cluster is about ``n·set_extent`` long) or ``fixed`` (the ``n`` sets end to
+#: end on one line of length ``set_extent`` for every δ: gaps between them or overlaps).
+OVERLAP_LAYOUTS = ("stretch", "fixed")
 
 #: (section, field) pairs that never change an array shape; the training program takes
 #: them as inputs, so they can be swept inside one compiled program.
@@ -139,6 +144,15 @@ class MixtureSpec:
         ``simplex`` (every pair of clusters exactly Δ apart: cluster ``c`` in its own plane,
         coordinates ``2c, 2c + 1`` of ``R^{2m}``, its point nearest the origin at ``Δ/√2``;
         needs ``input_dim >= 2·n_clusters``).
+      overlap_layout: how a chain cluster's sets lie (chain only, :data:`OVERLAP_LAYOUTS`):
+        ``stretch`` (the default: parallel segments of length ``set_extent`` for δ > 0, the
+        same segments end to end for δ <= 0, so the cluster is about
+        ``n·set_extent − (n − 1)|δ|`` long when its sets overlap) or ``fixed`` (the ``n`` sets
+        end to end on one line whose length, the cluster's extent, is ``set_extent`` for every
+        δ: sets of length ``ℓ = (set_extent − (n − 1)·δ)/n`` with gaps δ > 0 between them, or
+        overlapping by ``|δ|`` rounded to whole point spacings; needs ``(n − 1)·δ <
+        set_extent``). So ``fixed`` changes the overlap without changing the cluster's shape
+        (:mod:`sims.data`).
     """
 
     geometry: str = "chain"
@@ -150,11 +164,16 @@ class MixtureSpec:
     cluster_separation: float = 3.0
     set_extent: float = 1.0
     cluster_layout: str = "row"
+    overlap_layout: str = "stretch"
 
     def __post_init__(self) -> None:
         s = "data"
         _check_choice(self, s, "geometry", GEOMETRIES)
         _check_choice(self, s, "cluster_layout", CLUSTER_LAYOUTS)
+        _check_choice(self, s, "overlap_layout", OVERLAP_LAYOUTS)
+        if self.overlap_layout != "stretch" and self.geometry != "chain":
+            _fail(s, "overlap_layout", self.overlap_layout,
+                  f"is defined for the chain geometry only (data.geometry {self.geometry!r})")
         _check_int(self, s, "n_clusters", 2)
         spc = self.sets_per_cluster
         if isinstance(spc, list):

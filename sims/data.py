@@ -26,6 +26,19 @@ the end sets takes ``n − 1`` zero-length hops. The overlap must leave every se
 points of its own (:func:`sims.limits.check_gap`); then only consecutive sets meet, and sets two
 apart are ``(P − 2k + 1)·h`` apart.
 
+**Fixed extent** (``data.overlap_layout = "fixed"``, chain only; docs/theory.md §6): the overlap
+layout above stretches a cluster to about ``n·set_extent`` as its sets overlap, where the
+parallel segments of δ > 0 make it ``set_extent`` long. The ``fixed`` layout puts the ``n`` sets
+end to end on one line of length ``set_extent`` for **every** δ, so the cluster's extent stays
+fixed as the gap crosses 0 and only the overlap changes: sets of length ``ℓ = (set_extent −
+(n − 1)·δ)/n``, set ``s`` on ``[s(ℓ + δ), s(ℓ + δ) + ℓ]`` for δ > 0 (β = δ, ``D_c = (n − 1)δ``
+through ``n − 1`` hops: sets further apart are farther than the path); for δ <= 0 the same
+grid construction as above, on ``n(P − 1) − (n − 1)r`` spacings ``h = set_extent/(n(P − 1) −
+(n − 1)r)`` spanning the line, ``r`` the overlap in units of ``ℓ/(P − 1)``
+(:func:`sims.limits.fixed_spacings`, float32). :func:`thinned_points` thins either layout to
+a few points per set keeping every set distance, the cloud on which the class minimum is
+certified at the point level (:mod:`sims.oracle_points`).
+
 **Cluster layouts** (``data.cluster_layout``):
 
 * ``row``: every layout keeps a point at y = 0 at both its left and right edge; clusters
@@ -60,9 +73,10 @@ import numpy as np
 
 from sims.config import MixtureSpec
 from sims.linalg import one_at_a_time
+from theory import validate
 # the static layout of one cluster lives below this module, in the size model, which bounds
 # the layout's diameter with it (and imports nothing of sims: no import circle)
-from sims.limits import shared_spacings
+from sims.limits import cluster_box, fixed_set_length, fixed_spacings, overlap_grid, shared_spacings
 from sims.limits import layout_units as _layout_units
 
 
@@ -89,14 +103,33 @@ def _chain_overlap(n: int, p: int, gap, extent, xp):
     return xp.stack([xp.zeros_like(y), y], axis=-1)
 
 
+def _chain_fixed(n: int, p: int, gap, extent, xp):
+    """Fixed-extent layout ``[n, p, 2]`` of one chain cluster: its ``n`` sets end to end at
+    x = 0 on a line ``extent`` long, with gaps δ > 0 between them or overlapping (δ <= 0)."""
+    s = xp.asarray(np.arange(n, dtype=float)[:, None])
+    j = xp.asarray(np.arange(p, dtype=float)[None, :])
+    length = fixed_set_length(gap, extent, n)
+    apart = s * (length + gap) + j * (length / (p - 1))  # set s on [s(ℓ + δ), s(ℓ + δ) + ℓ]
+    # δ <= 0: point j of set s is grid point s·(P − 1 − r) + j (an exact integer, so shared
+    # points coincide), the grid's n(P − 1) − (n − 1)r spacings spanning the extent
+    r = fixed_spacings(gap, extent, n, p, xp)
+    top = (n - 1) * (p - 1 - r) + (p - 1)
+    over = (s * (p - 1 - r) + j) * (extent / top)
+    y = xp.where(gap > 0, apart, over)
+    return xp.stack([xp.zeros_like(y), y], axis=-1)
+
+
 def cluster_layout(spec: MixtureSpec, n: int, gap, extent, xp=jnp):
     """2-D points ``[n, p, 2]`` of one cluster with ``n`` sets, and its width along x.
 
     ``xp`` is ``jax.numpy`` (traceable ``gap``/``extent``) or ``numpy`` (float64 host copy).
     Every coordinate is >= 0 and the cluster has a point at the origin. A chain with
     ``gap <= 0`` is the overlap layout (segments end to end along y, width 0), selected by
-    the sign of ``gap`` with both layouts of one static shape, so ``gap`` may be traced.
+    the sign of ``gap`` with both layouts of one static shape, so ``gap`` may be traced; the
+    ``fixed`` overlap layout is one line for every sign (width 0).
     """
+    if spec.geometry == "chain" and spec.overlap_layout == "fixed":
+        return _chain_fixed(n, spec.points_per_set, gap, extent, xp), 0.0 * gap
     xu, yu = _layout_units(spec.geometry, n, spec.points_per_set)
     yscale = gap if spec.geometry == "lattice" else extent
     pts = xp.stack([xp.asarray(xu) * gap, xp.asarray(yu) * yscale], axis=-1)
@@ -198,6 +231,64 @@ def design_points(spec: MixtureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray
             np.repeat(cluster, p))
 
 
+def thinned_indices(spec: MixtureSpec, n: int, interior: int = 0, field: str = "interior") -> list[list[int]]:
+    """Which points each set of a chain cluster of ``n`` sets keeps in :func:`thinned_points`.
+
+    Set ``s`` keeps its two ends (indices 0 and ``P − 1``), where it overlaps a neighbour
+    (δ <= 0, ``k = r + 1`` shared points) the other end of each shared stretch (``r`` with the
+    previous set, ``P − 1 − r`` with the next), and ``interior`` points of its own stretch, the
+    indices strictly between those ends closest to evenly spaced. A point two neighbours
+    share is kept by both, so it stays shared.
+
+    Raises:
+      ValueError: ``interior`` more than a set's own points (one line naming ``field``).
+    """
+    p = spec.points_per_set
+    r = int(overlap_grid(spec, n, spec.gap, spec.set_extent)[0])
+    ends = [(r if s > 0 else 0, p - 1 - r if s < n - 1 else p - 1) for s in range(n)]
+    own = min(last - first - 1 for first, last in ends)
+    if interior > own:
+        where = f"{r + 1} shared with each neighbour at data.gap {spec.gap:g}" if spec.gap <= 0 else "none shared"
+        validate.fail(field, interior, f"must be at most {own}, the points of its own a set keeps besides the "
+                                       f"ends of its stretches ({p} points per set, {where})")
+    out = []
+    for first, last in ends:
+        inside = [first + round((last - first) * (i + 1) / (interior + 1)) for i in range(interior)]
+        out.append(sorted({0, first, *inside, last, p - 1}))
+    return out
+
+
+def thinned_points(spec: MixtureSpec, interior: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`design_points` thinned to a few points per set, keeping every set distance.
+
+    A coarser cloud of the same geometry on which the class minimum can be certified at the
+    point level, whose bound holds at most ``theory.limits.CERTIFY_MAX_POINTS`` distinct points
+    (docs/theory.md §3.G): each set keeps its ends, the ends of the stretches it shares with
+    its neighbours and ``interior`` evenly spaced points of its own (:func:`thinned_indices`).
+    Chain geometry only: its sets are segments (parallel, or end to end on one line), and the
+    distance between two segments, as between two clusters, is realised at their ends, so the
+    set distances, the realised overlaps, the cluster extents and the distances between
+    clusters are those of the full cloud (the tests compare them by brute force). The loss
+    differs: each set's anchors and positives are drawn from its kept points.
+
+    Returns:
+      ``(points, set_ids, cluster_ids)`` as :func:`design_points`, the kept points only (a
+      point two sets share appears once in each).
+    """
+    if spec.geometry != "chain":
+        validate.fail("geometry", spec.geometry, "a thinned cloud keeps every set distance on the chain "
+                                                 "geometry only")
+    interior = validate.integer("interior", interior, minimum=0)
+    points, sets, clusters = design_points(spec)
+    p = spec.points_per_set
+    keep, first = [], 0
+    for n in spec.set_counts:
+        keep += [(first + s) * p + j for s, idx in enumerate(thinned_indices(spec, n, interior)) for j in idx]
+        first += n
+    keep = np.asarray(keep)
+    return points[keep], sets[keep], clusters[keep]
+
+
 def random_frame(key: jax.Array, dim: int, k: int = 2) -> jax.Array:
     """``[dim, k]`` matrix with orthonormal columns: the first ``k`` columns of a Haar-random
     orthogonal matrix (``jax.random.orthogonal``), a random isometric embedding of ``R^k``."""
@@ -217,12 +308,20 @@ def diameter_in_gaps(geometry: str, n: int) -> int:
 
 
 def realised_overlap(spec: MixtureSpec) -> float:
-    """Length of the stretch consecutive sets share: ``r·h`` for δ <= 0 (``|δ|`` rounded to
-    whole point spacings ``h = set_extent/(P − 1)``, :func:`shared_spacings`), else 0."""
+    """Length of the stretch consecutive sets share, largest over clusters: ``r·h`` for δ <= 0
+    (``|δ|`` rounded to whole point spacings ``h``: ``set_extent/(P − 1)``, or in the ``fixed``
+    layout its cluster's own, :func:`sims.limits.overlap_grid`), else 0."""
     if spec.gap > 0:
         return 0.0
-    r = float(shared_spacings(spec.gap, spec.set_extent, spec.points_per_set))
-    return r * (spec.set_extent / (spec.points_per_set - 1))
+    return max(float(np.prod(overlap_grid(spec, n, spec.gap, spec.set_extent))) for n in set(spec.set_counts))
+
+
+def cluster_extent(spec: MixtureSpec) -> float:
+    """The largest distance between two points of one cluster, largest over clusters: the
+    diagonal of the cluster's box (:func:`sims.limits.cluster_box`, whose opposite corners
+    are data points). The chain: ``hypot((n − 1)δ, set_extent)`` for parallel segments, the
+    line's length for sets end to end, ``set_extent`` in the ``fixed`` overlap layout."""
+    return max(float(np.hypot(*cluster_box(spec, n, spec.gap, spec.set_extent))) for n in set(spec.set_counts))
 
 
 def design_certificate(spec: MixtureSpec) -> dict[str, float]:
@@ -232,25 +331,31 @@ def design_certificate(spec: MixtureSpec) -> dict[str, float]:
     touching sets), ``bottleneck`` (δ, or 0), ``chain_diameter`` (largest ``D_c``: the
     geometry's multiple of δ, or 0), ``hops`` (fewest hops of a shortest path realising
     ``D_c``, largest over clusters: 1 for δ > 0, see below; ``n − 1`` zero-length hops for
-    δ <= 0), ``max_hops`` (the same for every pair: 1, or ``n − 1``), ``overlap`` (the realised
-    shared stretch, :func:`realised_overlap`) and ``cluster_distance`` (Δ, the smallest distance
+    δ <= 0; ``n − 1`` hops of length δ in the ``fixed`` overlap layout, whose sets lie end to
+    end, so that sets two apart are ``ℓ + 2δ`` apart, more than two hops), ``max_hops`` (the
+    same for every pair: 1, or ``n − 1``), ``overlap`` (the realised shared stretch,
+    :func:`realised_overlap`), ``cluster_extent`` (the largest distance between two points
+    of a cluster, :func:`cluster_extent`) and ``cluster_distance`` (Δ, the smallest distance
     between two clusters, in both cluster layouts).
     """
     n_max = max(spec.set_counts)
     if spec.gap > 0:
         units = diameter_in_gaps(spec.geometry, n_max)
-        gap, diameter, hops = spec.gap, units * spec.gap, 1
+        end_to_end = spec.geometry == "chain" and spec.overlap_layout == "fixed"
+        gap, diameter, hops = spec.gap, units * spec.gap, n_max - 1 if end_to_end else 1
     else:  # overlapping (or touching) consecutive sets: set distance 0 along the chain
         gap, diameter, hops = 0.0, 0.0, n_max - 1
     return {
         "gap": gap,
         "bottleneck": gap,
         "chain_diameter": diameter,
-        # for δ > 0, in all three layouts every pair of sets has two points exactly its
-        # shortest-path distance apart, so the fewest-hop shortest path is one edge
+        # for δ > 0, in all three layouts (parallel segments, combs, lattice) every pair of
+        # sets has two points exactly its shortest-path distance apart, so the fewest-hop
+        # shortest path is one edge
         "hops": hops,
         "max_hops": hops,
         "overlap": realised_overlap(spec),
+        "cluster_extent": cluster_extent(spec),
         "cluster_distance": spec.cluster_separation,
     }
 

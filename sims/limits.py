@@ -137,6 +137,51 @@ def shared_spacings(gap, extent, p: int, xp=np):
     return xp.where(gap > 0, xp.zeros_like(r), r)
 
 
+def fixed_spacings(gap, extent, n: int, p: int, xp=np):
+    """The ``fixed`` overlap layout's :func:`shared_spacings`: ``r = round(|δ| / h₀)`` for a
+    cluster of ``n`` sets, ``h₀ = ℓ/(P − 1)`` the point spacing of a set of length
+    ``ℓ = (set_extent − (n − 1)·δ)/n`` (:func:`fixed_set_length`); 0 where δ > 0.
+
+    Computed in float32 as ``round((−δ)·n(P − 1) / (set_extent − (n − 1)·δ))`` both on the host
+    (``xp=numpy``) and in the compiled program (``xp=jax.numpy``), like :func:`shared_spacings`.
+    """
+    if xp is np:
+        g = np.asarray(gap, np.float32)
+        e = np.asarray(extent, np.float32)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            r = np.round(-g * np.float32(n * (p - 1)) / (e - np.float32(n - 1) * g))
+        return np.where(g > 0, 0.0, r).astype(np.float64) + 0.0  # + 0.0: no −0 at δ = 0
+    r = xp.round(-gap * (n * (p - 1)) / (extent - (n - 1) * gap))
+    return xp.where(gap > 0, xp.zeros_like(r), r)
+
+
+def fixed_set_length(gap, extent, n: int):
+    """``ℓ = (set_extent − (n − 1)·δ)/n``: the length of a set of a ``fixed`` chain cluster of ``n``
+    sets, whose sets with gaps δ > 0 (or overlaps ``|δ|``) between them span ``set_extent``."""
+    return (extent - (n - 1) * gap) / n
+
+
+def overlap_grid(spec, n: int, gap, extent) -> tuple[np.ndarray, np.ndarray]:
+    """``(r, h)`` of a chain cluster of ``n`` sets, in float64 (scalars or arrays).
+
+    ``r``: the point spacings consecutive sets share (``k = r + 1`` shared points) where
+    δ <= 0, else 0; ``h``: the spacing of the grid its points lie on where δ <= 0, and of each
+    set's points where δ > 0. ``stretch``: ``r`` of :func:`shared_spacings` and ``h =
+    set_extent/(P − 1)``. ``fixed``: ``r`` of :func:`fixed_spacings`; where δ <= 0, ``h =
+    set_extent/(n(P − 1) − (n − 1)r)`` (the line is ``set_extent`` long exactly), where δ > 0
+    ``h = ℓ/(P − 1)`` (:func:`fixed_set_length`).
+    """
+    gap, extent = np.broadcast_arrays(np.asarray(gap, np.float64), np.asarray(extent, np.float64))
+    p = spec.points_per_set
+    if spec.overlap_layout != "fixed":
+        return shared_spacings(gap, extent, p), extent / (p - 1)
+    r = fixed_spacings(gap, extent, n, p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(gap > 0, fixed_set_length(gap, extent, n) / (p - 1),
+                     extent / (n * (p - 1) - (n - 1) * r))
+    return r, h
+
+
 def memory_limit() -> int:
     """Bytes one run may use: ``$INFONCE_LAB_MEMORY_LIMIT``, else half of physical memory."""
     text = os.environ.get(MEMORY_ENV)
@@ -222,15 +267,25 @@ def _spacing(spec, extent: np.ndarray) -> np.ndarray:
 
 
 def _overlap_length(spec, n: int, gap: np.ndarray, extent: np.ndarray) -> np.ndarray:
-    """Length ``((n − 1)(P − 1 − r) + P − 1)·h`` of a chain of ``n`` overlapping sets."""
+    """Length ``((n − 1)(P − 1 − r) + P − 1)·h`` of a chain of ``n`` overlapping sets
+    (``set_extent`` in the ``fixed`` layout, :func:`overlap_grid`)."""
     p = spec.points_per_set
-    r = shared_spacings(gap, extent, p)
-    return ((n - 1) * (p - 1 - r) + (p - 1)) * _spacing(spec, extent)
+    r, h = overlap_grid(spec, n, gap, extent)
+    return ((n - 1) * (p - 1 - r) + (p - 1)) * h
 
 
-def _cluster_box(spec, n: int, gap, extent) -> tuple[np.ndarray, np.ndarray]:
-    """``(width, height)`` of one cluster's 2-D layout (every coordinate in ``[0, width] ×
-    [0, height]``, a point at the origin)."""
+def cluster_box(spec, n: int, gap, extent) -> tuple[np.ndarray, np.ndarray]:
+    """``(width, height)`` of one cluster's 2-D layout of ``n`` sets (every coordinate in
+    ``[0, width] × [0, height]``, a point at the origin), in float64.
+
+    In every layout two opposite corners of the box are data points (the chain's ends, the
+    combs' outer teeth, the serpentine lattice's first point and the far end of its last
+    row), so ``hypot(width, height)`` is the cluster's diameter exactly (its extent,
+    :func:`sims.data.design_certificate`).
+    """
+    gap = np.asarray(gap, np.float64)
+    if spec.geometry == "chain" and spec.overlap_layout == "fixed":  # one line, set_extent long
+        return 0.0 * gap, np.asarray(extent, np.float64) * np.ones_like(gap)
     xw, yh = _cluster_units(spec.geometry, n, spec.points_per_set)
     width = xw * gap
     height = yh * gap if spec.geometry == "lattice" else extent * np.ones_like(gap)
@@ -256,12 +311,15 @@ def layout_diameter(spec, gap, separation, extent) -> np.ndarray:
     """
     gap, separation, extent = (np.asarray(v, np.float64) for v in (gap, separation, extent))
     if spec.cluster_layout == "simplex":
-        radius = {n: np.hypot(_cluster_box(spec, n, gap, extent)[0] + separation / np.sqrt(2.0),
-                              _cluster_box(spec, n, gap, extent)[1])
+        radius = {n: np.hypot(cluster_box(spec, n, gap, extent)[0] + separation / np.sqrt(2.0),
+                              cluster_box(spec, n, gap, extent)[1])
                   for n in set(spec.set_counts)}
         radii = np.stack(np.broadcast_arrays(*(radius[n] for n in spec.set_counts)))
         top = np.sort(radii, axis=0)[-2:]
         return np.sqrt(top[0] ** 2 + top[1] ** 2)
+    if spec.geometry == "chain" and spec.overlap_layout == "fixed":
+        # every cluster a segment set_extent long along y, clusters Δ apart along x
+        return np.hypot((spec.n_clusters - 1) * separation, extent * np.ones_like(gap))
     xs, ys = _layout_span(spec.geometry, spec.set_counts, spec.points_per_set)
     width = xs * gap + (spec.n_clusters - 1) * separation
     height = ys * gap if spec.geometry == "lattice" else extent
@@ -290,7 +348,8 @@ def own_points_needed(spec) -> tuple[int, int]:
 
 
 def check_gap(spec, gap, extent) -> None:
-    """Refuse gaps δ <= 0 (overlapping sets) the generator does not define.
+    """Refuse gaps the generator does not define: overlapping sets (δ <= 0) and, in the
+    ``fixed`` overlap layout, gaps too wide for the line.
 
     δ <= 0 is defined for the chain geometry only, and the overlap, ``k = r + 1`` shared
     points with ``r = round(|δ|/h)``, ``h = set_extent/(P − 1)`` (:func:`shared_spacings`),
@@ -299,9 +358,21 @@ def check_gap(spec, gap, extent) -> None:
     ``P − k >= 2``. Then only consecutive sets meet. So ``|δ| < (b + 1/2)·h`` with ``b`` of
     :func:`own_points_needed` (about ``set_extent/2`` for ``n >= 3``; the rounding of ``|δ|/h``
     decides at exactly ``b + 1/2``), and δ <= 0 needs ``P >= 4`` (``P >= 3`` with two sets).
+    The ``fixed`` layout counts ``r`` in its sets' own spacing (:func:`fixed_spacings`), so
+    ``|δ| < (b + 1/2)·set_extent / (n(P − 1) − (n − 1)(b + 1/2))``, about ``set_extent/(n + 1)``;
+    and its sets must have a length, ``ℓ = (set_extent − (n − 1)·δ)/n > 0``: ``δ <
+    set_extent/(n − 1)``. Both bind hardest for the largest cluster, ``n = max(set_counts)``.
     """
     gap, extent = np.broadcast_arrays(np.asarray(gap, np.float64), np.asarray(extent, np.float64))
     over = gap <= 0
+    n = max(spec.set_counts)
+    fixed = spec.overlap_layout == "fixed"
+    if fixed:
+        wide = ~over & ((n - 1) * gap >= extent)
+        if wide.any():
+            raise ValueError(f"data.gap: with data.overlap_layout \"fixed\" the {n} sets of a cluster span "
+                             f"set_extent {_first(extent, wide):g}, so the gap must be below set_extent/"
+                             f"{n - 1} = {_first(extent, wide) / (n - 1):.6g}, got {_first(gap, wide)!r}")
     if not over.any():
         return
     if spec.geometry != "chain":
@@ -312,15 +383,17 @@ def check_gap(spec, gap, extent) -> None:
         raise ValueError(f"data.gap: <= 0 (overlapping sets) needs points_per_set >= "
                          f"{MIN_OWN_POINTS + a} so that every set keeps {MIN_OWN_POINTS} points of its "
                          f"own, got {_first(gap, over)!r} with points_per_set={spec.points_per_set}")
-    r = shared_spacings(gap, extent, spec.points_per_set)
+    r, h = overlap_grid(spec, n, gap, extent)
     bad = over & (r > most)
     if bad.any():
-        limit = (most + 0.5) * _first(_spacing(spec, extent), bad)
+        e, half = _first(extent, bad), most + 0.5
+        limit = half * e / (n * (spec.points_per_set - 1) - (n - 1) * half) if fixed \
+            else half * e / (spec.points_per_set - 1)
         shared = int(_first(r, bad)) + 1
         raise ValueError(f"data.gap: an overlap of {-_first(gap, bad):.6g} shares {shared} of the "
                          f"{spec.points_per_set} points of neighbouring sets, leaving a set fewer than "
                          f"{MIN_OWN_POINTS} points of its own; must be > {-limit:.6g} (set_extent "
-                         f"{_first(extent, bad):g}), got {_first(gap, bad)!r}")
+                         f"{e:g}), got {_first(gap, bad)!r}")
 
 
 def check_scales(spec, model=None, swept: Mapping[str, Any] | None = None) -> None:
@@ -328,7 +401,8 @@ def check_scales(spec, model=None, swept: Mapping[str, Any] | None = None) -> No
 
     Also the overlap rules of :func:`check_gap` (δ <= 0). The resolution check is ``δ >=
     X·2^-16`` for δ > 0, and for overlapping sets the point spacing ``h = set_extent/(P − 1)``
-    (what the overlap is counted in) ``>= X·2^-16``.
+    (what the overlap is counted in) ``>= X·2^-16``; in the ``fixed`` overlap layout the
+    spacing of its largest cluster's points (:func:`overlap_grid`) for every gap.
 
     Args:
       spec: the :class:`~sims.config.MixtureSpec` (its static fields and default values).
@@ -356,11 +430,15 @@ def check_scales(spec, model=None, swept: Mapping[str, Any] | None = None) -> No
                          f"{_first(MIN_GAP_FRACTION * diameter, fine):.3g} so that float32 resolves "
                          f"it next to the data's diameter {_first(diameter, fine):.3g}, got "
                          f"{_first(gap, fine)!r}")
-    spacing = _spacing(spec, extent)
-    fine = ~positive & (spacing < MIN_GAP_FRACTION * diameter)
+    fixed = spec.geometry == "chain" and spec.overlap_layout == "fixed"
+    # the fixed layout's smallest spacing is its largest cluster's (overlap_grid), checked for
+    # every gap: a set as short as set_extent/n or less must be resolved too
+    spacing = overlap_grid(spec, max(spec.set_counts), gap, extent)[1] if fixed else _spacing(spec, extent)
+    fine = (fixed | ~positive) & (spacing < MIN_GAP_FRACTION * diameter)
     if fine.any():
-        raise ValueError(f"data.gap: <= 0 (overlapping sets) needs the point spacing "
-                         f"set_extent/(points_per_set - 1) = {_first(spacing, fine):.3g} to be at least "
+        what = ("with data.overlap_layout \"fixed\" needs the point spacing of its sets"
+                if fixed else "<= 0 (overlapping sets) needs the point spacing set_extent/(points_per_set - 1)")
+        raise ValueError(f"data.gap: {what} = {_first(spacing, fine):.3g} to be at least "
                          f"diameter/{int(1 / MIN_GAP_FRACTION)} = {_first(MIN_GAP_FRACTION * diameter, fine):.3g} "
                          f"so that float32 resolves it next to the data's diameter "
                          f"{_first(diameter, fine):.3g}, got {_first(gap, fine)!r}")

@@ -35,9 +35,10 @@ from theory import limits as size
 from theory import validate
 from sims.config import ExperimentConfig
 from sims.data import design_points
-from sims.limits import shared_spacings
+from sims.limits import overlap_grid
 from sims.loss import objective as loss_objective
 from theory.oracle.convex import CONVEX_OBJECTIVES
+from sims.oracle_points import POINTS_COLUMNS, PointsPlan, PointsTable, check_points
 
 #: the class-minimum columns of a results row (sweeps with an ``[oracle]`` section).
 ORACLE_COLUMNS: tuple[str, ...] = (
@@ -203,15 +204,21 @@ class OracleTable:
       level: ``"sets"`` or ``"points"``.
       certify: also the certified bound and regime (:data:`CERTIFIED_COLUMNS`).
       log: where a one-line note per solved data configuration goes.
+      points: an ``[oracle.points]`` table: also the certified point-level class minimum on
+        each run's thinned data (:mod:`sims.oracle_points`, :data:`POINTS_COLUMNS`).
     """
 
     def __init__(self, configs: Iterable[ExperimentConfig], level: str = "sets",
-                 log: Callable[[str], None] | None = None, certify: bool = False) -> None:
+                 log: Callable[[str], None] | None = None, certify: bool = False,
+                 points: PointsPlan | None = None) -> None:
         if level not in LEVELS:
             raise ValueError(f"oracle.level: must be one of {', '.join(LEVELS)}, got {level!r}")
+        configs = list(configs)
         self.level, self.certify = level, certify
-        self.columns_out = ORACLE_COLUMNS + (CERTIFIED_COLUMNS if certify else ())
+        self.columns_out = ORACLE_COLUMNS + (CERTIFIED_COLUMNS if certify else ()) + \
+            (POINTS_COLUMNS if points is not None else ())
         self._log = log or (lambda msg: None)
+        self._points = PointsTable(configs, points, log=self._log) if points is not None else None
         self._caps: dict[tuple, set[float]] = {}
         self._configs: dict[tuple, ExperimentConfig] = {}
         for config in configs:
@@ -242,9 +249,12 @@ class OracleTable:
         program for the cores and slows both (and XLA's CPU collectives then warn that a
         device thread "may be stuck"). Values are those :meth:`result` would compute later.
         """
+        configs = list(configs)
         for config in configs:
             if config.model.capped:
                 self.result(config, math.nan)
+        if self._points is not None:
+            self._points.prepare(configs)
 
     def result(self, config: ExperimentConfig, lipschitz_bound: float):
         """The class minimum for one run: at its cap, or at its certified bound (``mlp``)."""
@@ -268,7 +278,8 @@ class OracleTable:
         """:attr:`columns_out` for a finished run's metrics ``row``."""
         bound = float(row.get("lipschitz_bound", math.nan))
         trained = row.get("objective_final", row["loss_final"])
-        return oracle_columns(self.result(config, bound), float(trained), self.certify)
+        columns = oracle_columns(self.result(config, bound), float(trained), self.certify)
+        return {**columns, **(self._points.columns(config) if self._points is not None else {})}
 
 
 def _solver_default(name: str) -> int:
@@ -290,28 +301,28 @@ def _solver_nodes(negatives: int, temperature: float) -> int:
 def _smallest_set_distance(spec) -> float:
     """The smallest positive distance between two sets of the layout: δ (neighbours of a
     cluster) or Δ (two clusters) for δ > 0; for overlapping sets (δ <= 0, whose neighbours
-    are at distance 0) Δ, or ``(P − 2k + 1)·h`` between sets two apart (``k`` shared points,
-    :mod:`sims.data`)."""
+    are at distance 0) Δ, or ``(P − 2k + 1)·h`` between sets two apart (``k`` shared points on
+    a grid of spacing ``h``, :func:`sims.limits.overlap_grid`; :mod:`sims.data`)."""
     separation = float(spec.cluster_separation)
     if spec.gap > 0:
         return min(float(spec.gap), separation)
-    if max(spec.set_counts) < 3:
-        return separation
-    k = float(shared_spacings(spec.gap, spec.set_extent, spec.points_per_set)) + 1
-    h = spec.set_extent / (spec.points_per_set - 1)
-    return min(separation, (spec.points_per_set - 2 * k + 1) * h)
+    apart = [(spec.points_per_set - 2 * (r + 1) + 1) * h for r, h in
+             (map(float, overlap_grid(spec, n, spec.gap, spec.set_extent)) for n in set(spec.set_counts) if n >= 3)]
+    return min([separation, *apart])
 
 
 def _distinct_points(spec) -> int:
-    """Distinct points of the layout: overlapping neighbours (δ <= 0) share ``k`` points."""
+    """Distinct points of the layout: overlapping neighbours (δ <= 0) share ``k = r + 1``
+    points (:func:`sims.limits.overlap_grid`)."""
     total = spec.n_sets * spec.points_per_set
     if spec.gap > 0:
         return total
-    k = int(shared_spacings(spec.gap, spec.set_extent, spec.points_per_set)) + 1
-    return total - k * sum(n - 1 for n in spec.set_counts)
+    return total - sum(int(overlap_grid(spec, n, spec.gap, spec.set_extent)[0]) * (n - 1) + n - 1
+                       for n in spec.set_counts)
 
 
-def check_oracle(config: ExperimentConfig, level: str, caps: int = 1, certify: bool = False) -> None:
+def check_oracle(config: ExperimentConfig, level: str, caps: int = 1, certify: bool = False,
+                 points: PointsPlan | None = None) -> None:
     """Refuse a configuration whose class minimum (an ``[oracle]`` section) the oracle would
     refuse, in one line naming the sweep file's keys.
 
@@ -326,10 +337,13 @@ def check_oracle(config: ExperimentConfig, level: str, caps: int = 1, certify: b
     ``train.batch_size``. (The point level's coordinate limit, 2^500, is far beyond the size
     model's largest diameter.) So a sweep the oracle would refuse is refused when its file is
     read, by ``--dry-run`` too, before anything is written into the output folder. With
-    ``certify``, also the certified bound's limits (:func:`check_certify`).
+    ``certify``, also the certified bound's limits (:func:`check_certify`); with an
+    ``[oracle.points]`` table, what its thinned cloud needs (:func:`sims.oracle_points.check_points`).
     """
     if certify:
         check_certify(config, level)
+    if points is not None:
+        check_points(config, points)
     check_level(config, level)
     d, m, t = config.data, config.model, config.train
     why = "for the class minimum ([oracle])"

@@ -27,6 +27,7 @@ import numpy as np
 
 import theory
 from sims.oracle import CERTIFIED_COLUMNS
+from sims.oracle_points import POINTS_COLUMNS
 from theory.regimes import REGIMES, majority_regime
 
 #: a cap "binds" when the trained network's certified bound uses at least this share of it.
@@ -140,6 +141,8 @@ def cell_table(rows: Sequence[dict], x: str, y: str) -> list[dict[str, Any]]:
             })
         if "oracle_certified_regime" in rs[0]:  # one certified solve per cell, like the oracle's
             cell.update({c: rs[0][c] for c in CERTIFIED_COLUMNS})
+        if "oracle_points_certified_regime" in rs[0]:  # [oracle.points]: one solve per cell too
+            cell.update({c: rs[0][c] for c in POINTS_COLUMNS})
         out.append(cell)
     return out
 
@@ -280,6 +283,7 @@ BOUNDARY_TABLES = {
     "F8_boundaries.csv": ("geometry", "data.gap"),
     "F9_boundaries.csv": ("objective", "data.gap"),
     "F10_boundaries.csv": ("data.gap",),
+    "F10_fixed_boundaries.csv": ("data.gap",),
     "F12_boundaries.csv": ("data.cluster_layout",),
 }
 

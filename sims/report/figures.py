@@ -847,8 +847,11 @@ def fig_objectives(infonce_rows: Sequence[dict], rows: Sequence[dict], out: Path
 
 
 def graph_components(rows: Sequence[dict]) -> list[dict]:
-    """Augmentation-graph components of each gap's data (:func:`theory.augmentation_graph`)."""
-    from sims.data import design_points
+    """Per gap of the rows' data (:func:`sims.data.design_points`, no training): the
+    augmentation graph's components (:func:`theory.augmentation_graph`), the layout's realised
+    overlap and its cluster extent (the largest distance inside a cluster,
+    :func:`sims.data.design_certificate`)."""
+    from sims.data import design_certificate, design_points
     from sims.sweep.cells import config_from_cells
 
     out = []
@@ -856,68 +859,190 @@ def graph_components(rows: Sequence[dict]) -> list[dict]:
         spec = config_from_cells(next(r for r in rows if r["data.gap"] == gap)).data
         x, sets, clusters = design_points(spec)
         graph = theory.augmentation_graph(x, sets, clusters)
-        out.append({"data.gap": gap, "components": graph.components, "n_sets": graph.n_sets,
+        design = design_certificate(spec)
+        out.append({"data.overlap_layout": spec.overlap_layout, "data.gap": gap,
+                    "components": graph.components, "n_sets": graph.n_sets,
                     "n_clusters": spec.n_clusters, "spectral_gap": graph.spectral_gap,
-                    "clusters_connected": graph.clusters_connected})
+                    "clusters_connected": graph.clusters_connected, "overlap": design["overlap"],
+                    "cluster_extent": design["cluster_extent"]})
     return out
 
 
-def fig_overlap(rows: Sequence[dict], out: Path) -> dict:
-    """F10: from disjoint to overlapping sets, trained networks, class minimum and graph.
+#: what F10's point-level panel shows, and where its cloud comes from.
+POINTS_TITLE = ("class minimum, point level, certified (docs/theory.md §3.G) on the data thinned to each\n"
+                "set's ends and shared-stretch ends ({points} points); letters: regimes not excluded")
 
-    Left: majority regime of trained networks over gap × cap (a gap ≤ 0 means neighbouring
-    sets touch or share a stretch of length |gap|); middle: the class minimum's regime
-    (oracle, set level); right: the number of connected components of the data's
-    augmentation graph against the gap (N sets when disjoint; m clusters when the sets of
-    each cluster overlap).
+
+def possible_regimes(cell: dict) -> list[str]:
+    """The regimes a cell's certified point-level bounds (``[oracle.points]``) leave possible
+    for a minimiser: the found map's, and each whose lower bound is not above its loss (the
+    certified regime alone where certified; none where the cell was not certified)."""
+    found = cell.get("oracle_points_regime")
+    if found not in REGIMES:
+        return []
+    loss = float(cell["oracle_points_loss"])
+    return [g for g in REGIMES if g == found or float(cell[f"oracle_points_lower_bound_{g}"]) <= loss]
+
+
+def points_level_cells(cells: Sequence[dict]) -> list[dict]:
+    """The cells whose class minimum ``[oracle.points]`` certified, as F10 tables them: the
+    thinned cloud, the map found, its certified bound and regime, the regimes left possible
+    and the trained majority beside them."""
+    out = []
+    for c in cells:
+        if c.get("oracle_points_regime") not in REGIMES:
+            continue
+        out.append({"data.gap": c["data.gap"], "model.lipschitz": c["model.lipschitz"],
+                    **{k: c[k] for k in ("oracle_points_interior", "oracle_points_distinct",
+                                         "oracle_points_loss", "oracle_points_lower_bound",
+                                         "oracle_points_regime", "oracle_points_certified_regime")},
+                    "oracle_points_ratio": c["oracle_points_within_diameter"] / c["oracle_points_between_distance"],
+                    "possible_regimes": "/".join(possible_regimes(c)),
+                    "trained_regime": c["regime"], "trained_ratio": c["preservation_ratio"],
+                    "set_level_regime": c.get("oracle_regime", "")})
+    return out
+
+
+def _points_panel(ax, cells: Sequence[dict], gaps, lips) -> None:
+    """The certified point-level regime of each cell (hatched: undecided, with the letters of
+    the regimes not excluded; ``-``: not certified here), boxed where a certified regime
+    differs from the trained majority."""
+    for c in cells:
+        i, j = gaps.index(c["data.gap"]), lips.index(c["model.lipschitz"])
+        certified = c.get("oracle_points_certified_regime")
+        possible = possible_regimes(c)
+        if not possible:
+            ax.text(i, j, "-", ha="center", va="center", fontsize=10, color="0.55")
+            continue
+        if certified in REGIMES:
+            ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, color=REGIME_COLOURS[certified], alpha=0.8, lw=0))
+            if certified != c["regime"]:
+                ax.add_patch(plt.Rectangle((i - 0.42, j - 0.42), 0.84, 0.84, fill=False, lw=1.2, ec="k"))
+        else:
+            ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///", lw=0, ec="0.25"))
+        ax.text(i, j, " ".join(g[0] for g in possible), ha="center", va="center", fontsize=7,
+                fontweight="bold", bbox={"fc": "white", "ec": "none", "pad": 0.5, "alpha": 0.8})
+
+
+def _overlap_row(axes, cells: Sequence[dict], layout: str) -> dict:
+    """One layout's row of F10: trained networks, the set-level class minimum and the
+    certified point-level one (where the rows have them); the numbers it shows."""
+    gaps, lips = _phase_panel(axes[0], cells)
+    _grid_axes(axes[0], gaps, lips, fontsize=8)
+    axes[0].set_xlabel("gap δ (≤ 0: sets touch or overlap by |δ|)", fontsize=8)
+    axes[0].set_title(f"{layout}: trained networks (majority over seeds; text: median W/B)", fontsize=9)
+    if not all(c["seeds_agree"] for c in cells):
+        axes[0].legend(fontsize=6, loc="upper left")  # the dashed outline of _phase_panel
+    out: dict = {"boundaries": boundaries(cells, "data.gap", "model.lipschitz"),
+                 "trained_regimes": {side: {g: sum(c["regime"] == g for c in cells if (c["data.gap"] > 0) == pos)
+                                            for g in REGIMES}
+                                     for side, pos in (("overlapping", False), ("disjoint", True))}}
+    over = [c for c in cells if c["data.gap"] <= 0 and c["model.lipschitz"] >= 2]
+    if over:
+        out["overlap_ratio_from_cap_2"] = [min(c["preservation_ratio"] for c in over),
+                                           max(c["preservation_ratio"] for c in over)]
+    if "oracle_regime" in cells[0]:
+        _phase_panel(axes[1], cells, "oracle_regime", text=False)
+        _box_disagreements(axes[1], cells, gaps, lips, lw=1.2)
+        _grid_axes(axes[1], gaps, lips, fontsize=8)
+        axes[1].set_xlabel("gap δ (≤ 0: overlap)", fontsize=8)
+        axes[1].set_title("class minimum, set level (set-constant maps;\nboxed: differs from trained)", fontsize=9)
+        out["oracle_boundaries"] = boundaries(cells, "data.gap", "model.lipschitz", "oracle_regime")
+        out["disagreeing_cells"] = sum(c["regime"] != c["oracle_regime"] for c in cells)
+    points = points_level_cells(cells)
+    if points:
+        _points_panel(axes[2], cells, gaps, lips)
+        _grid_axes(axes[2], gaps, lips, fontsize=8)
+        axes[2].set_xlabel("gap δ (≤ 0: overlap)", fontsize=8)
+        sizes = sorted({int(p["oracle_points_distinct"]) for p in points})
+        axes[2].set_title(POINTS_TITLE.format(points=f"{sizes[0]}–{sizes[-1]}" if len(sizes) > 1 else sizes[0]),
+                          fontsize=7)
+        out["points_level"] = points
+        out["points_certified"] = {g: sum(p["oracle_points_certified_regime"] == g for p in points)
+                                   for g in (*REGIMES, "undecided")}
+    else:
+        axes[2].set_axis_off()
+    return out
+
+
+def fig_overlap(rows: Sequence[dict], out: Path, fixed_rows: Sequence[dict] = ()) -> dict:
+    """F10: from disjoint to overlapping sets: trained networks, the class minimum at the set
+    and point levels, the augmentation graph and the clusters' extent.
+
+    ``rows``: the overlap sweep (the ``stretch`` layout: an overlapping cluster is about
+    ``n·set_extent`` long); ``fixed_rows`` (optional): the overlap_fixed sweep, whose clusters
+    keep their extent as the gap crosses 0 (:mod:`sims.data`), a second row. Per layout: the
+    majority regime of trained networks over gap × cap (a gap ≤ 0 means neighbouring sets
+    touch or share a stretch of about |gap|), the class minimum's regime at the set level
+    (set-constant maps), and, with an ``[oracle.points]`` table, the regime of every minimiser
+    at the point level certified on the thinned data (:func:`points_level_cells`; hatched
+    where undecided, ``-`` where not certified). Last column: the number of connected
+    components of each gap's augmentation graph (N sets when disjoint, m clusters when the
+    sets of each cluster overlap), and each layout's cluster extent and realised overlap.
     """
     if not rows:
         return {}
-    cells = cell_table(rows, "data.gap", "model.lipschitz")
-    comps = graph_components(rows)
-    has_oracle = "oracle_regime" in cells[0]
-    fig, axes = plt.subplots(1, 3 if has_oracle else 2, figsize=(15 if has_oracle else 10, 4.6),
-                             squeeze=False)
-    axes = axes[0]
-    gaps, lips = _phase_panel(axes[0], cells)
-    _grid_axes(axes[0], gaps, lips, fontsize=9)
-    axes[0].set_xlabel("gap δ between neighbouring sets (≤ 0: sets touch or overlap by |δ|)", fontsize=9)
-    axes[0].set_title("trained networks (majority over seeds)", fontsize=10)
-    if not all(c["seeds_agree"] for c in cells):
-        axes[0].legend(fontsize=7, loc="upper left")  # the dashed outline of _phase_panel
-    trained = boundaries(cells, "data.gap", "model.lipschitz")
-    summary: dict = {"boundaries": trained, "graph": comps}
-    if has_oracle:
-        _phase_panel(axes[1], cells, "oracle_regime", text=False)
-        _box_disagreements(axes[1], cells, gaps, lips, lw=1.2)
-        _grid_axes(axes[1], gaps, lips, fontsize=9)
-        axes[1].set_xlabel("gap δ (≤ 0: overlap)", fontsize=9)
-        axes[1].set_title("class minimum (oracle, set level; boxed: differs from trained)", fontsize=9)
-        summary["oracle_boundaries"] = boundaries(cells, "data.gap", "model.lipschitz", "oracle_regime")
-        summary["disagreeing_cells"] = sum(c["regime"] != c["oracle_regime"] for c in cells)
-    ax = axes[-1]
-    ax.plot(range(len(comps)), [c["components"] for c in comps], "o-", color="#1565c0")
-    ax.axhline(comps[0]["n_sets"], color="0.5", ls="--", lw=1, label=f"N = {comps[0]['n_sets']} sets")
-    ax.axhline(comps[0]["n_clusters"], color="0.5", ls=":", lw=1, label=f"m = {comps[0]['n_clusters']} clusters")
-    ax.set_xticks(range(len(comps)), [f"{c['data.gap']:g}" for c in comps])
-    ax.set_xlabel("gap δ", fontsize=9)
-    ax.set_ylabel("connected components of the augmentation graph", fontsize=9)
-    ax.set_title("augmentation graph of the data (no training)", fontsize=10)
-    ax.legend(fontsize=8)
-    _regime_legend(fig, -0.05)
-    fig.suptitle("F10. From disjoint to overlapping augmentation sets (chain): regimes of trained networks "
-                 "and of the class minimum, and the augmentation graph", fontsize=10)
-    fig.tight_layout()
+    layouts = [(str(mine[0].get("data.overlap_layout", "stretch")), mine) for mine in (rows, fixed_rows) if mine]
+    out.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(len(layouts), 4, figsize=(20, 4.9 * len(layouts)), squeeze=False)
+    summary: dict = {}
+    comps: list[dict] = []
+    for (layout, mine), row_axes in zip(layouts, axes):
+        cells = cell_table(mine, "data.gap", "model.lipschitz")
+        found = _overlap_row(row_axes, cells, layout)
+        found["graph"] = graph_components(mine)
+        comps += found["graph"]
+        first = mine is rows  # the overlap sweep's tables keep their names
+        write_table(out / ("F10_overlap.csv" if first else "F10_fixed.csv"), cells)
+        oracle = {b["data.gap"]: b for b in found.get("oracle_boundaries", [])}
+        bnd_name = "F10_boundaries.csv" if first else "F10_fixed_boundaries.csv"
+        write_table(out / bnd_name, [
+            {**b, **({"oracle_collapse_boundary": oracle[b["data.gap"]]["collapse_boundary"],
+                      "oracle_split_boundary": oracle[b["data.gap"]]["split_boundary"],
+                      "oracle_split_tie": oracle[b["data.gap"]].get("split_tie", False)}
+                     if b["data.gap"] in oracle else {})}
+            for b in found["boundaries"]])
+        if first:
+            summary.update(found)
+        else:
+            summary["fixed"] = found
+    by_layout = {lay: [c for c in comps if c["data.overlap_layout"] == lay] for lay, _ in layouts}
+    marks = dict(zip(by_layout, ("o", "s")))
+    ax = axes[0][3]
+    for lay, mine in by_layout.items():
+        ax.plot([c["data.gap"] for c in mine], [c["components"] for c in mine], marks[lay] + "-",
+                label=f"{lay} layout", ms=5)
+    first = comps[0]
+    ax.axhline(first["n_sets"], color="0.5", ls="--", lw=1, label=f"N = {first['n_sets']} sets")
+    ax.axhline(first["n_clusters"], color="0.5", ls=":", lw=1, label=f"m = {first['n_clusters']} clusters")
+    ax.set_xlabel("gap δ", fontsize=8)
+    ax.set_ylabel("connected components", fontsize=8)
+    ax.set_title("augmentation graph of the data (no training)", fontsize=9)
+    ax.legend(fontsize=7)
+    if len(layouts) > 1:
+        ax = axes[1][3]
+        for lay, mine in by_layout.items():
+            gx = [c["data.gap"] for c in mine]
+            ax.plot(gx, [c["cluster_extent"] for c in mine], marks[lay] + "-", label=f"{lay}: cluster extent")
+            ax.plot(gx, [c["overlap"] for c in mine], marks[lay] + ":", ms=3, label=f"{lay}: realised overlap")
+        ax.set_xlabel("gap δ", fontsize=8)
+        ax.set_ylabel("length in the input", fontsize=8)
+        ax.set_title("largest distance inside a cluster, and the stretch\nconsecutive sets share (from the data)",
+                     fontsize=9)
+        ax.legend(fontsize=7)
+    summary["graph"] = comps
+    _regime_legend(fig, -0.01)
+    rows_line = ("\nrows: sets end to end stretch the cluster as they overlap (stretch) or keep its extent (fixed)"
+                 if len(layouts) > 1 else "")
+    fig.suptitle("F10. From disjoint to overlapping augmentation sets (chain): trained networks, the class "
+                 "minimum at the set and point levels, the augmentation graph;" + rows_line, fontsize=10)
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
     _save(fig, out, "F10_overlap")
-    write_table(out / "F10_overlap.csv", cells)
     write_table(out / "F10_graph.csv", comps)
-    oracle = {b["data.gap"]: b for b in summary.get("oracle_boundaries", [])}
-    write_table(out / "F10_boundaries.csv", [
-        {**b, **({"oracle_collapse_boundary": oracle[b["data.gap"]]["collapse_boundary"],
-                  "oracle_split_boundary": oracle[b["data.gap"]]["split_boundary"],
-                  "oracle_split_tie": oracle[b["data.gap"]].get("split_tie", False)}
-                 if b["data.gap"] in oracle else {})}
-        for b in trained])
+    points = [{"data.overlap_layout": lay, **p} for (lay, _), f in zip(layouts, (summary, summary.get("fixed", {})))
+              for p in f.get("points_level", [])]
+    if points:
+        write_table(out / "F10_points_level.csv", points)
     return summary
 
 

@@ -28,6 +28,7 @@ FULL = {
     "many_clusters": "many_clusters",
     "objectives": "objectives",
     "overlap": "overlap",
+    "overlap_fixed": "overlap_fixed",
     "layouts": "layouts",
 }
 QUICK = {
@@ -40,8 +41,12 @@ QUICK = {
     "many_clusters": "quick_many_clusters",
     "objectives": "quick_objectives",
     "overlap": "quick_overlap",
+    "overlap_fixed": "quick_overlap_fixed",
     "layouts": "quick_layouts",
 }
+#: sweeps only F10 reads: the fixed-extent companion of the overlap sweep (F7 and F11 read the
+#: runs of every other sweep, F6 those on disjoint sets).
+F10_ONLY = ("overlap_fixed",)
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -85,18 +90,19 @@ def make_figures(folders: dict[str, Path], out: Path, quick: bool,
                                                       rows.get("temperature", []), out)
     log("F6 uniformity")
     sources = {role: r for role, r in rows.items()  # InfoNCE on disjoint sets, clusters in a row
-               if role not in ("many_clusters", "objectives", "overlap", "layouts")}
+               if role not in ("many_clusters", "objectives", "overlap", "layouts", *F10_ONLY)}
+    shared = {role: r for role, r in rows.items() if role not in F10_ONLY}
     summary["F6"] = figures.fig_uniformity(sources, rows.get("many_clusters", []), out)
     log("F7 certificate")
-    summary["F7"] = figures.fig_certificate(rows, out)
+    summary["F7"] = figures.fig_certificate(shared, out)
     log("F8 class minimum against trained networks")
     summary["F8"] = figures.fig_oracle(phase, out)
     log("F9 objectives")
     summary["F9"] = figures.fig_objectives(rows["phase_chain"], rows.get("objectives", []), out)
     log("F10 overlapping sets")
-    summary["F10"] = figures.fig_overlap(rows.get("overlap", []), out)
+    summary["F10"] = figures.fig_overlap(rows.get("overlap", []), out, rows.get("overlap_fixed", []))
     log("F11 downstream value")
-    summary["F11"] = figures.fig_downstream(rows, out)
+    summary["F11"] = figures.fig_downstream(shared, out)
     log("F12 cluster layouts")
     summary["F12"] = figures.fig_layouts(rows.get("layouts", []), out)
     figures.write_summary(out, summary)

@@ -28,6 +28,9 @@ RESULTS_LAYOUT = """results.csv columns, in order:
   <metrics>                sims.metrics.COLUMNS in order (docs/theory.md §5); empty when diverged
   oracle_*                 with an [oracle] section only: sims.oracle.ORACLE_COLUMNS, the class
                            minimum on the run's data at its cap (docs/theory.md §3.F); empty when diverged
+  oracle_points_*          with an [oracle.points] table only: sims.oracle_points.POINTS_COLUMNS, the
+                           class minimum certified at the point level on the run's data thinned
+                           (docs/theory.md §3.G, §6); empty for caps and gaps it does not certify
 """
 
 
@@ -70,12 +73,16 @@ def config_cells(config: ExperimentConfig) -> dict[str, str]:
 def config_from_cells(cells: Mapping[str, Any]) -> ExperimentConfig:
     """The configuration of a results row: the inverse of :func:`config_cells`.
 
-    ``cells`` maps ``section.key`` to a cell, as text or as a number parsed from it.
+    ``cells`` maps ``section.key`` to a cell, as text or as a number parsed from it. A field
+    with no cell (results written before the field existed, e.g. ``data.overlap_layout``)
+    takes its default, the behaviour of the code that wrote them.
     """
     sections: dict[str, dict[str, Any]] = {}
     for s in SECTIONS:
         values = {}
         for f in dataclasses.fields(SECTIONS[s]):
+            if f"{s}.{f.name}" not in cells:
+                continue
             raw = cells[f"{s}.{f.name}"]
             kind = f.type if isinstance(f.type, str) else f.type.__name__
             if kind == "str":

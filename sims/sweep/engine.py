@@ -348,7 +348,7 @@ def _run_chunks(sweep: Sweep, out: Path, backend: Backend, assembler: Assembler,
         from sims.oracle import OracleTable
 
         oracle = OracleTable((r.config for r in sweep.runs), sweep.oracle, log=say,
-                             certify=sweep.oracle_certify)
+                             certify=sweep.oracle_certify, points=sweep.oracle_points)
         oracle.prepare(run.config for chunk in todo for run in chunk.runs)  # before training
     if finished or (out / RESULTS).exists():
         with locked(out):  # a resumed folder: results.csv rebuilt from the chunk files

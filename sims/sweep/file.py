@@ -22,6 +22,10 @@ A sweep file has the three sections of :func:`sims.train_one` (``[data]``, ``[mo
     level = "sets"         # or "points"
     certify = false        # true: certified lower bound and regime (docs/theory.md §3.G)
 
+    [oracle.points]        # optional: also certified at the point level on thinned data
+    interior = 0           # own points per set kept besides the ends of its stretches
+    lipschitz = [0.5, 2.0] # the caps certified (default: every cap); gap = [...] likewise
+
 The grid is the Cartesian product of the axes (in the order they appear in the file)
 times the seeds, seeds varying fastest; run ``i`` is the ``i``-th point of that product.
 
@@ -65,11 +69,12 @@ from sims.config import (
     shown_repr,
 )
 from sims.oracle import check_oracle
+from sims.oracle_points import POINTS_KEYS, PointsPlan
 
 #: keys of the ``[sweep]`` section.
 SWEEP_KEYS: tuple[str, ...] = ("seeds", "chunk_size", "name")
 #: keys of the optional ``[oracle]`` section (the class minimum beside every run, docs/theory.md §3.F).
-ORACLE_KEYS: tuple[str, ...] = ("level", "certify")
+ORACLE_KEYS: tuple[str, ...] = ("level", "certify", "points")
 ORACLE_LEVELS: tuple[str, ...] = ("sets", "points")
 #: every top-level section of a sweep file.
 FILE_SECTIONS: tuple[str, ...] = (*SECTIONS, "sweep", "oracle")
@@ -121,6 +126,9 @@ class Sweep:
         file has no ``[oracle]`` section (no class-minimum columns).
       oracle_certify: ``[oracle] certify = true``: the class minimum also carries its
         certified lower bound and regime (docs/theory.md §3.G; InfoNCE, either level).
+      oracle_points: the ``[oracle.points]`` table (:class:`sims.oracle_points.PointsPlan`):
+        the class minimum also certified at the point level on each run's thinned data, or
+        ``None``.
     """
 
     name: str
@@ -133,6 +141,7 @@ class Sweep:
     chunk_size: int | None
     oracle: str | None = None
     oracle_certify: bool = False
+    oracle_points: PointsPlan | None = None
     _runs: list = dataclasses.field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -145,7 +154,8 @@ class Sweep:
     @property
     def runs(self) -> tuple[Run, ...]:
         if not self._runs:
-            self._runs.append(_expand(self.fixed, self.axes, self.seeds, self.oracle, self.oracle_certify))
+            self._runs.append(_expand(self.fixed, self.axes, self.seeds, self.oracle, self.oracle_certify,
+                                      self.oracle_points))
         return self._runs[0]
 
     @property
@@ -181,7 +191,8 @@ def _config(fixed: dict[str, dict[str, Any]], values: dict[tuple[str, str], Any]
     return build_config(**sections)
 
 
-def _expand(fixed, axes, seeds, oracle: str | None = None, certify: bool = False) -> tuple[Run, ...]:
+def _expand(fixed, axes, seeds, oracle: str | None = None, certify: bool = False,
+            points: PointsPlan | None = None) -> tuple[Run, ...]:
     """Every run of the grid, each configuration built and checked (run-id order), with the
     class minimum's limits where the file has an ``[oracle]`` section (:func:`check_oracle`)."""
     runs: list[Run] = []
@@ -190,7 +201,7 @@ def _expand(fixed, axes, seeds, oracle: str | None = None, certify: bool = False
     for point in itertools.product(*(a.values for a in axes)):
         config = _config(fixed, {(a.section, a.key): v for a, v in zip(axes, point)})
         if oracle is not None:
-            check_oracle(config, oracle, caps, certify)
+            check_oracle(config, oracle, caps, certify, points)
         if config in seen:  # e.g. sets_per_cluster 4 and [4, 4, 4]
             axis, a, b = next((ax, u, v) for ax, u, v in zip(axes, seen[config], point) if u != v)
             raise ValueError(
@@ -338,7 +349,7 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"sweep.chunk_size: must be an integer >= 1, got {shown_repr(chunk_size)}")
-    oracle, certify = _parse_oracle(doc.get("oracle"))
+    oracle, certify, points = _parse_oracle(doc.get("oracle"))
     name = meta.get("name", default_name)
     if not isinstance(name, str) or not name.strip() or "\n" in name:
         raise ValueError(f"sweep.name: must be a non-empty one-line string, got {shown_repr(name)}")
@@ -354,10 +365,12 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
     for a in axes:  # every axis value, with the other axes at their first value
         for v in a.values[1:]:
             checked.append(_config(fixed, {**first, (a.section, a.key): v}))
+    if points is not None:
+        _check_points_cells(points, fixed, axes)
     if oracle is not None:  # what the class minimum refuses, refused now (every axis value)
         for config in checked:
-            check_oracle(config, oracle, _caps(axes), certify)
-    runs = _expand(fixed, axes, seeds, oracle, certify) if n_configs <= EAGER_CONFIGS else None
+            check_oracle(config, oracle, _caps(axes), certify, points)
+    runs = _expand(fixed, axes, seeds, oracle, certify, points) if n_configs <= EAGER_CONFIGS else None
     return Sweep(
         name=name,
         text=text,
@@ -369,14 +382,15 @@ def parse_sweep(text: str, *, source: str = "<string>", default_name: str = "swe
         chunk_size=chunk_size,
         oracle=oracle,
         oracle_certify=certify,
+        oracle_points=points,
         _runs=[runs] if runs is not None else [],
     )
 
 
-def _parse_oracle(table: Any) -> tuple[str | None, bool]:
-    """The ``[oracle]`` section: ``(level, certify)``; ``(None, False)`` when absent."""
+def _parse_oracle(table: Any) -> tuple[str | None, bool, PointsPlan | None]:
+    """The ``[oracle]`` section: ``(level, certify, points)``; ``(None, False, None)`` when absent."""
     if table is None:
-        return None, False
+        return None, False, None
     if not isinstance(table, dict):
         raise ValueError(f"[oracle]: must be a table of keys, got {_kind(table)}")
     for key in table:
@@ -388,7 +402,53 @@ def _parse_oracle(table: Any) -> tuple[str | None, bool]:
     certify = table.get("certify", False)
     if not isinstance(certify, bool):
         raise ValueError(f"oracle.certify: must be true or false, got {shown_repr(certify)}")
-    return level, certify  # what certify needs of each configuration: sims.oracle.check_certify
+    # what certify needs of each configuration: sims.oracle.check_certify
+    return level, certify, _parse_points(table.get("points"))
+
+
+def _parse_points(table: Any) -> PointsPlan | None:
+    """The ``[oracle.points]`` table (what it needs of each configuration:
+    :func:`sims.oracle_points.check_points`; of the grid: :func:`_check_points_cells`)."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ValueError(f"oracle.points: must be a table of keys, got {_kind(table)}")
+    for key in table:
+        if key not in POINTS_KEYS:
+            raise ValueError(f"oracle.points.{shown(key)}: unknown key; valid keys: {', '.join(POINTS_KEYS)}")
+    interior = table.get("interior", 0)
+    if isinstance(interior, bool) or not isinstance(interior, int) or interior < 0:
+        raise ValueError(f"oracle.points.interior: must be an integer >= 0, got {shown_repr(interior)}")
+    values = {}
+    for key in ("lipschitz", "gap"):
+        value = table.get(key)
+        if value is None:
+            continue
+        where = f"oracle.points.{key}"
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"{where}: must be a non-empty list of numbers, got {shown_repr(value)}")
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{where}: must be a list of numbers, got {shown_repr(v)} ({_kind(v)})")
+        if len(set(value)) != len(value):
+            raise ValueError(f"{where}: repeated value in {shown_repr(value)}")
+        values[key] = tuple(float(v) for v in value)
+    return PointsPlan(interior=interior, **values)
+
+
+def _check_points_cells(points: PointsPlan, fixed, axes) -> None:
+    """Each cap and gap ``[oracle.points]`` names must be one the sweep runs (one line)."""
+    for key, section in (("lipschitz", "model"), ("gap", "data")):
+        wanted = getattr(points, key)
+        if wanted is None:
+            continue
+        axis = next((a for a in axes if (a.section, a.key) == (section, key)), None)
+        values = axis.values if axis is not None else (fixed[section].get(key, getattr(SECTIONS[section](), key)),)
+        grid = {float(v) for v in values}
+        for v in wanted:
+            if v not in grid:
+                raise ValueError(f"oracle.points.{key}: {v:g} is not a value of {section}.{key} "
+                                 f"({', '.join(f'{g:g}' for g in sorted(grid))}), got {v!r}")
 
 
 def bundled_sweeps() -> tuple[str, ...]:

@@ -70,6 +70,11 @@ def summarize(out: str | Path, warn: Warn | None = None) -> str:
         counts = ", ".join(f"{g} {certified.count(g)}" for g in (*REGIMES, UNDECIDED))
         lines.append(f"certified regime of every minimiser (docs/theory.md §3.G): {counts} "
                      f"of {len(certified)} runs")
+    if rows and "oracle_points_certified_regime" in rows[0]:
+        certified = [r["oracle_points_certified_regime"] for r in ok if r["oracle_points_certified_regime"]]
+        counts = ", ".join(f"{g} {certified.count(g)}" for g in (*REGIMES, UNDECIDED))
+        lines.append(f"certified regime at the point level on thinned data ([oracle.points], docs/theory.md "
+                     f"§6): {counts} of {len(certified)} runs")
     for axis in sweep.axes:
         values = axis_cells(sweep, axis)
         width = max([len(axis.column)] + [len(v) for v in values])
