@@ -231,7 +231,7 @@ def _pad_pieces(array: np.ndarray, size: int, fill) -> np.ndarray:
 def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, lipschitz: float,
                  pieces: Pieces, incumbent: float, incumbent_regime: str = "",
                  regime_starts: dict | None = None, level: str = "sets",
-                 set_g: np.ndarray | None = None) -> np.ndarray:
+                 set_g: np.ndarray | None = None, relaxation_outer: int = RELAXATION_OUTER) -> np.ndarray:
     """Certified lower bounds of InfoNCE on each piece, for ``L = lipschitz``.
 
     The relaxation (the first piece) is solved first, from ``start``; its bound holds on every
@@ -256,6 +256,8 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, 
       set_g: at the point level, ``(S, S)`` upper bounds of ``‖z̄_s − z̄_t‖/L`` (the mean
         distance between the points of two sets) for the empty split pieces; ``g`` itself at
         the set level.
+      relaxation_outer: the relaxation's outer iterations at most (it stops earlier once it
+        stalls; fewer give a looser bound, never an invalid one).
 
     Returns:
       ``(P,)`` float64 bounds, each a lower bound on ``f`` over its piece (``-inf`` where no
@@ -279,7 +281,7 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, 
     best = np.full(count, -np.inf)
     empty = _empty_split_pieces(set_g, lipschitz, pieces)
     with jax.enable_x64(True):
-        _refine(state, best, np.array([0]), RELAXATION_OUTER, level, data, pieces, level_rules,
+        _refine(state, best, np.array([0]), relaxation_outer, level, data, pieces, level_rules,
                 patience=RELAXATION_PATIENCE)
         for part in state[:3]:  # the other pieces start from the relaxation's solution
             part[1:] = part[0]
