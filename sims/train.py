@@ -223,12 +223,32 @@ def grid_inputs(configs: Sequence[ExperimentConfig], seeds: Sequence[int]) -> tu
     return keys, swept
 
 
+def _sharded(keys: np.ndarray, swept: dict) -> tuple[Any, dict]:
+    """The grid's inputs split over every local device along the run axis (as the sweep
+    engine shards a chunk), padded by repeating the last run to a multiple of the device
+    count; unchanged on one device."""
+    devices = jax.local_devices()
+    if len(devices) < 2:
+        return keys, swept
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    extra = -keys.shape[0] % len(devices)
+    sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
+
+    def put(a):
+        return jax.device_put(np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]), sharding)
+
+    return put(keys), {k: put(v) for k, v in swept.items()}
+
+
 def train_grid(configs: Sequence[ExperimentConfig], seeds: Sequence[int], *,
-               keep_params: bool = False) -> dict:
+               keep_params: bool = False, sharded: bool = False) -> dict:
     """Train configurations that share a static part as one compiled program.
 
     The one "train this grid" function: run ``i`` is ``configs[i]`` with key
-    ``PRNGKey(seeds[i])``, exactly as the sweep engine trains it.
+    ``PRNGKey(seeds[i])``, exactly as the sweep engine trains it. With ``sharded``, the runs
+    are split over every local device (one XLA host device per core under the commands that
+    shard, ``sims.cli.MULTI_DEVICE``); a run's values do not depend on it.
 
     Returns:
       ``{"curve": [n, P], "metrics": {name: [n]}}`` as numpy arrays, plus ``"params"`` (a
@@ -237,7 +257,10 @@ def train_grid(configs: Sequence[ExperimentConfig], seeds: Sequence[int], *,
       row (:func:`sims.metrics.finalize`; empty cells when diverged, as in a sweep).
     """
     keys, swept = grid_inputs(configs, seeds)
+    if sharded:
+        keys, swept = _sharded(keys, swept)
     out = jax.device_get(grid_program(configs[0].static_part(), keep_params)(keys, swept))
+    out = jax.tree_util.tree_map(lambda a: a[: len(configs)], out)  # padding dropped
     metrics = {k: np.asarray(v, np.float64) for k, v in out["metrics"].items()}
     curves = np.asarray(out["curve"])
     rows = []
@@ -272,9 +295,9 @@ class Fit:
         return np.asarray(materialize(self.config.data, run_keys(self.seed).data).points)
 
 
-def fit_grid(configs: Sequence[ExperimentConfig], seeds: Sequence[int]) -> list[Fit]:
+def fit_grid(configs: Sequence[ExperimentConfig], seeds: Sequence[int], *, sharded: bool = False) -> list[Fit]:
     """:func:`train_grid` with the parameters kept, as one :class:`Fit` per run."""
-    out = train_grid(configs, seeds, keep_params=True)
+    out = train_grid(configs, seeds, keep_params=True, sharded=sharded)
     return [Fit(c, int(s), jax.tree_util.tree_map(lambda a: a[i], out["params"]), out["curve"][i],
                 out["rows"][i]) for i, (c, s) in enumerate(zip(configs, seeds))]
 

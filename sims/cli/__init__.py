@@ -13,13 +13,13 @@ import os
 import sys
 from typing import Iterator
 
-from sims.cli import bench, certify, constant, floor, oracle, plot, reproduce, summarize, sweep, train
+from sims.cli import bench, certify, constant, floor, oracle, plot, reproduce, summarize, sweep, train, verify
 from sims.cli.common import UsageError
 
 #: the commands, in the order ``infonce-lab --help`` lists them.
-COMMANDS = (train, floor, certify, oracle, constant, sweep, summarize, plot, reproduce, bench)
+COMMANDS = (train, floor, certify, oracle, constant, sweep, summarize, plot, reproduce, verify, bench)
 #: commands that shard their work over every CPU core (one XLA host device per core).
-MULTI_DEVICE = ("sweep", "reproduce", "bench")
+MULTI_DEVICE = ("sweep", "reproduce", "verify", "bench")
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "cpu_devices", "entry", "main"]
 

@@ -265,7 +265,7 @@ class _Items:
 def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, lipschitz: float,
                  pieces: Pieces, incumbent: float, incumbent_regime: str = "",
                  regime_starts: dict | None = None, level: str = "sets",
-                 set_g: np.ndarray | None = None) -> np.ndarray:
+                 set_g: np.ndarray | None = None, relaxation_outer: int = RELAXATION_OUTER) -> np.ndarray:
     """Certified lower bounds of InfoNCE (or of another convex objective, ``level="objective"``)
     on each piece, for ``L = lipschitz``.
 
@@ -293,18 +293,20 @@ def piece_bounds(start: np.ndarray, g: np.ndarray, weights, k: int, tau: float, 
       set_g: at the point level (either form), ``(S, S)`` upper bounds of ``‖z̄_s − z̄_t‖/L`` (the mean
         distance between the points of two sets) for the empty split pieces; ``g`` itself at
         the set level.
+      relaxation_outer: the relaxation's outer iterations at most (it stops earlier once it
+        stalls; fewer give a looser bound, never an invalid one).
 
     Returns:
       ``(P,)`` float64 bounds, each a lower bound on ``f`` over its piece (``-inf`` where no
       iterate gave a finite certificate).
     """
     return piece_bounds_many([start], g, weights, k, tau, [lipschitz], pieces, [incumbent], [incumbent_regime],
-                             regime_starts, level, set_g)[0]
+                             regime_starts, level, set_g, relaxation_outer)[0]
 
 
 def piece_bounds_many(starts, g: np.ndarray, weights, k: int, tau: float, lipschitz, pieces: Pieces,
                       incumbents, incumbent_regimes, regime_starts: dict | None = None, level: str = "sets",
-                      set_g: np.ndarray | None = None) -> np.ndarray:
+                      set_g: np.ndarray | None = None, relaxation_outer: int = RELAXATION_OUTER) -> np.ndarray:
     """:func:`piece_bounds` for several ``L`` of one problem at once: ``starts``,
     ``lipschitz``, ``incumbents`` and ``incumbent_regimes`` have one entry per ``L``; returns
     ``(len(lipschitz), P)`` bounds.
@@ -333,7 +335,7 @@ def piece_bounds_many(starts, g: np.ndarray, weights, k: int, tau: float, lipsch
                    np.full(n_caps, -np.inf), np.arange(n_caps), np.zeros(n_caps, dtype=np.int64))
     bounds = np.full((n_caps, count), -np.inf)
     with jax.enable_x64(True):
-        _refine(relax, np.arange(n_caps), RELAXATION_OUTER, level, data, pieces, level_rules,
+        _refine(relax, np.arange(n_caps), relaxation_outer, level, data, pieces, level_rules,
                 patience=RELAXATION_PATIENCE)
         bounds[:] = relax.best[:, None]  # every piece is inside the relaxation
         # the pieces to refine: not the incumbent's regime, not empty, not the relaxation

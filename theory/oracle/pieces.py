@@ -126,6 +126,13 @@ def regime_pieces(set_cluster: np.ndarray, n_clusters: int) -> Pieces:
     return Pieces(tuple(name for name, _ in pieces), matrices, bounds, np.array(apart, dtype=np.float64))
 
 
+def relaxation_piece(n: int) -> Pieces:
+    """The relaxation alone on ``n`` variables (sets, or distinct points): one piece with no
+    constraint of its own (a padding row), so that :func:`theory.oracle.bounds.piece_bounds`
+    solves the class's bound without any regime's pieces."""
+    return Pieces((RELAXATION,), np.zeros((1, 1, n, n)), np.ones((1, 1)), np.array([[-1.0, -1.0, 0.0]]))
+
+
 def piece_count(set_cluster: np.ndarray, n_clusters: int) -> tuple[int, int]:
     """``(pieces, constraints per piece)`` of :func:`regime_pieces`, without building them."""
     sizes = np.bincount(set_cluster, minlength=n_clusters)
