@@ -107,7 +107,8 @@ STAGES = (3, 6, 12, 24)
 RELAXATION_OUTER = 60
 INNER_STEPS = 100
 #: items (an ``L`` and a piece) per compiled solve: more are solved in chunks of this many
-#: (a solve costs in proportion to its items; one compiled shape per power of two up to it).
+#: (a solve costs in proportion to its items; a single item is solved alone, any other
+#: chunk padded to this size).
 CHUNK = 8
 #: the relaxation stops early once its bound has gained less than :data:`STALL_GAIN` in the
 #: last :data:`RELAXATION_PATIENCE` outer iterations; a piece leaves the stages once a stage
@@ -238,9 +239,10 @@ def _certifier(level: str = "sets"):
 
 
 def _bucket(n: int) -> int:
-    """The compiled size of a solve of ``n <= CHUNK`` items: ``n`` rounded up to a power of
-    two (so at most ``log2(CHUNK) + 1`` shapes are ever compiled per problem size)."""
-    return 1 << max(0, (n - 1).bit_length())
+    """The compiled size of a solve of ``n <= CHUNK`` items: 1 for one item, else
+    :data:`CHUNK` (two compiled shapes per problem size: each costs seconds to compile, more
+    than the padding costs to run)."""
+    return 1 if n <= 1 else CHUNK
 
 
 @dataclass
