@@ -161,8 +161,9 @@ class PointsTable:
 
     @staticmethod
     def _key(config: ExperimentConfig) -> tuple:
-        tr = config.train
-        return (config.data, config.model.out_dim, tr.negatives, float(tr.temperature))
+        from sims.oracle import data_key  # sims.oracle imports this module
+
+        return data_key(config)
 
     def _solve(self, key: tuple) -> dict[float, Any]:
         config, caps = self._configs[key], sorted(self._caps[key])
