@@ -161,9 +161,8 @@ class PointsTable:
 
     @staticmethod
     def _key(config: ExperimentConfig) -> tuple:
-        from sims.oracle import data_key  # sims.oracle imports this module
-
-        return data_key(config)
+        tr = config.train
+        return (config.data, config.model.out_dim, tr.negatives, float(tr.temperature))
 
     def _solve(self, key: tuple) -> dict[float, Any]:
         config, caps = self._configs[key], sorted(self._caps[key])
