@@ -118,6 +118,36 @@ def test_bound_never_exceeds_an_exactly_computed_feasible_value(k):
                 assert getattr(r, f"lower_bound_{regime}") <= value + TOL, regime
 
 
+def test_search_keeps_the_best_map_of_each_regime():
+    """``upper_bound_<regime>``: the exact (brute-force) loss of a feasible map of that regime,
+    kept in ``regime_embeddings``; the record's own regime holds its loss, which no other
+    regime's map beats; non-increasing in L (a smaller L's map is feasible at a larger one)."""
+    rng = np.random.default_rng(4)
+    x, sets, clusters = layout(rng, spread=0.4)
+    g = np.array([[0.0 if a == b else np.min(np.linalg.norm(x[sets == a][:, None] - x[sets == b][None], axis=-1))
+                   for b in range(4)] for a in range(4)])
+    k, tau, lips = 2, 0.5, [0.3, 1.0, 3.0, 30.0]
+    recs = theory.lipschitz_minimum(x, sets, clusters, lips, 2, k, tau, **FAST)
+    assert len({r.regime for r in recs}) >= 2
+    for lip, r in zip(lips, recs):
+        assert r.regime in r.regime_embeddings and getattr(r, f"upper_bound_{r.regime}") == r.loss
+        for regime in REGIMES:
+            value = getattr(r, f"upper_bound_{regime}")
+            if regime not in r.regime_embeddings:
+                assert value == math.inf
+                continue
+            z = r.regime_embeddings[regime]
+            assert theory.classify_embedding(*theory.cluster_geometry(z, [0, 0, 1, 1]), 2) == regime
+            assert np.max(np.linalg.norm(z, axis=1)) <= 1 + 1e-12
+            dist = np.linalg.norm(z[:, None] - z[None], axis=-1)
+            assert np.all(dist <= lip * g + 1e-12)
+            assert value == pytest.approx(brute_loss(z, k, tau), abs=1e-9)
+            assert value >= r.loss
+    for a, b in zip(recs, recs[1:]):
+        for regime in REGIMES:
+            assert getattr(b, f"upper_bound_{regime}") <= getattr(a, f"upper_bound_{regime}")
+
+
 def test_bound_is_the_simplex_floor_when_nothing_constrains():
     """With L large every configuration of 4 atoms is feasible: the minimum in any dimension
     is ``ℓ*_4`` (docs/theory.md §3.B), which the bound must not exceed and should reach."""
@@ -137,17 +167,21 @@ def test_bound_is_the_simplex_floor_when_nothing_constrains():
 def test_bound_properties_on_random_geometries(seed, k, tau, lips):
     """``lower_bound <= loss``; a bound at a larger L is below the loss at a smaller one; the
     bounds are invariant under rigid motions of the data; a certified regime is that of the
-    search's best map, whose loss is below both other regimes' bounds, and no random feasible
-    map of another regime goes below its regime's bound."""
+    search's best map, whose loss is below both other regimes' bounds, and no map of another
+    regime the search met (``upper_bound_*``) contradicts it or goes below its regime's bound."""
     rng = np.random.default_rng(seed)
     x, sets, clusters = layout(rng, spread=rng.uniform(0.05, 0.5))
     recs = theory.lipschitz_minimum(x, sets, clusters, list(lips), 2, k, tau, certify=True, **FAST)
     for r in recs:
         assert r.lower_bound <= r.loss + TOL
         assert r.lower_bound >= max(r.loss_unconstrained, 0.0) - 1.0  # finite, sensible
+        for o in REGIMES:  # the best map the search met of each regime is inside its bound
+            assert getattr(r, f"lower_bound_{o}") <= getattr(r, f"upper_bound_{o}") + TOL, o
         if r.certified_regime != "undecided":
             assert r.certified_regime == r.regime
             assert all(r.loss < getattr(r, f"lower_bound_{o}") for o in REGIMES if o != r.regime)
+            # never contradicted: no map of another regime the search met is as good
+            assert all(r.loss < getattr(r, f"upper_bound_{o}") for o in REGIMES if o != r.regime)
     assert recs[1].lower_bound <= recs[0].loss + TOL
     q, _ = np.linalg.qr(rng.standard_normal((2, 2)))
     moved = theory.lipschitz_minimum(x @ q.T + rng.standard_normal(2), sets, clusters, list(lips), 2, k, tau,

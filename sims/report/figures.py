@@ -596,7 +596,7 @@ def _mark_undecided(ax, cells: Sequence[dict], gaps, lips) -> None:
             ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///", lw=0, ec="0.25"))
 
 
-def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool = True) -> dict:
+def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool | int = True) -> dict:
     """F8: the class minimum (the theorem's object) beside the trained networks, per geometry.
 
     ``results`` maps geometry name to its phase sweep's rows, which carry the oracle columns
@@ -612,6 +612,8 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
     hatches the cells whose regime is not certified and draws the certified split interval
     (``boundaries(..., "certified")``: below it every minimiser of the class is certified
     unsplit, from its top on certified split); the boundary table gains its ends.
+    ``points_level``: the point-level check for every geometry (``True``), none (``False``),
+    or the first ``n`` geometries (an integer; ``reproduce --quick`` checks one).
     """
     geoms = [g for g in results if results[g] and "oracle_regime" in results[g][0]]
     if not geoms:
@@ -629,7 +631,8 @@ def fig_oracle(results: dict[str, Sequence[dict]], out: Path, points_level: bool
         oracle = {b["data.gap"]: b for b in boundaries(cells, "data.gap", "model.lipschitz", "oracle_regime")}
         certified = ({b["data.gap"]: b for b in boundaries(cells, "data.gap", "model.lipschitz", CERTIFIED)}
                      if "oracle_certified_regime" in cells[0] else {})
-        subset = points_level_subset(rows, cells) if points_level else []
+        checked = len(geoms) if points_level is True else int(points_level)
+        subset = points_level_subset(rows, cells) if col_index < checked else []
         oracle_title = "set-constant class minimum (oracle, set level)" + (
             ";\nhatched: not certified (undecided)" if certified else "")
         for row_index, key, who in ((0, "regime", "trained networks (majority over seeds)"),

@@ -96,7 +96,7 @@ def make_figures(folders: dict[str, Path], out: Path, quick: bool,
     log("F7 certificate")
     summary["F7"] = figures.fig_certificate(shared, out)
     log("F8 class minimum against trained networks")
-    summary["F8"] = figures.fig_oracle(phase, out)
+    summary["F8"] = figures.fig_oracle(phase, out, points_level=1 if quick else True)
     log("F9 objectives")
     summary["F9"] = figures.fig_objectives(rows["phase_chain"], rows.get("objectives", []), out)
     log("F10 overlapping sets")

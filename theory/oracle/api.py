@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ from theory import validate
 from theory.floors import _scalar_int, simplex_infonce
 from theory.limits import ORACLE_MAX_OBJECTIVE_BATCH, ORACLE_MAX_SAMPLES, ORACLE_MAX_STEPS
 from theory.oracle.bounds import certify_many, check_certify_sizes
+from theory.oracle.pieces import REGIMES
 from theory.oracle.convex import ConvexObjective
 from theory.oracle.estimators import check_objective
 from theory.oracle.feasibility import make_feasible, pair_ratio
@@ -57,6 +58,14 @@ class OracleResult:
       loss_sets: the exact loss of the set-level solution of this call at this ``L`` (equal
         to ``loss`` at the set level; at the point level, the start it can only improve on;
         for another objective, that start's estimated objective).
+      upper_bound_collapsed, upper_bound_preserved, upper_bound_split: the loss of the best
+        feasible map of that regime the search met (over every start and step of this ``L``
+        and of every smaller one, made exactly feasible and classified by the one rule), an
+        upper bound on the minimum over the class's maps of that regime; ``inf`` where it met
+        none. The record's own regime holds ``loss``. At the point level the set-level maps
+        count too (set-constant maps are in the class, with the same exact InfoNCE); for
+        another objective only the record's own regime is known.
+      regime_embeddings: those maps, regime -> embedding (the rows of ``embedding``).
       lower_bound: with ``certify=True``, a certified lower bound on the minimum over the same
         class in **every** output dimension (docs/theory.md §3.G), valid up to the stated
         quadrature tolerance ``CERTIFY_QUADRATURE_TOLERANCE`` (1e-6); else NaN. For another
@@ -85,6 +94,10 @@ class OracleResult:
     loss_collapsed: float
     loss_clusters: float
     loss_sets: float
+    upper_bound_collapsed: float = math.inf
+    upper_bound_preserved: float = math.inf
+    upper_bound_split: float = math.inf
+    regime_embeddings: dict = field(default_factory=dict, repr=False, compare=False)
     lower_bound: float = math.nan
     bound_gap: float = math.nan
     lower_bound_collapsed: float = math.nan
@@ -100,7 +113,8 @@ class OracleResult:
 #: scalar fields of :class:`OracleResult`, in order (what :meth:`OracleResult.row` holds).
 ROW_FIELDS = ("level", "lipschitz", "loss", "loss_se", "regime", "within_diameter",
               "between_distance", "max_ratio", "max_norm", "loss_unconstrained",
-              "loss_collapsed", "loss_clusters", "loss_sets", "lower_bound", "bound_gap",
+              "loss_collapsed", "loss_clusters", "loss_sets", "upper_bound_collapsed",
+              "upper_bound_preserved", "upper_bound_split", "lower_bound", "bound_gap",
               "lower_bound_collapsed", "lower_bound_preserved", "lower_bound_split", "certified_regime")
 
 
@@ -287,26 +301,29 @@ def lipschitz_minimum(
         )
     else:  # the exact floors are InfoNCE's; the constant maps' value is the objective's own
         references = (math.nan, check_objective(objective, batch_size, prob), math.nan)
-    set_solutions, set_losses = _set_level(prob, lips_sorted, restarts, steps, seed)
+    set_solutions, set_losses, set_bests = _set_level(prob, lips_sorted, restarts, steps, seed)
     if level == "sets":
-        records = [_record(prob, "sets", lip, z, value, 0.0, z, pair_ratio(z, lip * prob.g), references, value)
-                   for lip, z, value in zip(lips_sorted, set_solutions, set_losses)]
+        records = [_with_bests(_record(prob, "sets", lip, z, value, 0.0, z, pair_ratio(z, lip * prob.g),
+                                       references, value), bests)
+                   for lip, z, value, bests in zip(lips_sorted, set_solutions, set_losses, set_bests)]
         if certify:  # every L's bounds solved together
             fields = certify_many(prob, [r.lipschitz for r in records], [r.embedding for r in records],
                                   [r.loss for r in records], [r.regime for r in records])
             records = [replace(r, **f) for r, f in zip(records, fields)]
     else:
         records = _point_records(prob, lips_sorted, set_solutions, set_losses, references, steps, seed,
-                                 num_samples, objective, batch_size, certify)
+                                 num_samples, objective, batch_size, certify,
+                                 set_bests if objective is None else None)
     given = [records[i] for i in position.reshape(-1)]
     return given[0] if scalar else given
 
 
 def _set_level(prob: Problem, lips_sorted: np.ndarray, restarts: int, steps: int, seed: int):
     """Each distinct ``L``'s exactly feasible set-level solution and its exact loss; the
-    smaller ``L``'s solution (feasible here too) is kept where it is lower."""
-    raw = solve_sets(prob, lips_sorted, restarts, steps, seed)
-    solutions, losses = [], []
+    smaller ``L``'s solution (feasible here too) is kept where it is lower. Third, per ``L``,
+    the best map of each regime the search met: regime -> (embedding, exact loss)."""
+    raw, raw_bests = solve_sets(prob, lips_sorted, restarts, steps, seed)
+    solutions, losses, bests = [], [], []
     for i, lip in enumerate(lips_sorted):
         z = make_feasible(raw[i], prob.g, lip)
         value = set_loss(z, prob)
@@ -314,14 +331,38 @@ def _set_level(prob: Problem, lips_sorted: np.ndarray, restarts: int, steps: int
             z, value = solutions[-1], losses[-1]
         solutions.append(z)
         losses.append(value)
-    return solutions, losses
+        mine = dict(bests[-1]) if bests else {}  # the smaller L's maps are feasible here
+        own = classify_embedding(*cluster_geometry(z, prob.set_cluster), prob.n_clusters)
+        mine[own] = (z, value)  # the lowest loss met: the best of its regime
+        for r, c in zip(REGIMES, raw_bests[i]):
+            # skipped: the solution's own regime, none met, or the smaller L's map again
+            if r == own or not np.all(np.isfinite(c)) or (i and np.array_equal(c, raw_bests[i - 1][REGIMES.index(r)])):
+                continue
+            c = make_feasible(c, prob.g, lip)
+            regime = classify_embedding(*cluster_geometry(c, prob.set_cluster), prob.n_clusters)
+            c_value = set_loss(c, prob)
+            if regime != own and (regime not in mine or c_value < mine[regime][1]):
+                mine[regime] = (c, c_value)
+        bests.append(mine)
+    return solutions, losses, bests
+
+
+def _with_bests(record: OracleResult, bests: dict) -> OracleResult:
+    """``record`` with the best map of each regime known: ``bests`` (regime -> (embedding,
+    loss)) and the record itself, for its own regime."""
+    bests = dict(bests)
+    if record.regime and (record.regime not in bests or record.loss <= bests[record.regime][1]):
+        bests[record.regime] = (record.embedding, record.loss)
+    return replace(record, regime_embeddings={r: z for r, (z, _) in bests.items()},
+                   **{f"upper_bound_{r}": float(v) for r, (_, v) in bests.items()})
 
 
 def _point_records(prob: Problem, lips_sorted: np.ndarray, set_solutions, set_losses, references, steps: int,
                    seed: int, num_samples: int, objective, batch_size: int,
-                   certify: bool = False) -> list[OracleResult]:
+                   certify: bool = False, set_bests=None) -> list[OracleResult]:
     """The point-level records of each distinct ``L``, from the set-level solutions (each
-    certified with ``certify``)."""
+    certified with ``certify``); ``set_bests``, the set level's best map of each regime per
+    ``L`` (InfoNCE only), count among the point level's, spread onto the points."""
     tables, solved, starts, batches = solve_points(prob, np.stack(set_solutions), set_losses, lips_sorted,
                                                    steps, seed, num_samples, objective, batch_size)
     # another objective's certificate bounds its mean over the same fixed batches as the loss
@@ -335,7 +376,8 @@ def _point_records(prob: Problem, lips_sorted: np.ndarray, set_solutions, set_lo
         np.add.at(means, prob.set_index, z)
         record = _record(prob, "points", lip, z, value, se, means / counts,
                          pair_ratio(z_vars, lip * tables.distance), references, start)
-        records.append(record)
+        spread = {r: (e[prob.set_index], v) for r, (e, v) in (set_bests[len(records)] if set_bests else {}).items()}
+        records.append(_with_bests(record, spread))
         distinct.append(z_vars)
     if certify:  # every L's bounds solved together
         fields = certify_many(prob, lips_sorted, distinct, [r.loss for r in records], [r.regime for r in records],

@@ -13,12 +13,13 @@ import functools
 
 import numpy as np
 
-from theory.floors import (atom_infonce, count_vectors, optimal_atoms, quadrature_loss, simplex_infonce,
-                           simplex_vectors)
+from theory.floors import (atom_infonce, count_vectors, optimal_atoms, quadrature_loss, simplex_edge,
+                           simplex_infonce, simplex_vectors)
 from theory.oracle.feasibility import class_distances, coincident_classes
 from theory.oracle.problem import Problem, set_rule
 from theory.oracle.projection import (feasible_start, padded_distances, projected_adam, round_robin,
                                      scale_into_feasibility)
+from theory.regimes import COLLAPSE_FRACTION, SPLIT_RATIO
 
 _SET_LEARNING_RATE = 0.05
 #: the float64 polish of each L's best set-level embedding: steps and step size.
@@ -43,6 +44,26 @@ def _set_solver(n_vars: int, steps: int):
 
     rounds = jnp.asarray(round_robin(n_vars))
 
+    def regime_code(members, onehot, edge):
+        """Index in ``REGIMES`` of one embedding per class (the rule of
+        :func:`theory.classify_embedding` on the set atoms ``z[members]``; ``onehot`` is
+        ``(S, m)`` sets × clusters, ``edge`` is ``e_m``)."""
+        same = onehot @ onehot.T > 0
+        apart = 1.0 - jnp.eye(onehot.shape[1], dtype=onehot.dtype)
+
+        def distances(a):
+            return jnp.sqrt(jnp.maximum(jnp.sum((a[:, None] - a[None]) ** 2, -1), 0.0))
+
+        def code_of(z):
+            zs = z[members]
+            within = jnp.max(jnp.where(same, distances(zs), 0.0))
+            means = (onehot.T @ zs) / jnp.sum(onehot, axis=0)[:, None]
+            between = jnp.min(jnp.where(apart > 0, distances(means), jnp.inf))
+            collapsed = jnp.maximum(within, between) < COLLAPSE_FRACTION * edge
+            return jnp.where(collapsed, 0, jnp.where(within >= SPLIT_RATIO * between, 2, 1))
+
+        return code_of
+
     def set_loss(members, w, k, tau, nodes, node_w):
         """The exact-form set-level InfoNCE of one embedding per class (``z[members]`` per set)."""
         def loss_of(z):
@@ -52,10 +73,12 @@ def _set_solver(n_vars: int, steps: int):
 
         return loss_of
 
-    def solve(starts, lips, distance, members, w, k, tau, nodes, node_w):
+    def solve(starts, lips, distance, members, w, k, tau, nodes, node_w, onehot, edge):
         loss_of = set_loss(members, w, k, tau, nodes, node_w)
+        regime_of = regime_code(members, onehot, edge)
 
-        def per_lipschitz(previous, inputs):
+        def per_lipschitz(carry, inputs):
+            previous, kept = carry
             own_starts, lip = inputs
             candidates = jnp.concatenate([previous[None], own_starts], axis=0)
             initial = jax.vmap(lambda z0: feasible_start(z0, distance, lip, rounds))(candidates)
@@ -64,12 +87,21 @@ def _set_solver(n_vars: int, steps: int):
                                                            rounds, steps, _SET_LEARNING_RATE, key))(initial)
             pool = jnp.concatenate([optimised, initial], axis=0)
             losses = jax.vmap(loss_of)(pool)
-            best = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
-            return pool[best], pool[best]
+            losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
+            best = jnp.argmin(losses)
+            # the best map of each regime: this L's pool and the smaller L's (feasible here too)
+            every = jnp.concatenate([pool, kept], axis=0)
+            codes = jax.vmap(regime_of)(every)
+            values = jnp.concatenate([losses, jax.vmap(loss_of)(kept)])
+            per_regime = jnp.where(codes[None, :] == jnp.arange(3)[:, None], values[None, :], jnp.inf)
+            kept = every[jnp.argmin(per_regime, axis=1)]
+            found = jnp.isfinite(jnp.min(per_regime, axis=1))
+            return (pool[best], kept), (pool[best], kept, found)
 
         first = jnp.zeros(starts.shape[2:], starts.dtype)  # (n_vars, dim)
-        _, best = jax.lax.scan(per_lipschitz, first, (starts, lips))
-        return best
+        kept0 = jnp.broadcast_to(first, (3, *first.shape))
+        _, (best, kept, found) = jax.lax.scan(per_lipschitz, (first, kept0), (starts, lips))
+        return best, kept, found
 
     def polish(best, lips, distance, members, w, k, tau, nodes, node_w):
         """A short, small-step run from each ``L``'s best; the better of the two is kept."""
@@ -125,8 +157,11 @@ def _set_starts(prob: Problem, classes: np.ndarray, n_classes: int, n_lips: int,
     return np.concatenate([np.broadcast_to(structured, (n_lips, *structured.shape)), random], axis=1)
 
 
-def solve_sets(prob: Problem, lips_sorted: np.ndarray, restarts: int, steps: int, seed: int) -> np.ndarray:
-    """Set-level embeddings ``(n_lips, S, dim)`` for increasing ``L`` (before the exact pass)."""
+def solve_sets(prob: Problem, lips_sorted: np.ndarray, restarts: int, steps: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Set-level embeddings ``(n_lips, S, dim)`` for increasing ``L`` (before the exact pass),
+    and the best embedding the search met of each regime, ``(n_lips, 3, S, dim)`` in the order
+    of ``REGIMES`` (NaN where it met none; classified in float32, before the exact pass)."""
     import jax
 
     classes = coincident_classes(prob.g)
@@ -137,13 +172,16 @@ def solve_sets(prob: Problem, lips_sorted: np.ndarray, restarts: int, steps: int
     solve, polish = _set_solver(n_classes, steps)
     # the search in float32 (twice as fast), the polish of each L's best in float64
     f32 = functools.partial(np.asarray, dtype=np.float32)
-    best = solve(f32(starts), f32(lips_sorted), f32(np.minimum(distance, 1e30)), classes,
-                 f32(prob.weights), np.float32(prob.k), np.float32(prob.tau), f32(nodes), f32(node_w))
+    onehot = np.eye(prob.n_clusters)[prob.set_cluster]
+    best, kept, found = solve(f32(starts), f32(lips_sorted), f32(np.minimum(distance, 1e30)), classes,
+                              f32(prob.weights), np.float32(prob.k), np.float32(prob.tau), f32(nodes), f32(node_w),
+                              f32(onehot), np.float32(simplex_edge(prob.n_clusters)))
     with jax.enable_x64(True):
         best = polish(np.asarray(best, np.float64), lips_sorted, distance, classes, prob.weights,
                       np.float64(prob.k), prob.tau, nodes, node_w)
         best = np.asarray(best, dtype=np.float64)
-    return best[:, classes, :]
+    kept = np.where(np.asarray(found)[..., None, None], np.asarray(kept, np.float64), np.nan)
+    return best[:, classes, :], kept[:, :, classes, :]
 
 
 def set_loss(z: np.ndarray, prob: Problem) -> float:
