@@ -148,6 +148,17 @@ def cluster_layout(spec: MixtureSpec, n: int, gap, extent, xp=jnp):
     return pts, width
 
 
+def describe(spec: MixtureSpec) -> str:
+    """One line naming the data of ``spec``: the digits (docs/theory.md §7) or a synthetic geometry."""
+    if spec.source == "digits":
+        return (f"digits 0-{spec.n_clusters - 1}: {spec.sets_per_cluster} images per class, "
+                f"{spec.points_per_set} augmentations each ({spec.augmentations}; shift {spec.shift}, "
+                f"rotation {spec.rotation:g} deg, jitter {spec.jitter:g}, seed {spec.seed}), "
+                f"input_dim {spec.input_dim}")
+    return (f"{spec.geometry} data: {spec.n_clusters} clusters, sets {spec.sets_per_cluster}, "
+            f"gap {spec.gap:g}, separation {spec.cluster_separation:g}")
+
+
 def layout_dim(spec: MixtureSpec) -> int:
     """Dimension of the layout before the embedding: 2 (``row``) or ``2m`` (``simplex``)."""
     return 2 * spec.n_clusters if spec.cluster_layout == "simplex" else 2
