@@ -163,7 +163,8 @@ def augment(images: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
 
     Pixel ``(y, x)`` of augmentation ``a = j · S_{(dx, dy)} R_θ x`` reads the image at
     ``c + R_θ^{-1}((y − dy, x − dx) − c)``, ``c = (3.5, 3.5)`` the centre, bilinearly, 0
-    outside it, and is multiplied by ``j``. For ``θ = 0`` the coordinates are whole pixels and
+    outside it, and is multiplied by ``j``; ``R_θ`` turns the image as
+    ``scipy.ndimage.rotate(x, θ, reshape=False, order=1)`` does. For ``θ = 0`` the coordinates are whole pixels and
     the shift is exact. One ``scipy.ndimage.map_coordinates`` call for every image and draw.
     """
     from scipy import ndimage
@@ -176,9 +177,10 @@ def augment(images: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
     x = xx - params["dx"][..., None, None] - centre
     theta = np.deg2rad(params["angle"])[..., None, None]
     cos, sin = np.cos(theta), np.sin(theta)
-    # rotation by θ about the centre: the source of an output pixel is R_{-θ} of its offset
-    src_y = cos * y - sin * x + centre
-    src_x = sin * y + cos * x + centre
+    # rotation by θ about the centre (the sense of ``scipy.ndimage.rotate(x, θ)``): the source
+    # of an output pixel is its offset rotated back
+    src_y = cos * y + sin * x + centre
+    src_x = -sin * y + cos * x + centre
     which = np.broadcast_to(np.arange(n, dtype=np.float64)[:, None, None, None], src_y.shape)
     moved = ndimage.map_coordinates(images, [which, src_y, src_x], order=1, mode="constant", cval=0.0)
     return (moved * params["factor"][..., None, None]).reshape(n, p, PIXELS)
