@@ -21,11 +21,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sims import limits
+from sims import digits, limits
 from theory import validate
 from theory.limits import RUN_MIN_TEMPERATURE
 
 GEOMETRIES = ("chain", "interleaved", "lattice")
+#: where the data come from: the synthetic layouts of :mod:`sims.data` (``geometry``), or real
+#: augmentations of the 8×8 handwritten digits (:mod:`sims.digits`, docs/theory.md §7).
+SOURCES = ("synthetic", "digits")
+#: the fields of ``[data]`` that only the synthetic layouts read, and those only the digits read
+#: (a value other than the default under the other source is refused, never ignored).
+SYNTHETIC_FIELDS = ("geometry", "gap", "cluster_separation", "set_extent", "cluster_layout", "overlap_layout")
+DIGITS_FIELDS = ("augmentations", "shift", "rotation", "jitter", "seed")
 MODEL_KINDS = ("linear", "mlp", "lipschitz_mlp", "rff")
 #: kinds whose ``model.lipschitz`` is a cap kept after every update (``mlp`` has none: its
 #: only bound is the certified one of the trained network).
@@ -127,7 +134,8 @@ class MixtureSpec:
         (imbalanced clusters: weights ``π_c = n_c / N``).
       points_per_set: points in each set's point cloud (static shape).
       input_dim: ambient dimension ``D`` (at least 2: each cluster is a 2-D layout
-        embedded by a random orthogonal map).
+        embedded by a random orthogonal map). 0, the default, is the source's own: 2 for the
+        synthetic layouts, the 64 pixels for the digits (fewer: their PCA, :mod:`sims.digits`).
       gap: δ, the set distance between neighbouring sets of a cluster. Sweepable. ``> 0``:
         disjoint sets; ``<= 0`` (chain only, the augmentation-overlap regime): the chain's
         sets lie end to end on one line, consecutive sets sharing a stretch of about ``|δ|``
@@ -153,21 +161,45 @@ class MixtureSpec:
         overlapping by ``|δ|`` rounded to whole point spacings; needs ``(n − 1)·δ <
         set_extent``). So ``fixed`` changes the overlap without changing the cluster's shape
         (:mod:`sims.data`).
+      source: ``synthetic`` (the layouts above, the default) or ``digits``: clusters are the
+        digit classes ``0..n_clusters − 1`` (at most 10), sets the first ``sets_per_cluster``
+        images of each class, and each set ``points_per_set`` augmentations of its image
+        (:mod:`sims.digits`, docs/theory.md §7). The synthetic fields (:data:`SYNTHETIC_FIELDS`)
+        then keep their defaults, and under ``synthetic`` the digits fields
+        (:data:`DIGITS_FIELDS`) keep theirs.
+      augmentations: digits only: which augmentations make a set, comma-separated names of
+        ``sims.digits.AUGMENTATIONS`` (``shift``, ``rotate``, ``jitter``).
+      shift: digits only: the integer pixel shifts ``dx, dy`` are uniform in ``[−shift, shift]``.
+      rotation: digits only: the rotation angle is uniform in ``[−rotation, rotation]`` degrees.
+      jitter: digits only: the intensity factor is uniform in ``[1 − jitter, 1 + jitter]``.
+      seed: digits only: the seed of the augmentations (image ``i`` draws from
+        ``numpy.random.default_rng([seed, i])``), apart from the run's seed, so that every run
+        of a sweep trains on the same data.
     """
 
     geometry: str = "chain"
     n_clusters: int = 3
     sets_per_cluster: int | tuple[int, ...] = 4
     points_per_set: int = 32
-    input_dim: int = 2
+    input_dim: int = 0
     gap: float = 0.05
     cluster_separation: float = 3.0
     set_extent: float = 1.0
     cluster_layout: str = "row"
     overlap_layout: str = "stretch"
+    source: str = "synthetic"
+    augmentations: str = "shift,rotate,jitter"
+    shift: int = 1
+    rotation: float = 10.0
+    jitter: float = 0.1
+    seed: int = 0
 
     def __post_init__(self) -> None:
         s = "data"
+        _check_choice(self, s, "source", SOURCES)
+        _check_source_fields(self)
+        if self.input_dim == 0 and not isinstance(self.input_dim, bool):
+            object.__setattr__(self, "input_dim", digits.PIXELS if self.source == "digits" else 2)
         _check_choice(self, s, "geometry", GEOMETRIES)
         _check_choice(self, s, "cluster_layout", CLUSTER_LAYOUTS)
         _check_choice(self, s, "overlap_layout", OVERLAP_LAYOUTS)
@@ -195,14 +227,16 @@ class MixtureSpec:
         _check_real(self, s, "gap")
         _check_real(self, s, "cluster_separation", positive=True)
         _check_real(self, s, "set_extent", positive=True)
-        if self.geometry == "lattice":
+        if self.source == "digits":
+            digits.check_fields(self)
+        elif self.geometry == "lattice":
             need = 2 * (max(self.set_counts) // 2)
             if self.points_per_set < need:
                 _fail(
                     s, "points_per_set", self.points_per_set,
                     f"lattice with {max(self.set_counts)} sets per cluster needs at least {need}",
                 )
-        if self.geometry == "interleaved" and self.points_per_set < 4:
+        if self.source == "synthetic" and self.geometry == "interleaved" and self.points_per_set < 4:
             _fail(s, "points_per_set", self.points_per_set, "interleaved combs need at least 4")
         limits.check_data(self)
 
@@ -225,6 +259,28 @@ class MixtureSpec:
     @property
     def balanced(self) -> bool:
         return len(set(self.set_counts)) == 1
+
+
+def _check_source_fields(spec: "MixtureSpec") -> None:
+    """The digits fields (validated here) and the synthetic fields: those of the other source
+    than ``spec.source`` must keep their defaults (one line naming the field)."""
+    s = "data"
+    _check_int(spec, s, "shift", 0)
+    if spec.shift > digits.MAX_SHIFT:
+        _fail(s, "shift", spec.shift, f"must be at most {digits.MAX_SHIFT} pixels (an image is {digits.SIDE} wide)")
+    _check_real(spec, s, "rotation", minimum=0.0, maximum=digits.MAX_ROTATION)
+    _check_real(spec, s, "jitter", minimum=0.0)
+    if not spec.jitter < 1.0:
+        _fail(s, "jitter", spec.jitter, "must be below 1 (intensities are scaled by 1 ± jitter)")
+    object.__setattr__(spec, "seed", check_seed(spec.seed, f"{s}.seed"))
+    digits.augmentation_names(spec.augmentations)
+    other = SYNTHETIC_FIELDS if spec.source == "digits" else DIGITS_FIELDS
+    for name in other:
+        default = _MIXTURE_DEFAULTS[name]
+        if getattr(spec, name) != default:
+            _fail(s, name, getattr(spec, name),
+                  f"applies to data.source {'synthetic' if spec.source == 'digits' else 'digits'!r} only "
+                  f"(with data.source {spec.source!r} it must keep its default {default!r})")
 
 
 @dataclass(frozen=True)
@@ -337,6 +393,9 @@ def check_tau_plus(where: str, value: float) -> None:
         validate.fail(where, value, "must be in (0, 1), both ends excluded (the debiased loss divides "
                                     "by 1 - tau_plus; tau_plus = 0 is objective \"infonce\")")
 
+
+#: the default of every field of :class:`MixtureSpec`.
+_MIXTURE_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(MixtureSpec)}
 
 SECTIONS: dict[str, type] = {"data": MixtureSpec, "model": ModelConfig, "train": TrainConfig}
 #: the section of each swept name.

@@ -60,6 +60,12 @@ Shapes depend only on static fields; the compiled program passes ``gap``,
 ``cluster_separation`` and ``set_extent`` explicitly (:func:`embedded_points`), so a grid over
 them vmaps — including a grid that mixes overlapping (δ <= 0) and disjoint (δ > 0) chains:
 both layouts are computed with static shapes and selected by the sign of the traced δ.
+
+**Real augmentations** (``data.source = "digits"``, docs/theory.md §7): the points are the
+augmented 8×8 digits of :mod:`sims.digits`, computed once on the host from the data seed and
+held by the compiled program as a constant; they have no layout, so the swept layout values
+and the run's data key do not enter (every seed trains on the same points), and
+:func:`design_points` returns the same numbers in float64.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.config import MixtureSpec
+from sims.digits import digits_points
 from sims.linalg import one_at_a_time
 from theory import validate
 # the static layout of one cluster lives below this module, in the size model, which bounds
@@ -141,6 +148,17 @@ def cluster_layout(spec: MixtureSpec, n: int, gap, extent, xp=jnp):
     return pts, width
 
 
+def describe(spec: MixtureSpec) -> str:
+    """One line naming the data of ``spec``: the digits (docs/theory.md §7) or a synthetic geometry."""
+    if spec.source == "digits":
+        return (f"digits 0-{spec.n_clusters - 1}: {spec.sets_per_cluster} images per class, "
+                f"{spec.points_per_set} augmentations each ({spec.augmentations}; shift {spec.shift}, "
+                f"rotation {spec.rotation:g} deg, jitter {spec.jitter:g}, seed {spec.seed}), "
+                f"input_dim {spec.input_dim}")
+    return (f"{spec.geometry} data: {spec.n_clusters} clusters, sets {spec.sets_per_cluster}, "
+            f"gap {spec.gap:g}, separation {spec.cluster_separation:g}")
+
+
 def layout_dim(spec: MixtureSpec) -> int:
     """Dimension of the layout before the embedding: 2 (``row``) or ``2m`` (``simplex``)."""
     return 2 * spec.n_clusters if spec.cluster_layout == "simplex" else 2
@@ -206,8 +224,11 @@ def embedded_points(spec: MixtureSpec, key: jax.Array, gap, separation, extent) 
     """The points ``[n_sets, P, input_dim]`` of ``spec``'s layout at the given swept values.
 
     ``gap``, ``separation`` and ``extent`` are explicit (and may be traced: this is what the
-    compiled training program calls); only the static fields of ``spec`` are read.
+    compiled training program calls); only the static fields of ``spec`` are read. The digits
+    (``spec.source == "digits"``) are a constant of the program, the same for every key.
     """
+    if spec.source == "digits":
+        return jnp.asarray(digits_points(spec), jnp.float32)
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
     pts = layout_2d(spec, f32(gap), f32(separation), f32(extent))
     return pts @ random_frame(key, spec.input_dim, layout_dim(spec)).T
@@ -222,8 +243,13 @@ def design_points(spec: MixtureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
     Returns:
       ``(points [n_sets·P, k], set_ids [n_sets·P], cluster_ids [n_sets·P])`` with
-      ``k = 2`` (``row``) or ``2m`` (``simplex``, :func:`layout_dim`).
+      ``k = 2`` (``row``) or ``2m`` (``simplex``, :func:`layout_dim`); for the digits
+      (:mod:`sims.digits`) ``k = input_dim`` and the points are the training points exactly.
     """
+    if spec.source == "digits":
+        p, cluster = spec.points_per_set, np.repeat(np.arange(spec.n_clusters), spec.set_counts)
+        return (digits_points(spec).reshape(-1, spec.input_dim), np.repeat(np.arange(spec.n_sets), p),
+                np.repeat(cluster, p))
     pts = layout_2d(spec, float(spec.gap), float(spec.cluster_separation), float(spec.set_extent), np)
     p = spec.points_per_set
     cluster = np.repeat(np.arange(spec.n_clusters), spec.set_counts)
@@ -336,8 +362,12 @@ def design_certificate(spec: MixtureSpec) -> dict[str, float]:
     same for every pair: 1, or ``n − 1``), ``overlap`` (the realised shared stretch,
     :func:`realised_overlap`), ``cluster_extent`` (the largest distance between two points
     of a cluster, :func:`cluster_extent`) and ``cluster_distance`` (Δ, the smallest distance
-    between two clusters, in both cluster layouts).
+    between two clusters, in both cluster layouts). The digits (docs/theory.md §7) have no
+    designed certificate: it is measured (:func:`theory.certificate` of :func:`design_points`).
     """
+    if spec.source == "digits":
+        raise ValueError("data.source: the digits have no designed certificate, only a measured one "
+                         "(theory.certificate(*sims.data.design_points(spec))), got 'digits'")
     n_max = max(spec.set_counts)
     if spec.gap > 0:
         units = diameter_in_gaps(spec.geometry, n_max)

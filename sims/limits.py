@@ -41,7 +41,8 @@ what must fit.
 
 The static layout of one cluster (:func:`layout_units`, :func:`shared_spacings`) is defined
 here, below :mod:`sims.data`, which builds the points from it: the diameter bound and the
-generator read one definition, and this module imports nothing of :mod:`sims`.
+generator read one definition, and this module imports nothing of :mod:`sims` but
+:mod:`sims.digits` (the digits' diameter bound), which imports nothing of :mod:`sims` either.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sims import digits
 from theory.limits import (
     MAX_CLUSTERS,
     MAX_CURVE_POINTS,
@@ -310,6 +312,8 @@ def layout_diameter(spec, gap, separation, extent) -> np.ndarray:
     largest clusters is a data point (the chain).
     """
     gap, separation, extent = (np.asarray(v, np.float64) for v in (gap, separation, extent))
+    if spec.source == "digits":  # real images: the swept layout values do not enter
+        return np.full(np.broadcast(gap, separation, extent).shape, digits.diameter_bound(spec))
     if spec.cluster_layout == "simplex":
         radius = {n: np.hypot(cluster_box(spec, n, gap, extent)[0] + separation / np.sqrt(2.0),
                               cluster_box(spec, n, gap, extent)[1])
@@ -414,6 +418,11 @@ def check_scales(spec, model=None, swept: Mapping[str, Any] | None = None) -> No
               **(swept or {})}
     gap, sep, extent = (np.asarray(values[n], np.float64)
                         for n in ("gap", "cluster_separation", "set_extent"))
+    if spec.source == "digits":
+        _check_digits_swept(spec, values)
+        if model is not None:
+            check_lipschitz_span(model, values["lipschitz"], layout_diameter(spec, gap, sep, extent))
+        return
     check_gap(spec, gap, extent)
     diameter = layout_diameter(spec, gap, sep, extent)
     big = diameter > MAX_DIAMETER
@@ -444,6 +453,17 @@ def check_scales(spec, model=None, swept: Mapping[str, Any] | None = None) -> No
                          f"{_first(diameter, fine):.3g}, got {_first(gap, fine)!r}")
     if model is not None:
         check_lipschitz_span(model, values["lipschitz"], diameter)
+
+
+def _check_digits_swept(spec, values: Mapping[str, Any]) -> None:
+    """The digits have no layout: swept ``gap``, ``cluster_separation`` and ``set_extent``
+    must keep the data section's values (its defaults), or they would be ignored."""
+    for name in ("gap", "cluster_separation", "set_extent"):
+        value = np.asarray(values[name], np.float64)
+        other = value != np.float64(np.float32(getattr(spec, name)))
+        if np.any(other & (value != getattr(spec, name))):
+            raise ValueError(f"data.{name}: applies to data.source 'synthetic' only (the digits have no "
+                             f"layout), got {_first(value, other)!r}")
 
 
 def check_lipschitz_span(model, lipschitz, diameter) -> None:

@@ -34,7 +34,7 @@ import theory
 from theory import limits as size
 from theory import validate
 from sims.config import ExperimentConfig
-from sims.data import design_points
+from sims.data import describe, design_points
 from sims.limits import overlap_grid
 from sims.loss import objective as loss_objective
 from theory.oracle.convex import CONVEX_OBJECTIVES
@@ -238,7 +238,7 @@ class OracleTable:
         spec = self._configs[key].data
         self._log(f"{'certified ' if self.certify else ''}class minimum ({self.level} level) of "
                   f"{self._configs[key].train.objective} "
-                  f"on {spec.geometry} data, gap {spec.gap:g}, "
+                  f"on {describe(spec)}, "
                   f"{len(lips)} value(s) of L: {time.perf_counter() - t0:.1f} s")
         return dict(zip(lips, results))
 

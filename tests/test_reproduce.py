@@ -12,7 +12,7 @@ import pytest
 
 FIGURES = ["F1_geometry", "F2_phase", "F3_loss_floor", "F4_embeddings",
            "F5_negatives_temperature", "F6_uniformity", "F7_certificate", "F8_oracle",
-           "F9_objectives", "F10_overlap", "F11_downstream", "F12_layouts"]
+           "F9_objectives", "F10_overlap", "F11_downstream", "F12_layouts", "F13_digits"]
 
 
 #: a "committed" boundary table planted before the run: one row of the quick grid with a split

@@ -26,6 +26,7 @@ from theory.floors import (
 from theory.graph import AugmentationGraph, augmentation_graph
 from theory.oracle import ConvexObjective, OracleResult, lipschitz_minimum
 from theory.regimes import (
+    CERTIFIED_SPLIT_CONSTANT,
     REGIMES,
     ChainBound,
     RegimePrediction,
@@ -33,12 +34,14 @@ from theory.regimes import (
     classify_embedding,
     classify_regime,
     cluster_geometry,
+    condition,
     majority_regime,
     phase_lines,
     predict_regime,
 )
 
 __all__ = [
+    "CERTIFIED_SPLIT_CONSTANT",
     "AtomConfiguration",
     "AugmentationGraph",
     "Certificate",
@@ -55,6 +58,7 @@ __all__ = [
     "classify_embedding",
     "classify_regime",
     "cluster_geometry",
+    "condition",
     "lipschitz_minimum",
     "majority_regime",
     "optimal_atoms",

@@ -21,6 +21,7 @@ Reference: Parulekar et al., COLT 2023; docs/theory.md §3.D and §3.E.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,6 +156,60 @@ def phase_lines(cluster_distance, chain_diameter, n_clusters):
     if collapse.ndim == 0 and split.ndim == 0:
         return float(collapse), float(split)
     return collapse, split
+
+
+#: the certified split constant ``c`` (docs/theory.md §3.G, §7): the smallest ``L·D_c/e_m`` at which
+#: ``infonce-lab constant``'s adversarial search certified every set-level minimiser of an
+#: instance split (an interleaved instance; README, "The constant, searched adversarially";
+#: ``figures/constant.csv``, which a test compares it with). No condition ``L·D_c <= c·e_m``
+#: guarantees preservation with ``c`` at or above it.
+CERTIFIED_SPLIT_CONSTANT = 0.439
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Whether the theorem's condition can hold for some ``L`` (docs/theory.md §7).
+
+    Attributes:
+      ratio: ``D_c/Δ``, the largest chain diameter over the smallest distance between clusters.
+      chain_diameter: ``D_c`` (largest over clusters).
+      cluster_distance: ``Δ`` (smallest over pairs of clusters).
+      constant: the split constant ``c`` it is compared with.
+      holds: ``ratio < constant``: some ``L`` has ``L·Δ >= e_m`` and ``L·D_c < c·e_m``.
+      caps: ``(e_m/Δ, c·e_m/D_c)``, the caps between which it holds (an empty range when not).
+    """
+
+    ratio: float
+    chain_diameter: float
+    cluster_distance: float
+    constant: float
+    holds: bool
+    caps: tuple[float, float]
+
+
+def condition(certificate: Certificate, constant: float = CERTIFIED_SPLIT_CONSTANT) -> Condition:
+    """The one number that decides whether the condition can hold for any ``L``: ``D_c/Δ``.
+
+    Clusters are kept apart only if ``L·Δ >= e_m`` (docs/theory.md §3.E), and no minimiser is
+    certified unsplit beyond ``L·D_c = c·e_m`` (``c`` the certified split constant). Both hold
+    for some ``L`` iff ``e_m/Δ <= L < c·e_m/D_c``, i.e. iff ``D_c/Δ < c``, whatever ``m``.
+    ``Δ = 0`` (two clusters share a point) gives ``inf``.
+
+    Example:
+      >>> pts = np.array([[0.0, 0], [0.1, 0], [0.3, 0], [5.0, 0], [5.2, 0]])
+      >>> from theory.certificates import certificate
+      >>> round(condition(certificate(pts, [0, 1, 2, 3, 4], [0, 0, 0, 1, 1])).ratio, 6)
+      0.06383
+    """
+    cert = _check_certificate(certificate)
+    c = validate.real("constant", constant, positive=True)
+    diameter, delta = float(cert.chain_diameter), float(cert.cluster_distance)
+    ratio = diameter / delta if delta > 0 else math.inf
+    edge = float(simplex_edge(cert.n_clusters))
+    collapse = edge / delta if delta > 0 else math.inf
+    split = c * edge / diameter if diameter > 0 else math.inf
+    return Condition(ratio=ratio, chain_diameter=diameter, cluster_distance=delta, constant=c,
+                     holds=bool(ratio < c), caps=(collapse, split))
 
 
 def classify_regime(lipschitz, cluster_distance, chain_diameter, n_clusters):

@@ -68,9 +68,9 @@ def run_oracle(args) -> int:
         source = args.file
     else:
         records = class_minimum(config, args.lipschitz, args.level, seed=seed, **certify)
-        d = config.data
-        source = (f"{d.geometry} data: {d.n_clusters} clusters, sets {d.sets_per_cluster}, "
-                  f"gap {d.gap:g}, separation {d.cluster_separation:g}")
+        from sims.data import describe
+
+        source = describe(config.data)
     if args.json:
         print(strict_json([r.row() for r in records]))
         return 0

@@ -1,4 +1,4 @@
-"""``infonce-lab reproduce``: the bundled sweeps, then the figures F1–F12."""
+"""``infonce-lab reproduce``: the bundled sweeps, then the figures F1–F13."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("reproduce", help="run the bundled sweeps and write every figure",
                        description="Run (or resume) the bundled sweeps into RUNS, then write "
-                       "the figures F1-F12 as PNG and PDF, with the table behind each, into OUT.")
+                       "the figures F1-F13 as PNG and PDF, with the table behind each, into OUT.")
     p.add_argument("--quick", action="store_true",
                    help="coarse grids, one seed, short training (a few minutes)")
     p.add_argument("--out", default="figures", help="figure folder (default: figures)")

@@ -1,4 +1,4 @@
-"""``reproduce``: run the bundled sweeps (resuming), then write every figure F1–F12.
+"""``reproduce``: run the bundled sweeps (resuming), then write every figure F1–F13.
 
 The sweeps land in ``runs/<sweep name>/`` (resumable sweep folders); the figures, the tidy
 table behind each one and ``summary.json`` land in the figure folder (``figures/``). At the
@@ -16,6 +16,7 @@ from typing import Callable
 
 from sims.config import GEOMETRIES
 from sims.report import figures
+from sims.report.fig_digits import fig_digits
 from sims.report.analysis import boundary_report, load_results, read_boundary_tables
 
 FULL = {
@@ -30,6 +31,7 @@ FULL = {
     "overlap": "overlap",
     "overlap_fixed": "overlap_fixed",
     "layouts": "layouts",
+    "digits": "digits",
 }
 QUICK = {
     "phase_chain": "quick_phase_chain",
@@ -43,10 +45,13 @@ QUICK = {
     "overlap": "quick_overlap",
     "overlap_fixed": "quick_overlap_fixed",
     "layouts": "quick_layouts",
+    "digits": "quick_digits",
 }
 #: sweeps only F10 reads: the fixed-extent companion of the overlap sweep (F7 and F11 read the
 #: runs of every other sweep, F6 those on disjoint sets).
 F10_ONLY = ("overlap_fixed",)
+#: sweeps only F13 reads: the digits (real images, docs/theory.md §7).
+F13_ONLY = ("digits",)
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -72,7 +77,7 @@ def run_sweeps(quick: bool, runs: Path, progress: bool = True,
 
 def make_figures(folders: dict[str, Path], out: Path, quick: bool,
                  log: Callable[[str], None] = _stderr) -> dict:
-    """Write F1–F12 from the sweep folders; returns the summary also saved as summary.json."""
+    """Write F1–F13 from the sweep folders; returns the summary also saved as summary.json."""
     out.mkdir(parents=True, exist_ok=True)
     rows = {role: load_results(folder) for role, folder in folders.items()}
     summary: dict = {"mode": "quick" if quick else "full"}
@@ -90,8 +95,8 @@ def make_figures(folders: dict[str, Path], out: Path, quick: bool,
                                                       rows.get("temperature", []), out)
     log("F6 uniformity")
     sources = {role: r for role, r in rows.items()  # InfoNCE on disjoint sets, clusters in a row
-               if role not in ("many_clusters", "objectives", "overlap", "layouts", *F10_ONLY)}
-    shared = {role: r for role, r in rows.items() if role not in F10_ONLY}
+               if role not in ("many_clusters", "objectives", "overlap", "layouts", *F10_ONLY, *F13_ONLY)}
+    shared = {role: r for role, r in rows.items() if role not in (*F10_ONLY, *F13_ONLY)}
     summary["F6"] = figures.fig_uniformity(sources, rows.get("many_clusters", []), out)
     log("F7 certificate")
     summary["F7"] = figures.fig_certificate(shared, out)
@@ -105,6 +110,8 @@ def make_figures(folders: dict[str, Path], out: Path, quick: bool,
     summary["F11"] = figures.fig_downstream(shared, out)
     log("F12 cluster layouts")
     summary["F12"] = figures.fig_layouts(rows.get("layouts", []), out)
+    log("F13 digits")
+    summary["F13"] = fig_digits(rows.get("digits", []), out)
     figures.write_summary(out, summary)
     return summary
 
