@@ -11,6 +11,7 @@ the theory and certificate probes in ``test_reliability_theory.py``.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -414,7 +415,7 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     again = tmp_path / "again"
     fresh = _cli(["sweep", str(path), "--out", str(again), "--quiet"])
     assert fresh.wait(timeout=300) == 0, fresh.communicate()
-    strip = lambda p: [ln.split(",") for ln in p.read_text().splitlines()]  # noqa: E731
+    strip = lambda p: list(csv.reader(p.open(newline="")))  # noqa: E731
     a, b = strip(out / "results.csv"), strip(again / "results.csv")
     seconds = a[0].index("seconds")
     assert [r[:seconds] + r[seconds + 1:] for r in a] == [r[:seconds] + r[seconds + 1:] for r in b]
