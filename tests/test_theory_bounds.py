@@ -148,14 +148,24 @@ def test_search_keeps_the_best_map_of_each_regime():
             assert getattr(b, f"upper_bound_{regime}") <= getattr(a, f"upper_bound_{regime}")
 
 
-def test_bound_is_the_simplex_floor_when_nothing_constrains():
+def test_bound_is_the_simplex_floor_when_nothing_constrains(monkeypatch):
     """With L large every configuration of 4 atoms is feasible: the minimum in any dimension
-    is ``ℓ*_4`` (docs/theory.md §3.B), which the bound must not exceed and should reach."""
+    is ``ℓ*_4`` (docs/theory.md §3.B), which the bound must not exceed and should reach. Two
+    such L define the same class: its relaxation is solved once, for both."""
+    import theory.oracle.bounds as bounds
+
+    sizes = []
+    refine = bounds._refine
+    monkeypatch.setattr(bounds, "_refine", lambda items, active, *a, **kw: (sizes.append(active.size),
+                                                                              refine(items, active, *a, **kw)))
     x, sets, clusters = layout(np.random.default_rng(5))
-    r = theory.lipschitz_minimum(x, sets, clusters, 1e3, 3, 2, 0.5, certify=True, **FAST)
+    records = theory.lipschitz_minimum(x, sets, clusters, [1e3, 2e3], 3, 2, 0.5, certify=True, **FAST)
+    assert sizes[0] == 1  # the relaxation of one L
     floor = float(theory.simplex_infonce(4, 2, 0.5))
-    assert floor - 1e-4 <= r.lower_bound <= floor + TOL
-    assert r.lower_bound <= brute_loss(simplex_vectors(4), 2, 0.5) + TOL
+    for r in records:
+        assert r.lower_bound == records[0].lower_bound
+        assert floor - 1e-4 <= r.lower_bound <= floor + TOL
+        assert r.lower_bound <= brute_loss(simplex_vectors(4), 2, 0.5) + TOL
 
 
 # --------------------------------------------------------------------------- the theorem's statements

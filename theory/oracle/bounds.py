@@ -114,7 +114,7 @@ CHUNK = 8
 #: last :data:`RELAXATION_PATIENCE` outer iterations; a piece leaves the stages once a stage
 #: gained less than :data:`STAGE_PROGRESS` of what it still lacks to reach the incumbent
 #: (then it would not reach it in time: each later stage is only twice as long).
-RELAXATION_PATIENCE, STALL_GAIN, STAGE_PROGRESS = 10, 1e-5, 0.25
+RELAXATION_PATIENCE, STALL_GAIN, STAGE_PROGRESS = 5, 1e-5, 0.25
 #: penalty parameter: first value, growth per outer iteration, largest value.
 RHO_START, RHO_GROWTH, RHO_MAX = 10.0, 2.0, 1e5
 #: L-BFGS memory and line-search steps.
@@ -316,6 +316,8 @@ def piece_bounds_many(starts, g: np.ndarray, weights, k: int, tau: float, lipsch
     Every ``(L, piece)`` pair is an item of its own (its own state, data and stopping rule,
     as if solved alone); the items in progress are solved together, :data:`CHUNK` per
     compiled call, so that the solver runs on full batches and compiles at most a few shapes.
+    Values of ``L`` with the same constraints (beyond the largest ``2/g``, where no pair
+    constraint binds inside the ball) are one class, solved once.
     """
     import jax
 
@@ -331,6 +333,20 @@ def piece_bounds_many(starts, g: np.ndarray, weights, k: int, tau: float, lipsch
     data = (cap, scale, mask, weights, float(k), tau)
     count, width = pieces.bounds.shape
     names = np.asarray(pieces.regime)
+    empty = [_empty_split_pieces(set_g, lip, pieces) for lip in lips]
+    # values of L whose constraints are all the same (every pair loose: L·g >= 2 for every
+    # pair of distinct points) define one class: solved once, for the largest incumbent of
+    # the group (a piece is refined until above it, so above every incumbent of the group)
+    first: dict = {}
+    same = np.array([first.setdefault((mask[c].tobytes(), cap[c].tobytes(), scale[c].tobytes(), empty[c].tobytes(),
+                                       incumbent_regimes[c]), c) for c in range(n_caps)])
+    if np.any(same != np.arange(n_caps)):
+        solved = np.unique(same)
+        top = [max(float(incumbents[j]) for j in np.flatnonzero(same == c)) for c in solved]
+        once = piece_bounds_many([starts[c] for c in solved], g, weights, k, tau, lips[solved], pieces, top,
+                                 [incumbent_regimes[c] for c in solved], regime_starts, level, set_g,
+                                 relaxation_outer)
+        return once[np.searchsorted(solved, same)]
     # the relaxation of every L: items 0..n_caps−1
     relax = _Items(np.stack([_factor(z, n, 0) for z in starts]), np.zeros((n_caps, n)),
                    np.zeros((n_caps, n, n)), np.zeros((n_caps, width)), np.full(n_caps, RHO_START),
@@ -343,9 +359,8 @@ def piece_bounds_many(starts, g: np.ndarray, weights, k: int, tau: float, lipsch
         # the pieces to refine: not the incumbent's regime, not empty, not the relaxation
         chosen = []
         for c in range(n_caps):
-            empty = _empty_split_pieces(set_g, lips[c], pieces)
-            bounds[c, empty] = np.inf  # no Gram matrix of the class is in an empty piece
-            chosen += [(c, p) for p in np.flatnonzero((names != incumbent_regimes[c]) & ~empty)[1:]]
+            bounds[c, empty[c]] = np.inf  # no Gram matrix of the class is in an empty piece
+            chosen += [(c, p) for p in np.flatnonzero((names != incumbent_regimes[c]) & ~empty[c])[1:]]
         if not chosen:
             return bounds
         cap_of, piece_of = (np.array(v, dtype=np.int64) for v in zip(*chosen))
