@@ -14,14 +14,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import theory
+
 from sims.config import build_config
 from sims.models import make_model
 from sims.report import verify
 from sims.sweep.file import Run
 from sims.train import Fit
-from test_theory_bounds_points import brute_point_loss
+from test_theory_bounds_points import FAST, TOL, brute_point_loss, regime_of
 
 K, TAU = 2, 0.5
+REGIMES = ("collapsed", "preserved", "split")
 
 
 def tiny(cap: float, objective: str = "infonce"):
@@ -92,3 +95,43 @@ def test_bad_arguments_are_one_line_and_status_2(capsys, argv, flag):
     assert main(["verify", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and flag in err and "Traceback" not in err
+
+
+def test_trained_networks_never_contradict_a_certified_regime():
+    """docs/theory.md §3.G: a trained ball-head network is a map of the point-level class at
+    the largest ratio ``‖f(x_i) − f(x_j)‖/‖x_i − x_j‖`` it reaches on the data (Kirszbraun), so
+    its exact loss (brute force) is above the certified bound of its own regime there, and
+    where the class's regime is certified and the network's is another, above the loss of
+    the certified incumbent: training never finds a map the certificate rules out. Two caps,
+    a tiny certified MLP on 8 points, 2 seeds each."""
+    from sims.train import fit_grid
+
+    def config(cap):
+        return build_config({"geometry": "chain", "n_clusters": 2, "sets_per_cluster": 2, "points_per_set": 2,
+                             "gap": 0.3, "cluster_separation": 1.0},
+                            {"kind": "lipschitz_mlp", "width": 8, "depth": 2, "head": "ball", "out_dim": 2,
+                             "lipschitz": cap},
+                            {"negatives": K, "temperature": TAU, "steps": 150, "batch_size": 16,
+                             "eval_batch": 64, "learning_rate": 0.01})
+
+    fits = fit_grid([config(cap) for cap in (0.5, 0.5, 3.0, 3.0)], [0, 1, 0, 1])
+    regimes = set()
+    for fit in fits:
+        points = fit.points()
+        x = points.reshape(-1, points.shape[-1]).astype(np.float64)
+        z = fit.embed(x).astype(np.float64)
+        z /= max(1.0, float(np.max(np.linalg.norm(z, axis=1))))  # float32 rounding of the ball head
+        sets = np.repeat(np.arange(4), 2)
+        clusters = sets // 2
+        far = ~np.eye(x.shape[0], dtype=bool)
+        ratio = (np.linalg.norm(z[:, None] - z[None], axis=-1)[far] / np.linalg.norm(x[:, None] - x[None], axis=-1)[far])
+        lip = float(ratio.max())
+        assert lip <= fit.metrics["lipschitz_bound"] * (1 + 1e-4)  # inside its certified class
+        r = theory.lipschitz_minimum(x, sets, clusters, lip, 2, K, TAU, level="points", certify=True, **FAST)
+        value, regime = brute_point_loss(z, sets, K, TAU), regime_of(z, sets, clusters)
+        regimes.add(regime)
+        assert value >= getattr(r, f"lower_bound_{regime}") - TOL, (regime, value)
+        assert value >= r.lower_bound - TOL
+        if r.certified_regime in REGIMES and regime != r.certified_regime:
+            assert value > r.loss, (regime, r.certified_regime)
+    assert len(regimes) >= 2, regimes
