@@ -205,11 +205,9 @@ def condition(certificate: Certificate, constant: float = CERTIFIED_SPLIT_CONSTA
     c = validate.real("constant", constant, positive=True)
     diameter, delta = float(cert.chain_diameter), float(cert.cluster_distance)
     ratio = diameter / delta if delta > 0 else math.inf
-    edge = float(simplex_edge(cert.n_clusters))
-    collapse = edge / delta if delta > 0 else math.inf
-    split = c * edge / diameter if diameter > 0 else math.inf
+    collapse, split = phase_lines(delta, diameter, cert.n_clusters)
     return Condition(ratio=ratio, chain_diameter=diameter, cluster_distance=delta, constant=c,
-                     holds=bool(ratio < c), caps=(collapse, split))
+                     holds=bool(ratio < c), caps=(collapse, c * split))
 
 
 def classify_regime(lipschitz, cluster_distance, chain_diameter, n_clusters):

@@ -334,9 +334,9 @@ def _set_level(prob: Problem, lips_sorted: np.ndarray, restarts: int, steps: int
         mine = dict(bests[-1]) if bests else {}  # the smaller L's maps are feasible here
         own = classify_embedding(*cluster_geometry(z, prob.set_cluster), prob.n_clusters)
         mine[own] = (z, value)  # the lowest loss met: the best of its regime
-        for r, c in zip(REGIMES, raw_bests[i]):
+        for j, (r, c) in enumerate(zip(REGIMES, raw_bests[i])):
             # skipped: the solution's own regime, none met, or the smaller L's map again
-            if r == own or not np.all(np.isfinite(c)) or (i and np.array_equal(c, raw_bests[i - 1][REGIMES.index(r)])):
+            if r == own or not np.all(np.isfinite(c)) or (i and np.array_equal(c, raw_bests[i - 1][j])):
                 continue
             c = make_feasible(c, prob.g, lip)
             regime = classify_embedding(*cluster_geometry(c, prob.set_cluster), prob.n_clusters)

@@ -78,7 +78,7 @@ def _set_solver(n_vars: int, steps: int):
         regime_of = regime_code(members, onehot, edge)
 
         def per_lipschitz(carry, inputs):
-            previous, kept = carry
+            previous, kept, kept_losses = carry
             own_starts, lip = inputs
             candidates = jnp.concatenate([previous[None], own_starts], axis=0)
             initial = jax.vmap(lambda z0: feasible_start(z0, distance, lip, rounds))(candidates)
@@ -92,15 +92,17 @@ def _set_solver(n_vars: int, steps: int):
             # the best map of each regime: this L's pool and the smaller L's (feasible here too)
             every = jnp.concatenate([pool, kept], axis=0)
             codes = jax.vmap(regime_of)(every)
-            values = jnp.concatenate([losses, jax.vmap(loss_of)(kept)])
+            values = jnp.concatenate([losses, kept_losses])
             per_regime = jnp.where(codes[None, :] == jnp.arange(3)[:, None], values[None, :], jnp.inf)
-            kept = every[jnp.argmin(per_regime, axis=1)]
+            chosen = jnp.argmin(per_regime, axis=1)
+            kept, kept_losses = every[chosen], values[chosen]
             found = jnp.isfinite(jnp.min(per_regime, axis=1))
-            return (pool[best], kept), (pool[best], kept, found)
+            return (pool[best], kept, kept_losses), (pool[best], kept, found)
 
         first = jnp.zeros(starts.shape[2:], starts.dtype)  # (n_vars, dim)
         kept0 = jnp.broadcast_to(first, (3, *first.shape))
-        _, (best, kept, found) = jax.lax.scan(per_lipschitz, (first, kept0), (starts, lips))
+        carry0 = (first, kept0, jnp.full(3, loss_of(first)))
+        _, (best, kept, found) = jax.lax.scan(per_lipschitz, carry0, (starts, lips))
         return best, kept, found
 
     def polish(best, lips, distance, members, w, k, tau, nodes, node_w):
