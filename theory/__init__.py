@@ -12,6 +12,8 @@ Cluster-Preserving Representations*, COLT 2023 (arXiv:2302.07920); docs/theory.m
   a batch) minimised over every ``L``-Lipschitz map into the unit ball on finite data
   (docs/theory.md §3.F).
 * :mod:`theory.graph`: the augmentation graph of the data, its components and spectrum.
+* :mod:`theory.threefry`: JAX's random bits compiled as one kernel on the CPU (the same bits);
+  installed on import.
 """
 
 from theory.certificates import Certificate, ClusterCertificate, certificate
@@ -39,6 +41,10 @@ from theory.regimes import (
     phase_lines,
     predict_regime,
 )
+from theory.threefry import install as _install_threefry
+
+_install_threefry()  # the same random bits, compiled as one kernel on the CPU
+
 
 __all__ = [
     "CERTIFIED_SPLIT_CONSTANT",
