@@ -10,14 +10,18 @@ Everything that fixes an array shape is static configuration; the values of
 :data:`sims.config.SWEPT_NAMES` (gap, cluster separation, set extent, Lipschitz bound,
 bandwidth, temperature, learning rate) are explicit array inputs, so
 ``jax.jit(jax.vmap(train))`` trains a whole grid of configurations (and seeds) as one
-program: :func:`grid_program` is that program (cached per static configuration) and
-:func:`train_grid` the one way to train a grid of configurations, used by the sweep engine,
-the figures, the bench, the tests and the notebook. A run's key is ``PRNGKey(seed)``, split
-by :func:`run_keys` into the keys of its data, initialisation, training and evaluation.
+program: :func:`grid_program` is that program and :func:`train_grid` the one way to train a
+grid of configurations, used by the sweep engine, the figures, the bench, the tests and the
+notebook. The grid program takes every run's points as an input, made by a program of their
+own (:func:`grid_points`), so one compiled training program serves every data layout of the
+same shapes (:func:`program_key`): the geometries, the cluster and overlap layouts and the
+digits. A run's key is ``PRNGKey(seed)``, split by :func:`run_keys` into the keys of its
+data, initialisation, training and evaluation.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from typing import Any, Mapping, NamedTuple, Sequence
@@ -120,11 +124,19 @@ def make_step(config: ExperimentConfig, model: FunctionClass, points: jax.Array,
 
 
 def subsample_curve(losses: jax.Array, points: int) -> jax.Array:
-    """Mean loss over ``points`` equal windows of the per-step losses (fewer if short)."""
+    """Mean loss over ``points`` equal windows of the per-step losses (fewer if short).
+
+    Window ``i`` is steps ``[e_i, e_{i+1})`` with ``e = linspace(0, n, points + 1)`` rounded
+    down; one segment sum over the window ids divided by the window lengths (one operation
+    of the compiled program, not one per window).
+    """
     n = losses.shape[0]
     points = min(points, n)
     edges = np.linspace(0, n, points + 1).astype(int)
-    return jnp.stack([losses[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+    lengths = np.diff(edges)
+    ids = np.repeat(np.arange(points), lengths)
+    sums = jax.ops.segment_sum(losses, ids, num_segments=points, indices_are_sorted=True)
+    return sums / lengths.astype(np.float32)
 
 
 def make_train(config: ExperimentConfig):
@@ -147,26 +159,53 @@ def make_train(config: ExperimentConfig):
       (10,)
     """
     check_memory(config)
-    core = _train_program(config.static_part())
+    static = config.static_part()
+    core, points = _train_program(static), _points_program(static.data)
 
     def train(key, swept):
         if not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(dict(swept))):
             check_swept(swept, config)
-        return core(key, swept)
+        return core(key, swept, points(key, swept))
 
     return train
 
 
+def program_key(static: ExperimentConfig) -> tuple:
+    """What the training program of a static configuration depends on, and nothing more.
+
+    The points are an input of the program (:func:`grid_points` makes them), so the fields
+    that only say how they are laid out (geometry, cluster and overlap layout, source, the
+    digits' augmentations) are not part of it: the model, the training, the number of
+    clusters, each cluster's number of sets, the points per set and the input dimension.
+    Static configurations with equal keys share one compiled training program (the quick
+    sweeps of every geometry, for instance).
+    """
+    d = static.data
+    return (static.model, static.train, d.n_clusters, d.set_counts, d.points_per_set, d.input_dim)
+
+
+def _points_program(spec):
+    """``points(key, swept) -> [n_sets, P, input_dim]``: a run's points, from its data key
+    (:func:`run_keys`) and its swept gap, cluster separation and set extent
+    (:func:`sims.data.embedded_points`)."""
+    def points(key, swept):
+        return embedded_points(spec, run_keys(key).data, swept["gap"], swept["cluster_separation"],
+                               swept["set_extent"])
+
+    return points
+
+
 def _train_program(config: ExperimentConfig):
-    """The pure ``train(key, swept)`` of a static configuration (no host checks)."""
+    """The pure ``train(key, swept, points)`` of a static configuration (no host checks).
+
+    Reads only what :func:`program_key` holds: the points come in, already made.
+    """
     spec, tr = config.data, config.train
     model = make_model(config.model, spec.input_dim)
     cluster_ids = np.repeat(np.arange(spec.n_clusters), spec.set_counts)
 
-    def train(key, swept):
+    def train(key, swept, points):
         keys = run_keys(key)
-        points = embedded_points(spec, keys.data, swept["gap"], swept["cluster_separation"],
-                                 swept["set_extent"])
         params = model.init(keys.init, swept)
         optimizer = make_optimizer(config, swept["learning_rate"], model)
         step = make_step(config, model, points, optimizer, swept)
@@ -183,21 +222,46 @@ def _train_program(config: ExperimentConfig):
     return train
 
 
-@functools.lru_cache(maxsize=16)
+#: compiled training programs by (:func:`program_key`, keep_params), most recent last.
+_GRID_PROGRAMS: "collections.OrderedDict[tuple, Any]" = collections.OrderedDict()
+#: how many the process keeps.
+GRID_PROGRAMS_KEPT = 16
+
+
 def grid_program(static: ExperimentConfig, keep_params: bool = False):
-    """``jit(vmap(train))`` of one static configuration: ``(keys [n, 2], swept {name: [n]})``.
+    """``jit(vmap(train))`` of one static configuration: ``(keys [n, 2], swept {name: [n]},
+    points [n, n_sets, P, input_dim])``, the points from :func:`grid_points`.
 
     Returns ``{"curve", "metrics"}`` (and ``"params"`` with ``keep_params``; without them XLA
-    never materialises the trained parameters of a grid). Cached: one compilation per
-    static configuration and input shape for the whole process.
+    never materialises the trained parameters of a grid). Cached by :func:`program_key`: one
+    compilation per training program and input shape for the whole process, whatever the
+    points' layout.
     """
-    train = _train_program(static)
+    cache_key = (program_key(static), keep_params)
+    program = _GRID_PROGRAMS.get(cache_key)
+    if program is None:
+        train = _train_program(static)
 
-    def one(key, swept):
-        out = train(key, swept)
-        return out if keep_params else {"curve": out["curve"], "metrics": out["metrics"]}
+        def one(key, swept, points):
+            out = train(key, swept, points)
+            return out if keep_params else {"curve": out["curve"], "metrics": out["metrics"]}
 
-    return jax.jit(jax.vmap(one))
+        program = _GRID_PROGRAMS[cache_key] = jax.jit(jax.vmap(one))
+        while len(_GRID_PROGRAMS) > GRID_PROGRAMS_KEPT:
+            _GRID_PROGRAMS.popitem(last=False)
+    _GRID_PROGRAMS.move_to_end(cache_key)
+    return program
+
+
+@functools.lru_cache(maxsize=16)
+def grid_points(static: ExperimentConfig):
+    """``jit(vmap(points))``: every run's points ``[n, n_sets, P, input_dim]`` from the
+    grid's ``(keys, swept)`` (:func:`grid_inputs`), the input of :func:`grid_program`.
+
+    A program of its own, compiled once per data layout; the training program, which is
+    most of the compilation, is then shared by every layout of the same shapes.
+    """
+    return jax.jit(jax.vmap(_points_program(static.data)))
 
 
 def grid_inputs(configs: Sequence[ExperimentConfig], seeds: Sequence[int]) -> tuple[np.ndarray, dict]:
@@ -259,7 +323,8 @@ def train_grid(configs: Sequence[ExperimentConfig], seeds: Sequence[int], *,
     keys, swept = grid_inputs(configs, seeds)
     if sharded:
         keys, swept = _sharded(keys, swept)
-    out = jax.device_get(grid_program(configs[0].static_part(), keep_params)(keys, swept))
+    static = configs[0].static_part()
+    out = jax.device_get(grid_program(static, keep_params)(keys, swept, grid_points(static)(keys, swept)))
     out = jax.tree_util.tree_map(lambda a: a[: len(configs)], out)  # padding dropped
     metrics = {k: np.asarray(v, np.float64) for k, v in out["metrics"].items()}
     curves = np.asarray(out["curve"])

@@ -12,7 +12,7 @@ import numpy as np
 
 from sims.config import build_config
 from sims.linalg import one_at_a_time
-from sims.train import grid_inputs, grid_program
+from sims.train import grid_inputs, grid_points, grid_program
 
 DECOMPOSITIONS = ("svd", "qr", "eigh", "lu", "cholesky", "schur", "eig")
 
@@ -32,11 +32,16 @@ def _decomposition_operands(jaxpr) -> list[tuple[str, tuple]]:
 
 
 def test_grid_program_decomposes_one_matrix_at_a_time():
-    # the random embedding (QR), the spectral cap (SVD) and the effective rank (SVD)
+    # the random embedding (QR, in the points program), the spectral cap (SVD) and the
+    # effective rank (SVD, both in the training program)
     config = build_config(data={"input_dim": 4}, train={"steps": 2, "batch_size": 8, "eval_batch": 64})
     keys, swept = grid_inputs([config] * 3, [0, 1, 2])
-    jaxpr = jax.make_jaxpr(grid_program(config.static_part()))(keys, swept)
-    found = _decomposition_operands(jaxpr.jaxpr)
+    static = config.static_part()
+    points = grid_points(static)(keys, swept)
+    found = []
+    for jaxpr in (jax.make_jaxpr(grid_points(static))(keys, swept),
+                  jax.make_jaxpr(grid_program(static))(keys, swept, points)):
+        found += _decomposition_operands(jaxpr.jaxpr)
     assert {name for name, _ in found} >= {"svd", "qr"}, found
     assert all(len(shape) == 2 for _, shape in found), found  # a matrix, never a batch
 

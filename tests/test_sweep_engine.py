@@ -335,9 +335,10 @@ def test_a_new_folder_is_refused_before_its_manifest_when_a_run_does_not_fit(tmp
 
 def test_a_second_sweep_of_the_same_shapes_reuses_the_compiled_program(tmp_path):
     """The process keeps compiled programs (``sims.sweep.engine._COMPILED``): a second sweep
-    with the same static configuration, chunk shape and devices runs the same executable
-    (a compilation would store a new one) and gives the same rows; another static
-    configuration compiles its own program."""
+    with the same static configuration, chunk shape and devices runs the same executables
+    (a compilation would store a new one) and gives the same rows; a sweep of another
+    geometry with the same shapes compiles its own points program and runs the same training
+    program (``sims.train.program_key``); another static configuration compiles its own."""
     import sims.sweep.engine as engine
     from sims.sweep import run_sweep
     from sims.sweep.file import parse_sweep
@@ -345,10 +346,15 @@ def test_a_second_sweep_of_the_same_shapes_reuses_the_compiled_program(tmp_path)
     engine._COMPILED.clear()
     sweep = parse_sweep(SMALL)
     run_sweep(sweep, tmp_path / "first", chunk_size=2, progress=False)
-    (key, executable), = engine._COMPILED.items()
+    kept = dict(engine._COMPILED)
+    assert len(kept) == 2  # the points program and the training program
     run_sweep(sweep, tmp_path / "again", chunk_size=2, progress=False)
-    assert list(engine._COMPILED) == [key] and engine._COMPILED[key] is executable
+    assert dict(engine._COMPILED) == kept
+    run_sweep(parse_sweep(SMALL.replace("[data]", '[data]\ngeometry = "interleaved"')), tmp_path / "interleaved",
+              chunk_size=2, progress=False)
+    assert len(engine._COMPILED) == 3 and all(engine._COMPILED[k] is v for k, v in kept.items())
     run_sweep(parse_sweep(SMALL.replace("steps = 3", "steps = 4")), tmp_path / "other", chunk_size=2,
               progress=False)
-    assert len(engine._COMPILED) == 2 and engine._COMPILED[key] is executable
+    assert len(engine._COMPILED) == 4 and all(engine._COMPILED[k] is v for k, v in kept.items())
+    assert _rows(tmp_path / "interleaved") != _rows(tmp_path / "first")
     _assert_same_rows(_rows(tmp_path / "first"), _rows(tmp_path / "again"), tol=0.0)

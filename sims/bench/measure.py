@@ -164,24 +164,26 @@ def time_loop(base: ExperimentConfig, runs: int) -> dict:
 
     The program is :func:`sims.train.grid_program` of ``base``'s static configuration (the
     ``jit(vmap(train))`` the engine runs), called with one run per call (inputs from
-    :func:`sims.train.grid_inputs`) and compiled once for that shape before anything is
-    timed. Runs ``runs`` configurations (Lipschitz bounds of :func:`lipschitz_grid`, seeds
+    :func:`sims.train.grid_inputs` and :func:`sims.train.grid_points`, whose call is timed
+    with the run's) and compiled once for that shape before anything is timed. Runs ``runs`` configurations (Lipschitz bounds of :func:`lipschitz_grid`, seeds
     ``0..runs−1``). Returns ``{"compile_s", "run_s", "entry"}`` with the fastest run's seconds.
     """
     import jax
 
-    from sims.train import grid_inputs, grid_program
+    from sims.train import grid_inputs, grid_points, grid_program
 
-    program = grid_program(base.static_part())
+    static = base.static_part()
+    make_points = grid_points(static)
+    inputs = grid_inputs([base], [0])
     t0 = time.perf_counter()
-    compiled = program.lower(*grid_inputs([base], [0])).compile()
+    compiled = grid_program(static).lower(*inputs, make_points(*inputs)).compile()
     compile_s = time.perf_counter() - t0
     times = []
     for seed, lip in enumerate(np.geomspace(0.25, 32.0, runs)):
         cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, lipschitz=float(lip)))
         keys, swept = grid_inputs([cfg], [seed])
         t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(keys, swept))
+        out = jax.block_until_ready(compiled(keys, swept, make_points(keys, swept)))
         float(out["metrics"]["loss_final"][0])  # the row reaches the host, as in a sweep
         times.append(time.perf_counter() - t0)
     return {"compile_s": compile_s, "run_s": min(times), "entry": "sims.train.grid_program"}

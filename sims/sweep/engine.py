@@ -5,10 +5,12 @@ How a sweep runs (:func:`run_sweep`):
 1. **Groups.** Runs whose configurations have equal static parts
    (:meth:`ExperimentConfig.static_part`: everything that fixes an array shape) share one
    compiled program, :func:`sims.train.grid_program`; the swept values (gap, Lipschitz
-   bound, τ, ...) and the seed are its array inputs. Groups are numbered in order of their
-   first run (:mod:`sims.sweep.plan`).
+   bound, τ, ...) and the seed are its array inputs, and so are the runs' points, made by
+   the group's points program (:func:`sims.train.grid_points`). Groups of different data
+   layouts with the same shapes (:func:`sims.train.program_key`) run the same compiled
+   training program. Groups are numbered in order of their first run (:mod:`sims.sweep.plan`).
 2. **Chunks.** A group's runs, in run-id order, are cut into chunks of ``chunk_size``
-   runs. A chunk is one call of ``jit(vmap(train))(keys, swept)``; the last chunk of a
+   runs. A chunk is one call of ``jit(vmap(train))(keys, swept, points)``; the last chunk of a
    group is padded (by repeating its last run) to the group's fixed chunk shape, which is
    also a multiple of the local device count, so every group compiles exactly once. Padded
    rows are dropped. A run's key is ``PRNGKey(seed)`` of that run alone, so a row never
@@ -40,7 +42,7 @@ How a sweep runs (:func:`run_sweep`):
    a second process with the same process index while one runs (a lock held for the whole
    sweep). A damaged chunk file counts as not done and is trained again (one warning names
    it); a damaged manifest is refused up front. The rules are in :mod:`sims.sweep.folder`.
-6. **Compilation** happens once per static configuration, chunk shape and process (its
+6. **Compilation** happens once per training program, chunk shape and process (its
    time is in the manifest's ``sessions``; a later sweep of the same shapes in the process
    reuses the executable, as the quick sweeps of ``reproduce`` do); set
    ``JAX_COMPILATION_CACHE_DIR`` to reuse compiled programs across processes.
@@ -90,36 +92,63 @@ class Backend:
     """What the engine trains and measures with (replaceable in tests).
 
     Attributes:
-      program: ``static config -> fn(keys [n, 2], swept {name: [n]}) -> {"curve", "metrics"}``,
-        the jitted, vmapped training program of a group (:func:`sims.train.grid_program`).
+      program: ``static config -> fn(keys [n, 2], swept {name: [n]}[, points]) -> {"curve",
+        "metrics"}``, the jitted, vmapped training program of a group
+        (:func:`sims.train.grid_program`); it takes the points when ``points`` is given.
       finalize: ``(config, device_metrics) -> {column: value}`` on the host.
       columns: the metric columns, in order.
+      points: ``static config -> fn(keys, swept) -> points [n, ...]``, the program that makes
+        every run's points (:func:`sims.train.grid_points`), or ``None`` when ``program``
+        makes its own.
+      program_key: ``static config -> key``: groups with equal keys run one compiled training
+        program (:func:`sims.train.program_key`); by default the static configuration.
     """
 
     program: Callable[[ExperimentConfig], Callable]
     finalize: Callable[[ExperimentConfig, Mapping[str, float]], Mapping[str, Any]]
     columns: tuple[str, ...]
+    points: Callable[[ExperimentConfig], Callable] | None = None
+    program_key: Callable[[ExperimentConfig], Any] = lambda static: static
 
 
 def default_backend() -> Backend:
-    """The real thing: :func:`sims.train.grid_program` and :mod:`sims.metrics`."""
+    """The real thing: :func:`sims.train.grid_program` fed by :func:`sims.train.grid_points`,
+    and :mod:`sims.metrics`."""
     from sims import metrics, train
 
-    return Backend(train.grid_program, metrics.finalize, tuple(metrics.COLUMNS))
+    return Backend(train.grid_program, metrics.finalize, tuple(metrics.COLUMNS),
+                   points=train.grid_points, program_key=train.program_key)
 
 
 #: compiled programs kept for the process, most recent last: a later sweep (or group) with the
-#: same static configuration, chunk shape and devices runs the executable already built (the
-#: quick sweeps of ``reproduce`` share them) instead of compiling it again.
+#: same training program (:attr:`Backend.program_key`), chunk shape and devices runs the
+#: executable already built (the quick sweeps of ``reproduce`` share them, whatever their
+#: geometry) instead of compiling it again; the points programs are kept here too.
 _COMPILED: "OrderedDict[tuple, Any]" = OrderedDict()
 #: how many compiled programs the process keeps (each holds its generated code, not its data).
-COMPILED_KEPT = 4
+COMPILED_KEPT = 8
+
+
+def _compiled(key: tuple, jitted, *args) -> tuple[Any, float]:
+    """The executable of ``jitted`` for ``args`` kept under ``key`` (compiled now if not),
+    and the seconds its compilation took here (0 when it was kept)."""
+    compiled = _COMPILED.get(key)
+    if compiled is not None:
+        _COMPILED.move_to_end(key)
+        return compiled, 0.0
+    t0 = time.perf_counter()
+    compiled = _COMPILED[key] = jitted.lower(*args).compile()
+    seconds = time.perf_counter() - t0
+    while len(_COMPILED) > COMPILED_KEPT:
+        _COMPILED.popitem(last=False)
+    return compiled, seconds
 
 
 class GroupProgram:
     """One group's ``jit(vmap(train))``, compiled once for its padded chunk shape and sharded
-    over every local device; an executable the process already compiled for the same
-    ``(program, static configuration, shape, devices)`` is reused (:data:`COMPILED_KEPT`)."""
+    over every local device, fed by the group's points program when the backend has one; an
+    executable the process already compiled for the same ``(program, key, shape, devices)``
+    is reused (:data:`COMPILED_KEPT`)."""
 
     def __init__(self, backend: Backend, static: ExperimentConfig, size: int, mesh) -> None:
         import jax
@@ -128,21 +157,26 @@ class GroupProgram:
         self.size = size
         runs = PartitionSpec("runs")
         self.sharding = NamedSharding(mesh, runs)
+        devices = tuple(d.id for d in mesh.devices.flat)
+
         # each device runs the vmapped program on its own runs (shard_map): runs never
         # exchange data, so the program holds no collective (automatic partitioning gathered
         # the trained parameters and the k-NN's distances across devices after training)
-        self._jitted = jax.jit(jax.shard_map(backend.program(static), mesh=mesh, in_specs=runs, out_specs=runs,
-                                              check_vma=False))
-        self._key = (backend.program, static, size, tuple(d.id for d in mesh.devices.flat))
-        self._compiled = _COMPILED.get(self._key)
-        if self._compiled is not None:
-            _COMPILED.move_to_end(self._key)
+        def sharded(fn):
+            return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False))
+
+        self._jitted = sharded(backend.program(static))
+        self._key = (backend.program, backend.program_key(static), size, devices)
+        self._points = None
+        if backend.points is not None:
+            self._points = sharded(backend.points(static))
+            self._points_key = (backend.points, static.data, size, devices)
         self.compile_seconds = 0.0
 
     def __call__(self, runs: Sequence[Run]) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
         """Train ``runs`` (padded to the chunk shape); returns curves, metrics, seconds.
 
-        The seconds are the execution of the compiled call alone (compilation excluded).
+        The seconds are the execution of the compiled calls alone (compilation excluded).
         """
         import jax
 
@@ -150,20 +184,22 @@ class GroupProgram:
 
         padded = list(runs) + [runs[-1]] * (self.size - len(runs))
         keys, swept = grid_inputs([r.config for r in padded], [r.seed for r in padded])
-        keys = jax.device_put(keys, self.sharding)
-        swept = {k: jax.device_put(v, self.sharding) for k, v in swept.items()}
-        if self._compiled is None:
+        args = [jax.device_put(keys, self.sharding),
+                {k: jax.device_put(v, self.sharding) for k, v in swept.items()}]
+        seconds = 0.0
+        if self._points is not None:
+            make_points, compile_s = _compiled(self._points_key, self._points, *args)
+            self.compile_seconds += compile_s
             t0 = time.perf_counter()
-            self._compiled = self._jitted.lower(keys, swept).compile()
-            self.compile_seconds = time.perf_counter() - t0
-            _COMPILED[self._key] = self._compiled
-            while len(_COMPILED) > COMPILED_KEPT:
-                _COMPILED.popitem(last=False)
+            args.append(make_points(*args))
+            seconds += time.perf_counter() - t0
+        program, compile_s = _compiled(self._key, self._jitted, *args)
+        self.compile_seconds += compile_s
         t0 = time.perf_counter()
-        out = self._compiled(keys, swept)
+        out = program(*args)
         curves = np.asarray(jax.block_until_ready(out["curve"]), dtype=np.float32)
         metrics = {k: np.asarray(v, dtype=np.float64) for k, v in out["metrics"].items()}
-        seconds = time.perf_counter() - t0
+        seconds += time.perf_counter() - t0
         n = len(runs)
         return curves[:n], {k: v[:n] for k, v in metrics.items()}, seconds
 
