@@ -358,3 +358,62 @@ def test_a_second_sweep_of_the_same_shapes_reuses_the_compiled_program(tmp_path)
     assert len(engine._COMPILED) == 4 and all(engine._COMPILED[k] is v for k, v in kept.items())
     assert _rows(tmp_path / "interleaved") != _rows(tmp_path / "first")
     _assert_same_rows(_rows(tmp_path / "first"), _rows(tmp_path / "again"), tol=0.0)
+
+
+def test_a_program_compiles_once_whichever_thread_asks_first():
+    """``_compiled`` from several threads at once: one compilation, every caller gets its
+    executable; the background compiler's seconds go to the first group that takes it."""
+    import threading
+    import time
+    import types
+
+    import sims.sweep.engine as engine
+
+    lowered = []
+
+    class Slow:
+        def lower(self, *args):
+            lowered.append(args)
+            time.sleep(0.3)
+            return types.SimpleNamespace(compile=lambda: "executable")
+
+    key = ("test", object())
+    got = []
+    ahead = threading.Thread(target=lambda: got.append(("ahead", *engine._compiled(key, Slow(), 1, ahead=True))))
+    ahead.start()
+    time.sleep(0.05)
+    waiters = [threading.Thread(target=lambda: got.append(("group", *engine._compiled(key, Slow(), 1))))
+               for _ in range(2)]
+    for t in waiters:
+        t.start()
+    for t in [ahead, *waiters]:
+        t.join()
+    assert len(lowered) == 1 and {g[1] for g in got} == {"executable"}
+    assert all(g[2] >= 0.3 for g in got)  # the waiters were told how long it took
+    assert engine._compiled(key, Slow(), 1) == ("executable", 0.0) and len(lowered) == 1
+    engine._COMPILED.pop(key)
+
+
+def test_compiled_ahead_the_sweep_compiles_nothing_and_gives_the_same_rows(tmp_path):
+    """``compile_ahead`` then ``run_sweep``: the executables are the ones compiled in the
+    background (none compiled twice), the manifest reports their compilation, and the rows are
+    those of the same sweep compiled in the foreground; ``cancel_compile_ahead`` drops jobs not
+    started."""
+    import sims.sweep.engine as engine
+    from sims.sweep import run_sweep
+    from sims.sweep.file import parse_sweep
+
+    sweep = parse_sweep(SMALL.replace("steps = 3", "steps = 5"))
+    engine._COMPILED.clear()
+    run_sweep(sweep, tmp_path / "foreground", chunk_size=2, progress=False)
+    engine._COMPILED.clear()
+    engine.compile_ahead(sweep, chunk_size=2)
+    run_sweep(sweep, tmp_path / "ahead", chunk_size=2, progress=False)
+    assert len(engine._COMPILED) == 2 and not engine._PENDING and not engine._AHEAD_SECONDS
+    session = json.loads((tmp_path / "ahead" / "manifest.json").read_text())["sessions"][-1]
+    assert session["compile_seconds"]["0"] > 0
+    _assert_same_rows(_rows(tmp_path / "foreground"), _rows(tmp_path / "ahead"), tol=0.0)
+    ran = []
+    engine._AHEAD.submit([lambda: ran.append(1)] * 3)
+    engine.cancel_compile_ahead()
+    assert len(ran) <= 1  # at most the one already started

@@ -59,19 +59,28 @@ def _stderr(msg: str) -> None:
 
 def run_sweeps(quick: bool, runs: Path, progress: bool = True,
                log: Callable[[str], None] = _stderr) -> dict[str, Path]:
-    """Run (or resume) every sweep the figures need; returns role -> results folder."""
-    from sims.sweep import run_sweep
+    """Run (or resume) every sweep the figures need; returns role -> results folder.
 
-    plan = QUICK if quick else FULL
+    While one sweep runs, the next one's programs compile in the background
+    (:func:`sims.sweep.engine.compile_ahead`), on the core the running sweep leaves free.
+    """
+    from sims.sweep import run_sweep
+    from sims.sweep.engine import cancel_compile_ahead, compile_ahead
+
+    plan = [(role, name) for role, name in (QUICK if quick else FULL).items() if name is not None]
     folders = {}
-    for role, name in plan.items():
-        if name is None:
-            continue
-        folder = runs / name
-        t0 = time.time()
-        outcome = run_sweep(name, folder, progress=progress, log=log)
-        log(f"{name}: {outcome.runs_done} runs ({outcome.runs_diverged} diverged) in {folder} ({time.time() - t0:.0f} s)")
-        folders[role] = folder
+    try:
+        for i, (role, name) in enumerate(plan):
+            if i + 1 < len(plan):
+                compile_ahead(plan[i + 1][1])
+            folder = runs / name
+            t0 = time.time()
+            outcome = run_sweep(name, folder, progress=progress, log=log)
+            log(f"{name}: {outcome.runs_done} runs ({outcome.runs_diverged} diverged) in {folder} "
+                f"({time.time() - t0:.0f} s)")
+            folders[role] = folder
+    finally:
+        cancel_compile_ahead()
     return folders
 
 

@@ -58,7 +58,8 @@ import queue
 import socket
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -126,29 +127,63 @@ def default_backend() -> Backend:
 #: geometry) instead of compiling it again; the points programs are kept here too.
 _COMPILED: "OrderedDict[tuple, Any]" = OrderedDict()
 #: how many compiled programs the process keeps (each holds its generated code, not its data).
-COMPILED_KEPT = 8
+COMPILED_KEPT = 16
+#: compilations in progress (a future of ``(executable, seconds)``), and the seconds of those
+#: the background compiler finished that no group has taken yet.
+_PENDING: dict[tuple, Future] = {}
+_AHEAD_SECONDS: dict[tuple, float] = {}
+_LOCK = threading.Lock()
 
 
-def _compiled(key: tuple, jitted, *args) -> tuple[Any, float]:
-    """The executable of ``jitted`` for ``args`` kept under ``key`` (compiled now if not),
-    and the seconds its compilation took here (0 when it was kept)."""
-    compiled = _COMPILED.get(key)
-    if compiled is not None:
-        _COMPILED.move_to_end(key)
-        return compiled, 0.0
-    t0 = time.perf_counter()
-    compiled = _COMPILED[key] = jitted.lower(*args).compile()
-    seconds = time.perf_counter() - t0
-    while len(_COMPILED) > COMPILED_KEPT:
-        _COMPILED.popitem(last=False)
+def _compiled(key: tuple, jitted, *args, ahead: bool = False) -> tuple[Any, float]:
+    """The executable of ``jitted`` for ``args`` kept under ``key``, and the seconds its
+    compilation took (0 when an earlier group or sweep of the process compiled it).
+
+    Thread-safe: a compilation of ``key`` in progress in another thread is waited for, never
+    started twice. ``ahead``: compiled by the background compiler (:func:`compile_ahead`),
+    whose seconds go to the first group that takes the executable.
+    """
+    with _LOCK:
+        compiled = _COMPILED.get(key)
+        if compiled is not None:
+            _COMPILED.move_to_end(key)
+            return compiled, (0.0 if ahead else _AHEAD_SECONDS.pop(key, 0.0))
+        pending = _PENDING.get(key)
+        mine = pending is None
+        if mine:
+            pending = _PENDING[key] = Future()
+    if not mine:  # another thread compiles it: its seconds are this group's (unless ahead)
+        compiled, seconds = pending.result()
+        if ahead:
+            return compiled, 0.0
+        with _LOCK:
+            _AHEAD_SECONDS.pop(key, None)
+        return compiled, seconds
+    try:
+        t0 = time.perf_counter()
+        compiled = jitted.lower(*args).compile()
+        seconds = time.perf_counter() - t0
+    except BaseException as exc:
+        with _LOCK:
+            del _PENDING[key]
+        pending.set_exception(exc)
+        raise
+    with _LOCK:
+        _COMPILED[key] = compiled
+        if ahead:
+            _AHEAD_SECONDS[key] = seconds
+        while len(_COMPILED) > COMPILED_KEPT:
+            _AHEAD_SECONDS.pop(_COMPILED.popitem(last=False)[0], None)
+        del _PENDING[key]
+    pending.set_result((compiled, seconds))
     return compiled, seconds
 
 
 class GroupProgram:
     """One group's ``jit(vmap(train))``, compiled once for its padded chunk shape and sharded
     over every local device, fed by the group's points program when the backend has one; an
-    executable the process already compiled for the same ``(program, key, shape, devices)``
-    is reused (:data:`COMPILED_KEPT`)."""
+    executable the process already compiled (or is compiling) for the same ``(program, key,
+    shape, devices)`` is reused (:data:`COMPILED_KEPT`)."""
 
     def __init__(self, backend: Backend, static: ExperimentConfig, size: int, mesh) -> None:
         import jax
@@ -173,6 +208,38 @@ class GroupProgram:
             self._points_key = (backend.points, static.data, size, devices)
         self.compile_seconds = 0.0
 
+    def _inputs(self, runs: Sequence[Run]) -> list:
+        """``[keys, swept]`` of ``runs`` padded to the chunk shape, on the devices."""
+        import jax
+
+        from sims.train import grid_inputs
+
+        padded = list(runs) + [runs[-1]] * (self.size - len(runs))
+        keys, swept = grid_inputs([r.config for r in padded], [r.seed for r in padded])
+        return [jax.device_put(keys, self.sharding),
+                {k: jax.device_put(v, self.sharding) for k, v in swept.items()}]
+
+    def _executables(self, args: list, ahead: bool = False) -> tuple[Any, Any]:
+        """``(points executable or None, training executable)`` for ``args``, compiled if
+        needed. Their compilation seconds are added to :attr:`compile_seconds`, or, by the
+        background compiler (``ahead``), kept for the group that takes them."""
+        import jax
+
+        make_points = None
+        if self._points is not None:
+            make_points, seconds = _compiled(self._points_key, self._points, *args, ahead=ahead)
+            self.compile_seconds += 0.0 if ahead else seconds
+            shape = jax.eval_shape(self._points, *args)  # the training program needs its shape only
+            args = [*args, jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=self.sharding)]
+        program, seconds = _compiled(self._key, self._jitted, *args, ahead=ahead)
+        self.compile_seconds += 0.0 if ahead else seconds
+        return make_points, program
+
+    def prepare(self, runs: Sequence[Run], ahead: bool = False) -> None:
+        """Compile (or find) this group's executables without running them (``ahead``: in the
+        background compiler, :func:`compile_ahead`)."""
+        self._executables(self._inputs(runs), ahead)
+
     def __call__(self, runs: Sequence[Run]) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
         """Train ``runs`` (padded to the chunk shape); returns curves, metrics, seconds.
 
@@ -180,28 +247,103 @@ class GroupProgram:
         """
         import jax
 
-        from sims.train import grid_inputs
-
-        padded = list(runs) + [runs[-1]] * (self.size - len(runs))
-        keys, swept = grid_inputs([r.config for r in padded], [r.seed for r in padded])
-        args = [jax.device_put(keys, self.sharding),
-                {k: jax.device_put(v, self.sharding) for k, v in swept.items()}]
-        seconds = 0.0
-        if self._points is not None:
-            make_points, compile_s = _compiled(self._points_key, self._points, *args)
-            self.compile_seconds += compile_s
-            t0 = time.perf_counter()
-            args.append(make_points(*args))
-            seconds += time.perf_counter() - t0
-        program, compile_s = _compiled(self._key, self._jitted, *args)
-        self.compile_seconds += compile_s
+        args = self._inputs(runs)
+        make_points, program = self._executables(args)
         t0 = time.perf_counter()
+        if make_points is not None:
+            args.append(make_points(*args))
         out = program(*args)
         curves = np.asarray(jax.block_until_ready(out["curve"]), dtype=np.float32)
         metrics = {k: np.asarray(v, dtype=np.float64) for k, v in out["metrics"].items()}
-        seconds += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
         n = len(runs)
         return curves[:n], {k: v[:n] for k, v in metrics.items()}, seconds
+
+
+class _Ahead:
+    """The background compiler: one daemon thread that prepares group programs in order.
+
+    ``submit(jobs, first=True)`` puts jobs before those already waiting (the sweep that runs
+    now comes before the next one). A failed job is dropped: the group that needs the program
+    compiles it itself and meets the error there. :meth:`cancel` drops the waiting jobs and
+    waits for the one running, so that no compilation is left running when a command ends.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: deque = deque()
+        self._ready = threading.Condition()
+        self._running = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, jobs: Sequence[Callable[[], None]], first: bool = False) -> None:
+        with self._ready:
+            if first:
+                self._jobs.extendleft(reversed(list(jobs)))
+            else:
+                self._jobs.extend(jobs)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="sweep-compiler", daemon=True)
+                self._thread.start()
+            self._ready.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._jobs:
+                    self._ready.wait()
+                job = self._jobs.popleft()
+                self._running = True
+            try:
+                job()
+            except BaseException:  # noqa: BLE001 - the group that needs it compiles it again
+                pass
+            finally:
+                with self._ready:
+                    self._running = False
+                    self._ready.notify_all()
+
+    def cancel(self) -> None:
+        with self._ready:
+            self._jobs.clear()
+            while self._running:
+                self._ready.wait()
+
+
+_AHEAD = _Ahead()
+
+
+def _prepare_job(program: GroupProgram, runs: Sequence[Run]) -> Callable[[], None]:
+    return lambda: program.prepare(runs, ahead=True)
+
+
+def compile_ahead(sweep: Sweep | str | Path, *, chunk_size: int | None = None,
+                  memory_budget: int = DEFAULT_MEMORY_BUDGET, backend: Backend | None = None,
+                  first: bool = False) -> None:
+    """Compile ``sweep``'s programs in the background, for the chunk plan :func:`run_sweep`
+    makes by default, while this thread does other work (``reproduce`` calls it for the next
+    sweep while one runs; :func:`run_sweep` for its own groups while the class minimum is
+    solved). Nothing runs; a later :func:`run_sweep` finds the executables compiled, or waits
+    for the one being compiled. The compilation is the same, so no result changes.
+    :func:`cancel_compile_ahead` drops what has not started.
+    """
+    import jax
+    from jax.sharding import Mesh
+
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
+    backend = backend or default_backend()
+    devices = jax.local_devices()
+    mesh = Mesh(np.array(devices), ("runs",))
+    groups = group_runs(sweep.runs)
+    sizes = resolve_chunk_sizes(sweep, groups, chunk_size, memory_budget, len(devices))
+    _AHEAD.submit([_prepare_job(GroupProgram(backend, g.static, padded_size(len(g.runs), sizes[g.index],
+                                                                            len(devices)), mesh), g.runs[:1])
+                   for g in groups], first=first)
+
+
+def cancel_compile_ahead() -> None:
+    """Drop the background compilations not started yet and wait for the one running."""
+    _AHEAD.cancel()
 
 
 def finish_chunk(
@@ -379,6 +521,23 @@ def _run_chunks(sweep: Sweep, out: Path, backend: Backend, assembler: Assembler,
     bar = progress if isinstance(progress, Progress) else Progress(
         my_total, done=my_done, prefix=prefix, enabled=bool(progress))
 
+    # the groups' programs compile in the background, in the order they run, while the class
+    # minimum is solved and while each group trains (the next group's program)
+    programs = {g: GroupProgram(backend, groups[g].static, padded_size(len(groups[g].runs), sizes[g], n_dev),
+                                mesh) for g in dict.fromkeys(c.group for c in todo)}
+    _AHEAD.submit([_prepare_job(program, groups[g].runs[:1]) for g, program in programs.items()], first=True)
+    try:
+        return _train_chunks(sweep, out, backend, assembler, chunks, groups, programs, pid, nproc,
+                             started, todo, bool(finished), bar, say)
+    except BaseException:
+        cancel_compile_ahead()  # no compilation left running behind an error or an interrupt
+        raise
+
+
+def _train_chunks(sweep: Sweep, out: Path, backend: Backend, assembler: Assembler, chunks, groups,
+                  programs: dict[int, GroupProgram], pid: int, nproc: int, started: str, todo,
+                  resumed: bool, bar, say) -> SweepOutcome:
+    """The class minimum, then the chunks left to train (the rest of :func:`_run_chunks`)."""
     oracle = None
     if sweep.oracle is not None:
         from sims.oracle import OracleTable
@@ -386,21 +545,15 @@ def _run_chunks(sweep: Sweep, out: Path, backend: Backend, assembler: Assembler,
         oracle = OracleTable((r.config for r in sweep.runs), sweep.oracle, log=say,
                              certify=sweep.oracle_certify, points=sweep.oracle_points)
         oracle.prepare(run.config for chunk in todo for run in chunk.runs)  # before training
-    if finished or (out / RESULTS).exists():
+    if resumed or (out / RESULTS).exists():
         with locked(out):  # a resumed folder: results.csv rebuilt from the chunk files
             assembler.write(curves=False)
     writer = _HostWriter(out, sweep, backend, oracle, assembler, len(chunks), bar)
     runs_run = 0
     compile_seconds: dict[str, float] = {}
-    programs: dict[int, GroupProgram] = {}
     try:
         for chunk in todo:
-            group = groups[chunk.group]
-            if chunk.group not in programs:
-                programs.clear()  # one group's program at a time (executables: _COMPILED)
-                size = padded_size(len(group.runs), sizes[chunk.group], n_dev)
-                programs[chunk.group] = GroupProgram(backend, group.static, size, mesh)
-            program = programs[chunk.group]
+            program = programs[chunk.group]  # its executables: _COMPILED
             curves, device, seconds = program(chunk.runs)
             compile_seconds.setdefault(str(chunk.group), round(program.compile_seconds, 3))
             writer.submit(chunk, curves, device, seconds)  # the host finishes it meanwhile
