@@ -160,6 +160,11 @@ def sphere_head(g: jax.Array) -> jax.Array:
 HEAD_FUNCTIONS = {"ball": ball_head, "sphere": sphere_head}
 
 
+def dense(layer: Params, h: jax.Array) -> jax.Array:
+    """One layer of the MLPs, feature-major: ``Wᵀh + b`` for ``h`` of shape ``[in, points]``."""
+    return layer["w"].T @ h + layer["b"][:, None]
+
+
 def _dense_init(key, fan_in: int, fan_out: int):
     w = jax.random.normal(key, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in)
     return {"w": w, "b": jnp.zeros((fan_out,))}
@@ -187,7 +192,7 @@ def _mlp(cfg: ModelConfig, input_dim: int, constrained: bool) -> FunctionClass:
         lead = x.shape[:-1]
         h = x.reshape(-1, x.shape[-1]).T
         for i, layer in enumerate(params):
-            h = layer["w"].T @ h + layer["b"][:, None]
+            h = dense(layer, h)
             if i < len(params) - 1:
                 h = jax.nn.relu(h)
         return head(h.T.reshape(*lead, h.shape[0]))

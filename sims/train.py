@@ -96,11 +96,24 @@ def batch_loss(model: FunctionClass, params, batch: Batch, temperature, objectiv
     ``hp`` holds the objective's other swept values (``tau_plus``, ``uniformity_weight``);
     see :func:`sims.loss.objective`.
     """
-    b, dim = batch.anchor.shape
-    negatives = batch.negatives
-    x = jnp.concatenate([batch.anchor, batch.positive, negatives.reshape(-1, dim)], axis=0)
-    z = model.apply(params, x)
-    z_neg = z[2 * b:].reshape(*negatives.shape[:-1], z.shape[-1])
+    z = model.apply(params, batch_points(batch))
+    return embedding_loss(z, batch.anchor.shape[0], batch.negatives.shape[:-1], temperature, objective, hp)
+
+
+def batch_points(batch: Batch) -> jax.Array:
+    """The points one step embeds, in one array: anchors, positives, then the negatives
+    flattened (``[2B + K, D]`` shared, ``[B(K + 2), D]`` independent)."""
+    dim = batch.anchor.shape[-1]
+    return jnp.concatenate([batch.anchor, batch.positive, batch.negatives.reshape(-1, dim)], axis=0)
+
+
+def embedding_loss(z: jax.Array, batch_size: int, negatives_shape: tuple[int, ...], temperature,
+                   objective: str = "infonce", hp: Mapping[str, Any] | None = None) -> jax.Array:
+    """The loss of one step from the embeddings ``z`` of :func:`batch_points`: its first ``B``
+    rows are the anchors, the next ``B`` the positives, the rest the negatives, of shape
+    ``negatives_shape`` (``(K,)`` or ``(B, K)``) once reshaped."""
+    b = batch_size
+    z_neg = z[2 * b:].reshape(*negatives_shape, z.shape[-1])
     if objective == "infonce":
         return infonce(z[:b], z[b:2 * b], z_neg, temperature)
     return loss_objective(objective, z[:b], z[b:2 * b], z_neg, {**(hp or {}), "temperature": temperature})
@@ -195,28 +208,61 @@ def _points_program(spec):
     return points
 
 
+class RunParts(NamedTuple):
+    """The pieces of a run around its steps (:func:`run_parts`): the training program is
+    ``setup``, the steps, ``finish``; the bench's stage profile (:mod:`sims.bench.profile`)
+    times ``finish`` as the run's metrics."""
+
+    model: FunctionClass
+    #: ``setup(key, swept, points=None) -> (points, params, opt_state, step_keys, eval_key)``:
+    #: the run's data (made from its key unless given), its initial (constrained) parameters
+    #: and optimiser state, one key per step
+    setup: Any
+    #: ``finish(params, points, eval_key, swept) -> metrics``: every point embedded,
+    #: :func:`sims.metrics.embedding_metrics` and the exact ``lipschitz_bound``
+    finish: Any
+
+
+def run_parts(config: ExperimentConfig) -> RunParts:
+    """The model, setup and end of a run of a static configuration (see :class:`RunParts`)."""
+    spec, tr = config.data, config.train
+    model = make_model(config.model, spec.input_dim)
+    cluster_ids = np.repeat(np.arange(spec.n_clusters), spec.set_counts)
+    make_points = _points_program(spec)
+
+    def setup(key, swept, points=None):
+        keys = run_keys(key)
+        if points is None:
+            points = make_points(key, swept)
+        params = model.init(keys.init, swept)
+        opt_state = make_optimizer(config, swept["learning_rate"], model).init(params)
+        return points, params, opt_state, jax.random.split(keys.train, tr.steps), keys.eval
+
+    def finish(params, points, eval_key, swept):
+        emb = model.apply(params, points)
+        metrics = embedding_metrics(emb, cluster_ids, spec.n_clusters, eval_key,
+                                    swept["temperature"], tr.negatives, tr.eval_batch,
+                                    tr.objective, swept, tr.batch_size)
+        metrics["lipschitz_bound"] = model.lipschitz_bound(params)
+        return metrics
+
+    return RunParts(model, setup, finish)
+
+
 def _train_program(config: ExperimentConfig):
     """The pure ``train(key, swept, points)`` of a static configuration (no host checks).
 
     Reads only what :func:`program_key` holds: the points come in, already made.
     """
-    spec, tr = config.data, config.train
-    model = make_model(config.model, spec.input_dim)
-    cluster_ids = np.repeat(np.arange(spec.n_clusters), spec.set_counts)
+    model, setup, finish = run_parts(config)
 
     def train(key, swept, points):
-        keys = run_keys(key)
-        params = model.init(keys.init, swept)
+        points, params, opt_state, step_keys, eval_key = setup(key, swept, points)
         optimizer = make_optimizer(config, swept["learning_rate"], model)
         step = make_step(config, model, points, optimizer, swept)
-        (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)),
-                                           jax.random.split(keys.train, tr.steps))
-        emb = model.apply(params, points)
-        metrics = embedding_metrics(emb, cluster_ids, spec.n_clusters, keys.eval,
-                                    swept["temperature"], tr.negatives, tr.eval_batch,
-                                    tr.objective, swept, tr.batch_size)
-        metrics["lipschitz_bound"] = model.lipschitz_bound(params)
-        return {"params": params, "curve": subsample_curve(losses, tr.curve_points),
+        (params, _), losses = jax.lax.scan(step, (params, opt_state), step_keys)
+        metrics = finish(params, points, eval_key, swept)
+        return {"params": params, "curve": subsample_curve(losses, config.train.curve_points),
                 "metrics": metrics}
 
     return train

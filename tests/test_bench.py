@@ -1,6 +1,7 @@
 """The bench's machinery on tiny workloads (no timing is asserted anywhere)."""
 
 import dataclasses
+import functools
 import json
 
 import jax
@@ -228,14 +229,285 @@ def test_torch_baseline_trains_inside_the_class():
 def test_quick_bench_end_to_end(capsys):
     from sims.cli import main
 
-    assert main(["bench", "--quick", "--json", "--quiet"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert list(summary) == list(bench.SUMMARY_KEYS)
+    assert main(["bench", "--quick", "--json", "--details", "--quiet"]) == 0
+    details = json.loads(capsys.readouterr().out)
+    assert list(details)[:len(bench.SUMMARY_KEYS)] == list(bench.SUMMARY_KEYS)
+    summary = {k: details[k] for k in bench.SUMMARY_KEYS}
     for key in ("speedup_vs_loop", "gflops", "matmul_peak_gflops", "peak_fraction",
                 "r2_scaling", "peak_rss_mb", "oracle_set_grid_s", "oracle_points_cell_s"):
         assert summary[key] > 0, key
     assert summary["oracle_certified_grid_s"] is None  # --quick leaves the certified grid out
     assert summary["device"]
+    # the stage profile of one step (raw["profile"]): every stage, with the engine's host work
+    profile = details["raw"]["profile"]
+    config = bench.workload(bench.QUICK)[0]
+    assert [r["name"] for r in profile["stages"]] == [*bench.step_stages(config), "metrics", "host"]
+    check_profile_shares(profile)
+    assert profile["sum_over_whole"] > 0 and profile["run_over_engine"] > 0
+
+
+# --------------------------------------------------------------------------- the stage profile
+
+
+def check_profile_shares(profile):
+    """Shares of a profile: non-negative; the step stages' shares of the step sum to 1, and
+    every stage's share of the run (steps × step stages, metrics, host) sums to 1."""
+    rows = profile["stages"]
+    assert all(r["us"] >= 0 and r["share"] >= 0 and r["share_of_run"] >= 0 for r in rows)
+    assert sum(r["share"] for r in rows if r["per"] == "step") == pytest.approx(1.0, abs=1e-12)
+    assert sum(r["share_of_run"] for r in rows) == pytest.approx(1.0, abs=1e-12)
+
+
+def _dot_flops(jaxpr) -> int:
+    """2 · (output size) · (contracted size) of every dot_general a jaxpr computes, sub-jaxprs
+    included, dead code left out as XLA leaves it out (a pullback's jaxpr holds the forward
+    product it does not use): a count of a stage's products that does not use the profile's
+    own formulas."""
+    import math
+
+    live = {v for v in jaxpr.outvars if not hasattr(v, "val")}  # variables, not literals
+    total = 0
+    for eqn in reversed(jaxpr.eqns):
+        if not any(v in live for v in eqn.outvars):
+            continue
+        live.update(v for v in eqn.invars if not hasattr(v, "val"))
+        if eqn.primitive.name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[i] for i in contract)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else [value]:
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    total += _dot_flops(sub)
+    return total
+
+
+def first_state(name):
+    """One run's setup (its points, initial parameters and optimiser state, step keys)."""
+    from sims.train import grid_inputs, run_parts
+
+    static = profile_configs()[name].static_part()
+    keys, swept = grid_inputs([profile_configs()[name]], [0])
+    swept = {k: v[0] for k, v in swept.items()}
+    points, params, opt_state, step_keys, _ = jax.jit(run_parts(static).setup)(keys[0], swept)
+    return points, params, opt_state, step_keys, swept
+
+
+@functools.lru_cache(maxsize=None)
+def first_step(name):
+    """One run's first step through the stages, run one operation at a time (as JAX runs
+    code outside jit), every value named; and the run's step keys."""
+    from sims.bench.profile import step_trace
+
+    points, params, opt_state, step_keys, swept = first_state(name)
+    static = profile_configs()[name].static_part()
+    return step_trace(static, step_keys[0], points, params, opt_state, swept), step_keys
+
+
+def abstract_first_step(name):
+    """The shapes of :func:`first_step`'s values (nothing runs)."""
+    from sims.bench.profile import step_trace
+    from sims.train import grid_inputs, run_parts
+
+    static = profile_configs()[name].static_part()
+    keys, swept = grid_inputs([profile_configs()[name]], [0])
+
+    def run(key, swept):
+        points, params, opt_state, step_keys, _ = run_parts(static).setup(key, swept)
+        return step_trace(static, step_keys[0], points, params, opt_state, swept)
+
+    return jax.eval_shape(run, keys[0], {k: v[0] for k, v in swept.items()})
+
+
+def profile_configs():
+    """Small configurations of the three MLP kinds, both heads and both negative modes."""
+    wide = dataclasses.replace(deep(), model=dataclasses.replace(deep().model, width=8))
+    mlp = dataclasses.replace(deep(negative_mode="independent"),
+                              model=dataclasses.replace(deep().model, kind="mlp", head="sphere"))
+    return {"lipschitz_mlp": wide, "mlp, sphere, independent": mlp,
+            "linear": dataclasses.replace(tiny(), model=dataclasses.replace(tiny().model, kind="linear"))}
+
+
+def test_stage_flops_add_up_to_the_step_and_the_cap():
+    from sims.bench.profile import stage_products
+
+    configs = [tiny(), deep(), deep(negative_mode="independent"), bench.workload()[0],
+               *profile_configs().values()]
+    for config in configs:
+        flops = bench.stage_flops(config)
+        assert list(flops) == list(bench.step_stages(config))
+        model = sum(v for k, v in flops.items() if k != "cap")
+        assert model == bench.step_flops(config)  # the layers and the loss: the model's FLOPs
+        assert all(v == 0 for k, v in flops.items() if k in ("sampling", "head forward", "head backward", "adam"))
+        assert {k: sum(p.flops for p in v) for k, v in stage_products(config).items()} == flops
+    # by hand, width 32, depth 4 (2 -> 32 -> 32 -> 32 -> 3), B = 8, K = 4 shared: P = 20
+    cfg = build_config(model={"kind": "lipschitz_mlp", "width": 32, "depth": 4},
+                       train={"batch_size": 8, "negatives": 4})
+    hidden = 2 * 20 * 32 * 32
+    # the cap: per layer [a, b], r = min(a, b), Gram 2·max(a, b)·r² and j squarings 2·r³, j the
+    # least with r^(1/2^(j+2)) <= 1.01: r = 2 -> j = 5 (2^(1/128) = 1.0054, 2^(1/64) = 1.011),
+    # r = 3 -> 5 (3^(1/128) = 1.0086, 3^(1/64) = 1.017), r = 32 -> 7 (32^(1/512) = 1.0068,
+    # 32^(1/256) = 1.0136)
+    cap = (2 * 32 * 2**2 + 5 * 2 * 2**3) + 2 * (2 * 32 * 32**2 + 7 * 2 * 32**3) + (2 * 32 * 3**2 + 5 * 2 * 3**3)
+    assert bench.stage_flops(cfg) == {
+        "sampling": 0, "layer 1 forward": 2 * 20 * 2 * 32, "layer 2 forward": hidden,
+        "layer 3 forward": hidden, "layer 4 forward": 2 * 20 * 32 * 3, "head forward": 0,
+        "loss": 3 * (2 * 8 * 4 * 3 + 2 * 8 * 3), "head backward": 0,
+        "layer 4 backward": 2 * 2 * 20 * 32 * 3, "layer 3 backward": 2 * hidden,
+        "layer 2 backward": 2 * hidden, "layer 1 backward": 2 * 20 * 2 * 32, "adam": 0, "cap": cap}
+    assert cap == 1_049_758
+    # bytes of the memory-bound stages: 8·P·D, 8·P·d, 12·P·d, 28 per parameter
+    n_params = (2 * 32 + 32) + 2 * (32 * 32 + 32) + (32 * 3 + 3)
+    assert bench.stage_bytes(cfg) == {"sampling": 8 * 20 * 2, "head forward": 8 * 20 * 3,
+                                      "head backward": 12 * 20 * 3, "adam": 28 * n_params}
+
+
+@pytest.mark.parametrize("name", list(profile_configs()))
+def test_stage_flops_are_the_dot_products_of_the_stages(name):
+    """The analytic counts against the products each stage's program holds (its jaxpr)."""
+    from sims.bench.profile import stages
+
+    config = profile_configs()[name]
+    trace = abstract_first_step(name)
+    flops = bench.stage_flops(config)
+    t = config.train
+    for stage in stages(config.static_part()):
+        counted = _dot_flops(jax.make_jaxpr(stage.fn)(*stage.inputs(trace)).jaxpr)
+        # the anchor·positive similarity and its gradients are elementwise products, not
+        # dot_generals: 2·B·d forward, twice that backward, counted with the products
+        expected = flops[stage.name] - (3 * 2 * t.batch_size * config.model.out_dim if stage.name == "loss" else 0)
+        assert counted == expected, stage.name
+
+
+def test_the_stages_chained_are_the_engines_step():
+    """Chained, the stages are make_step exactly: the same operations on the same values (run
+    one at a time, as JAX runs code outside jit), for two steps, on the workload's kind of
+    model, head and negatives (the jaxpr test above covers the others' shapes)."""
+    from sims.train import make_optimizer, make_step, run_parts
+
+    static = profile_configs()["lipschitz_mlp"].static_part()
+    trace, step_keys = first_step("lipschitz_mlp")
+    swept, model = trace["swept"], run_parts(static).model
+    engine = make_step(static, model, trace["points"], make_optimizer(static, swept["learning_rate"], model), swept)
+    ours = (trace["params_next"], trace["opt_state_next"]), trace["loss"]
+    theirs = engine((trace["params"], trace["opt_state"]), step_keys[0])
+    ours = ours, composed_step_of(static, trace)(ours[0], step_keys[1])
+    theirs = theirs, engine(theirs[0], step_keys[1])
+    for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the sampling stage's batch is the engine's batch for the same key
+    from sims.data import sample_batch
+    from sims.train import batch_points
+
+    t = static.train
+    batch = sample_batch(step_keys[0], trace["points"], t.batch_size, t.negatives, t.negative_mode)
+    np.testing.assert_array_equal(np.asarray(trace["h0"]), np.asarray(batch_points(batch)))
+
+
+def composed_step_of(static, trace):
+    from sims.bench.profile import composed_step
+
+    return composed_step(static, trace["points"], trace["swept"])
+
+
+def _loop_bodies(hlo: str) -> tuple[set, dict]:
+    """The computations a compiled module's while loops run (their bodies and what those call),
+    and each computation's instruction lines."""
+    import re
+
+    computations, current = {}, None
+    for line in hlo.splitlines():
+        head = re.match(r"^(?:ENTRY )?%(\S+) ", line)
+        if head and line.rstrip().endswith("{"):
+            current = head.group(1)
+            computations[current] = []
+        elif current is not None:
+            computations[current].append(line)
+    calls = {name: {c for c in re.findall(r"%([\w.\-]+)", "\n".join(lines)) if c in computations}
+             for name, lines in computations.items()}
+    inside = {m for lines in computations.values() for line in lines
+              for m in re.findall(r"body=%([\w.\-]+)", line)}
+    todo = list(inside)
+    while todo:
+        for callee in calls.get(todo.pop(), ()):
+            if callee not in inside:
+                inside.add(callee)
+                todo.append(callee)
+    return inside, computations
+
+
+@pytest.mark.cpu_only  # the compiled module's text is the CPU backend's
+def test_each_stage_program_computes_the_stage_inside_its_loop():
+    """A stage's timed program (its steps in one scan over the engine's chunk layout) returns the
+    stage's values, and keeps every product inside the loop, none computed once before it."""
+    from jax.sharding import Mesh
+
+    from sims.bench.profile import NO_HOISTING, chunk_program, repeated, stages
+
+    from sims.bench.profile import stage_products
+
+    config = profile_configs()["lipschitz_mlp"]  # 2 -> 8 -> 8 -> 3, ball head, shared negatives
+    trace, _ = first_step("lipschitz_mlp")
+    products = stage_products(config)
+    mesh = Mesh(np.array(jax.local_devices()[:1]), ("runs",))
+    for stage in stages(config.static_part()):
+        args = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], stage.inputs(trace))
+        compiled = chunk_program(repeated(stage.fn, 3), mesh).lower(*args).compile(
+            compiler_options=dict(NO_HOISTING))
+        out = compiled(*args)
+        expected = [trace[name] for name in stage.outputs]
+        for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(expected)):
+            # the same operations, compiled in one program instead of one by one: equal but for
+            # the order of a sum's terms (n terms in any order: within (n − 1)·eps32·Σ|terms|,
+            # here a few eps32 relative at these sizes, n <= 2B + K = 12)
+            np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b), rtol=16 * EPS32, atol=16 * EPS32)
+        inside, computations = _loop_bodies(compiled.as_text())
+        dots = [name for name, lines in computations.items() for line in lines if " dot(" in line]
+        assert all(name in inside for name in dots), stage.name
+        # and the products it computes are the counted ones, no more (a pullback's unused
+        # forward product is gone): one dot per matrix product of stage_products
+        matmuls = [p for p in products[stage.name] if p.spec not in ("bd,bd->b", "b,bd->bd")]
+        assert len(dots) == len(matmuls), stage.name
+
+
+def fake_profile(config):
+    """A profile of made-up seconds (profile_summary's arithmetic, no timing)."""
+    from sims.bench.profile import profile_summary
+
+    names = bench.step_stages(config)
+    times = {n: (i + 1) * 1e-6 for i, n in enumerate(names)}
+    ceilings = {n: 0.5e-6 for n, f in bench.stage_flops(config).items() if f}
+    engine = {"wall_s": 3.0, "exec_s": 2.0, "compile_s": 0.5, "runs": 4, "computed_runs": 4}
+    return profile_summary(config, times, sum(times.values()), {"metrics": 2e-3},
+                           ceilings, {"gbps": 10.0, "by_devices": {1: 10.0}, "mb": 8}, engine,
+                           {"runs": 4, "steps": 2, "run_steps": 1, "repeats": 1, "devices": 1})
+
+
+def test_profile_summary_and_table_name_every_stage():
+    config = deep()
+    profile = fake_profile(config)
+    check_profile_shares(profile)
+    assert [r["name"] for r in profile["stages"]] == [*bench.step_stages(config), "metrics", "host"]
+    assert profile["sum_over_whole"] == pytest.approx(1.0)
+    assert profile["dominant"] == "cap"  # the last stage took longest
+    rows = {r["name"]: r for r in profile["stages"]}
+    assert rows["host"]["us"] == pytest.approx((3.0 - 2.0 - 0.5) / 4 * 1e6)
+    assert rows["layer 2 forward"]["ceiling"] == "products" and rows["adam"]["ceiling"] == "memory"
+    assert rows["adam"]["share_of_ceiling"] == pytest.approx(bench.stage_bytes(config)["adam"] / 10e9 / rows["adam"]["us"] * 1e6)
+    text = "\n".join(bench.profile_table(profile))
+    labels = ["layer 1 forward (2→4)", "layer 2 forward (4→4)", "layer 3 forward (4→3)", "head forward (ball)",
+              "loss", "head backward (ball)", "layer 3 backward (4→3)", "layer 2 backward (4→4)",
+              "layer 1 backward (2→4)", "adam", "cap", "sampling",
+              "metrics (once per run)", "host work between chunks"]
+    assert all(label in text for label in labels)
+    assert "sum/whole 1.00" in text and "MISMATCH" not in text
+    off = bench.profile_table({**profile, "sum_over_whole": 2.0})
+    assert any("MISMATCH" in line for line in off)
+    report = fake_report()
+    report.raw["profile"] = profile
+    assert "profile  one step, stage by stage" in report.table() and "layer 2 backward (4→4)" in report.table()
+    json.dumps(report.details(), default=str)
 
 
 # --------------------------------------------------------------------------- the optimisations

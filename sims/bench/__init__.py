@@ -30,6 +30,13 @@ ball head into ``d = 3``, batch 256, K = 16 shared negatives, 3 clusters × 4 ch
   points one step embeds, forward and backward (weight and input gradients,
   :func:`layer_flops`), jitted, in the model's feature-major layout, best of a few calls
   after warm-up, on one device and on every device at once (the best counts);
+* **profile**: one training step, stage by stage (:mod:`sims.bench.profile`): sampling,
+  each layer's forward and backward, the head, the loss, Adam and the spectral cap, each its
+  own program over the engine's chunk of runs (``lax.scan`` of many steps, as the engine),
+  with its share of the step and of its own ceiling (its products alone at their shapes, or
+  its bytes over the streaming bandwidth); the metrics once per run and the engine's
+  host work between chunks as shares of the run; and the sum of the stages against the
+  whole step (``sum_over_whole``);
 * **model FLOPs** of the workload, counted analytically (:func:`step_flops`), hence the
   achieved GFLOP/s of the engine, its fraction of the peak and its share of the layer
   ceiling (``engine_share_of_layer``);
@@ -55,6 +62,7 @@ Example:
 from __future__ import annotations
 
 from sims.bench.measure import (
+    chunk_runs,
     computed_runs,
     device_description,
     layer_rate,
@@ -64,6 +72,15 @@ from sims.bench.measure import (
     time_engine,
     time_loop,
     time_oracle,
+)
+from sims.bench.profile import (
+    profile_step,
+    profile_table,
+    stage_bytes,
+    stage_flops,
+    stage_products,
+    step_stages,
+    stream_bandwidth,
 )
 from sims.bench.report import BenchReport, run_bench
 from sims.bench.torch_twin import (
@@ -92,9 +109,10 @@ from sims.bench.workload import (
 
 __all__ = [
     "FULL", "QUICK", "SUMMARY_KEYS", "TARGETS", "BenchPlan", "BenchReport", "check_torch_twin",
-    "computed_runs", "device_description", "engine_grid", "layer_flops", "layer_rate",
-    "linear_r2", "lipschitz_grid", "matmul_peak", "peak_rss",
-    "points_per_step", "run_bench", "step_flops", "sweep_text", "time_engine", "time_loop",
+    "chunk_runs", "computed_runs", "device_description", "engine_grid", "layer_flops", "layer_rate",
+    "linear_r2", "lipschitz_grid", "matmul_peak", "peak_rss", "points_per_step", "profile_step",
+    "profile_table", "run_bench", "stage_bytes", "stage_flops", "stage_products", "step_flops",
+    "step_stages", "stream_bandwidth", "sweep_text", "time_engine", "time_loop",
     "time_oracle", "time_torch", "torch_available", "torch_head", "torch_infonce", "torch_model",
     "torch_train", "workload",
 ]

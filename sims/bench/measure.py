@@ -115,14 +115,18 @@ def _timed(fn: Callable[[], Any]) -> float:
 def time_engine(text: str, workdir: Path) -> dict:
     """Run a sweep file's text through the engine into a fresh folder under ``workdir``.
 
-    Returns ``{"wall_s", "exec_s", "runs", "entry", "computed_runs"}``: the whole call's wall
-    time, and the execution time of its chunks with compilation excluded (the sum of the
-    results' ``seconds`` column, which is each chunk's execution time shared by its runs).
+    Returns ``{"wall_s", "exec_s", "compile_s", "runs", "entry", "computed_runs"}``: the whole
+    call's wall time, the execution time of its chunks with compilation excluded (the sum of
+    the results' ``seconds`` column, which is each chunk's execution time shared by its runs),
+    and the compilation the engine recorded (the manifest's ``compile_seconds``; 0 where the
+    process had compiled the program before). ``wall_s − exec_s − compile_s`` is the engine's
+    host work between and around its chunks.
     """
     import csv
 
     from sims.sweep.engine import run_sweep
     from sims.sweep.file import parse_sweep
+    from sims.sweep.manifest import read_manifest
     from sims.sweep.results import RESULTS
 
     sweep = parse_sweep(text, source="bench")
@@ -134,8 +138,10 @@ def time_engine(text: str, workdir: Path) -> dict:
         raise RuntimeError(f"bench sweep did not complete: {outcome}")
     with open(out / RESULTS, newline="") as f:
         exec_s = sum(float(row["seconds"]) for row in csv.DictReader(f))
-    return {"wall_s": wall, "exec_s": exec_s, "runs": len(sweep.runs), "entry": "sims.sweep.run_sweep",
-            "computed_runs": computed_runs(sweep)}
+    compile_s = sum(float(v) for session in read_manifest(out).get("sessions", [])
+                    for v in session.get("compile_seconds", {}).values())
+    return {"wall_s": wall, "exec_s": exec_s, "compile_s": compile_s, "runs": len(sweep.runs),
+            "entry": "sims.sweep.run_sweep", "computed_runs": computed_runs(sweep)}
 
 
 def computed_runs(sweep) -> int:
@@ -157,6 +163,19 @@ def computed_runs(sweep) -> int:
         chunks = -(-len(group.runs) // size)
         total += chunks * padded_size(len(group.runs), size, n_dev)
     return total
+
+
+def chunk_runs(sweep) -> int:
+    """Runs per compiled call of the engine for ``sweep``'s first group, default chunking,
+    padding included (the program's run axis, a multiple of the local device count)."""
+    import jax
+
+    from sims.sweep.plan import DEFAULT_MEMORY_BUDGET, group_runs, padded_size, resolve_chunk_sizes
+
+    n_dev = len(jax.local_devices())
+    groups = group_runs(sweep.runs)
+    sizes = resolve_chunk_sizes(sweep, groups, None, DEFAULT_MEMORY_BUDGET, n_dev)
+    return padded_size(len(groups[0].runs), sizes[groups[0].index], n_dev)
 
 
 def time_loop(base: ExperimentConfig, runs: int) -> dict:

@@ -12,6 +12,7 @@ from typing import Callable
 
 
 from sims.bench.measure import (
+    chunk_runs,
     device_description,
     layer_rate,
     linear_r2,
@@ -21,6 +22,7 @@ from sims.bench.measure import (
     time_loop,
     time_oracle,
 )
+from sims.bench.profile import MLP_KINDS, profile_step, profile_table
 from sims.bench.torch_twin import check_torch_twin, time_torch, torch_available
 from sims.bench.workload import (
     FULL,
@@ -149,6 +151,8 @@ class BenchReport:
                 + ", ".join(f"{n} dev {v:.1f}" for n, v in sorted(x["by_devices"].items()))
                 + f" GFLOP/s -> {s['layer_gflops']:.1f}; engine at "
                 f"{100 * s['engine_share_of_layer']:.0f} % of it")
+        if r.get("profile"):
+            lines += profile_table(r["profile"])
         if r.get("torch_check"):
             c = r["torch_check"]
             lines.append(
@@ -231,6 +235,14 @@ def run_bench(plan: BenchPlan = FULL, log: Callable[[str], None] | None = None) 
         if layer_flops(base):  # a model without a width × width layer has no such ceiling
             say("layer ceiling: the workload's hidden layer alone")
             r["layer"] = layer_rate(base, plan.layer_steps, plan.layer_repeats)
+        if base.model.kind in MLP_KINDS:  # the stage profile cuts an MLP into its layers
+            from sims.sweep.file import parse_sweep
+
+            runs_per_chunk = plan.profile_runs or chunk_runs(parse_sweep(text, source="bench"))
+            say(f"profile: one step, stage by stage ({runs_per_chunk} runs per program)")
+            r["profile"] = profile_step(base, runs_per_chunk, plan.profile_steps, plan.profile_repeats,
+                                        run_steps=plan.profile_run_steps, engine=r["engine"],
+                                        stream_mb=plan.profile_stream_mb)
         r["scaling"] = []
         scaled = base if plan.scaling_steps is None else dataclasses.replace(
             base, train=dataclasses.replace(base.train, steps=plan.scaling_steps))

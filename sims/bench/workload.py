@@ -57,6 +57,12 @@ class BenchPlan:
       layer_steps: forward and backward passes of the workload's hidden layer per timed call
         of the layer ceiling (one ``lax.scan``, as the training loop runs its steps).
       layer_repeats: timed calls of the layer ceiling per device setting (the fastest counts).
+      profile_runs: runs per program of the stage profile (:func:`sims.bench.profile_step`);
+        ``None``: the engine's chunk size for the engine grid, as the engine runs them.
+      profile_steps: calls of each stage per timed call of the profile (one ``lax.scan``).
+      profile_run_steps: calls per timed call of the profile's metrics (once per run).
+      profile_repeats: timed rounds of the profile's programs (the fastest call of each counts).
+      profile_stream_mb: MiB of the profile's bandwidth measurement (the memory-bound ceiling).
       torch_threads: PyTorch thread settings tried (0 = PyTorch's default).
       oracle_geometries, oracle_gaps, oracle_caps: the class-minimum grid timed at the set
         level (the phase sweeps' grid: every geometry, gap and cap on the workload's data).
@@ -84,6 +90,11 @@ class BenchPlan:
     peak_repeats: int = 5
     layer_steps: int = 100
     layer_repeats: int = 5
+    profile_runs: int | None = None
+    profile_steps: int = 50
+    profile_run_steps: int = 2
+    profile_repeats: int = 5
+    profile_stream_mb: int = 64
     torch_threads: tuple[int, ...] = (0, 1)
     oracle_geometries: tuple[str, ...] = ("chain", "interleaved", "lattice")
     oracle_gaps: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)
@@ -100,6 +111,7 @@ FULL = BenchPlan()
 QUICK = BenchPlan(sweep="quick_phase_chain", steps=5, engine_runs=4, engine_repeats=1, loop_runs=2, torch_runs=1,
                   scaling=(4, 8), scaling_steps=None, scaling_chunk=4, rss_runs=4, rss_steps=5,
                   peak_sizes=(256,), peak_repeats=2, layer_steps=20, layer_repeats=2,
+                  profile_steps=2, profile_run_steps=1, profile_repeats=1, profile_stream_mb=8,
                   oracle_geometries=("chain",),
                   oracle_gaps=(0.1,), oracle_caps=(0.5, 8.0), oracle_certify=False)
 

@@ -15,6 +15,7 @@ def register(subparsers) -> None:
         help="time the sweep engine against a Python loop, PyTorch and the matmul peak",
         description="Time the bundled phase sweep's workload through the sweep engine, a "
         "Python loop and PyTorch (if installed), against this machine's matmul peak; "
+        "profile one training step stage by stage against each stage's own ceiling; "
         "measure scaling in runs and the peak memory of a 10,000-run sweep.",
     )
     p.add_argument("--json", action="store_true",
@@ -23,7 +24,8 @@ def register(subparsers) -> None:
                         "engine_share_of_layer, r2_scaling, peak_rss_mb, oracle_set_grid_s, "
                         "oracle_points_cell_s, device)")
     p.add_argument("--details", action="store_true",
-                   help="with --json: add the raw measurements, the workload and the targets")
+                   help="with --json: add the raw measurements (the stage profile of one step "
+                        "included), the workload and the targets")
     p.add_argument("--quick", action="store_true",
                    help="a tiny workload that exercises every part in well under a minute "
                         "(its figures mean nothing)")
