@@ -336,7 +336,8 @@ def test_a_new_folder_is_refused_before_its_manifest_when_a_run_does_not_fit(tmp
 def test_a_second_sweep_of_the_same_shapes_reuses_the_compiled_program(tmp_path):
     """The process keeps compiled programs (``sims.sweep.engine._COMPILED``): a second sweep
     with the same static configuration, chunk shape and devices runs the same executables
-    (a compilation would store a new one) and gives the same rows; a sweep of another
+    (a compilation would store a new one) and gives the same rows, and so does one whose
+    programs were compiled ahead in the background; a sweep of another
     geometry with the same shapes compiles its own points program and runs the same training
     program (``sims.train.program_key``); another static configuration compiles its own."""
     import sims.sweep.engine as engine
@@ -350,6 +351,16 @@ def test_a_second_sweep_of_the_same_shapes_reuses_the_compiled_program(tmp_path)
     assert len(kept) == 2  # the points program and the training program
     run_sweep(sweep, tmp_path / "again", chunk_size=2, progress=False)
     assert dict(engine._COMPILED) == kept
+    # compiled ahead, in the background (compile_ahead): the sweep compiles nothing itself, the
+    # manifest still reports the group's compilation, and the rows are the same
+    engine._COMPILED.clear()
+    engine.compile_ahead(sweep, chunk_size=2)
+    run_sweep(sweep, tmp_path / "ahead", chunk_size=2, progress=False)
+    assert len(engine._COMPILED) == 2 and not engine._PENDING and not engine._AHEAD_SECONDS
+    session = json.loads((tmp_path / "ahead" / "manifest.json").read_text())["sessions"][-1]
+    assert session["compile_seconds"]["0"] > 0
+    _assert_same_rows(_rows(tmp_path / "first"), _rows(tmp_path / "ahead"), tol=0.0)
+    kept = dict(engine._COMPILED)
     run_sweep(parse_sweep(SMALL.replace("[data]", '[data]\ngeometry = "interleaved"')), tmp_path / "interleaved",
               chunk_size=2, progress=False)
     assert len(engine._COMPILED) == 3 and all(engine._COMPILED[k] is v for k, v in kept.items())
@@ -394,26 +405,15 @@ def test_a_program_compiles_once_whichever_thread_asks_first():
     engine._COMPILED.pop(key)
 
 
-def test_compiled_ahead_the_sweep_compiles_nothing_and_gives_the_same_rows(tmp_path):
-    """``compile_ahead`` then ``run_sweep``: the executables are the ones compiled in the
-    background (none compiled twice), the manifest reports their compilation, and the rows are
-    those of the same sweep compiled in the foreground; ``cancel_compile_ahead`` drops jobs not
-    started."""
-    import sims.sweep.engine as engine
-    from sims.sweep import run_sweep
-    from sims.sweep.file import parse_sweep
+def test_cancelled_background_jobs_do_not_run():
+    import threading
 
-    sweep = parse_sweep(SMALL.replace("steps = 3", "steps = 5"))
-    engine._COMPILED.clear()
-    run_sweep(sweep, tmp_path / "foreground", chunk_size=2, progress=False)
-    engine._COMPILED.clear()
-    engine.compile_ahead(sweep, chunk_size=2)
-    run_sweep(sweep, tmp_path / "ahead", chunk_size=2, progress=False)
-    assert len(engine._COMPILED) == 2 and not engine._PENDING and not engine._AHEAD_SECONDS
-    session = json.loads((tmp_path / "ahead" / "manifest.json").read_text())["sessions"][-1]
-    assert session["compile_seconds"]["0"] > 0
-    _assert_same_rows(_rows(tmp_path / "foreground"), _rows(tmp_path / "ahead"), tol=0.0)
-    ran = []
-    engine._AHEAD.submit([lambda: ran.append(1)] * 3)
-    engine.cancel_compile_ahead()
-    assert len(ran) <= 1  # at most the one already started
+    import sims.sweep.engine as engine
+
+    started, release, ran = threading.Event(), threading.Event(), []
+    engine._AHEAD.submit([lambda: (started.set(), release.wait(5), ran.append(0)),
+                          lambda: ran.append(1), lambda: ran.append(2)])
+    started.wait(5)
+    threading.Timer(0.2, release.set).start()
+    engine.cancel_compile_ahead()  # drops the two waiting, waits for the one running
+    assert ran == [0]
