@@ -210,3 +210,23 @@ def test_the_sweep_modules_import_one_way():
         visit(module, [])
     assert "store" not in graph
     assert graph["plan"] <= {"cells", "file"}
+
+
+def test_an_accelerator_sizes_chunks_from_its_own_memory():
+    """The default memory budget per device: half of what an accelerator reports it may
+    allocate (the smallest device's), the fixed CPU budget on the CPU or where a device
+    reports nothing."""
+    from types import SimpleNamespace
+
+    from sims.sweep import plan
+
+    def device(platform, limit):
+        return SimpleNamespace(platform=platform, memory_stats=lambda: {"bytes_limit": limit} if limit else None)
+
+    gib = 1 << 30
+    assert plan.default_memory_budget() == plan.DEFAULT_MEMORY_BUDGET  # this machine's CPU
+    assert plan.default_memory_budget([device("gpu", 80 * gib), device("gpu", 40 * gib)]) == 20 * gib
+    assert plan.default_memory_budget([device("gpu", None)]) == plan.DEFAULT_MEMORY_BUDGET
+    assert plan.default_memory_budget([device("cpu", 80 * gib)]) == plan.DEFAULT_MEMORY_BUDGET
+    config = parse_sweep(TEXT).runs[0].config
+    assert plan.choose_chunk_size(config, 1, 20 * gib) >= plan.choose_chunk_size(config, 1)

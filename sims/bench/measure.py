@@ -152,12 +152,12 @@ def computed_runs(sweep) -> int:
     """
     import jax
 
-    from sims.sweep.plan import DEFAULT_MEMORY_BUDGET, group_runs, padded_size, resolve_chunk_sizes
+    from sims.sweep.plan import default_memory_budget, group_runs, padded_size, resolve_chunk_sizes
 
     n_dev = len(jax.local_devices())
     total = 0
     groups = group_runs(sweep.runs)
-    sizes = resolve_chunk_sizes(sweep, groups, None, DEFAULT_MEMORY_BUDGET, n_dev)
+    sizes = resolve_chunk_sizes(sweep, groups, None, default_memory_budget(), n_dev)
     for group in groups:
         size = sizes[group.index]
         chunks = -(-len(group.runs) // size)
@@ -170,11 +170,11 @@ def chunk_runs(sweep) -> int:
     padding included (the program's run axis, a multiple of the local device count)."""
     import jax
 
-    from sims.sweep.plan import DEFAULT_MEMORY_BUDGET, group_runs, padded_size, resolve_chunk_sizes
+    from sims.sweep.plan import default_memory_budget, group_runs, padded_size, resolve_chunk_sizes
 
     n_dev = len(jax.local_devices())
     groups = group_runs(sweep.runs)
-    sizes = resolve_chunk_sizes(sweep, groups, None, DEFAULT_MEMORY_BUDGET, n_dev)
+    sizes = resolve_chunk_sizes(sweep, groups, None, default_memory_budget(), n_dev)
     return padded_size(len(groups[0].runs), sizes[groups[0].index], n_dev)
 
 

@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-size", type=positive_int, metavar="N",
                    help="runs per compiled call (default: [sweep] chunk_size, else from memory)")
     p.add_argument("--memory-budget", type=positive_int, metavar="MIB",
-                   help="device memory per chunk, in MiB, when no chunk size is given (default 1024)")
+                   help="device memory per chunk, in MiB, when no chunk size is given (default 1024 on the CPU, half of an accelerator's memory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and print the plan (groups, chunks, runs) without running")
@@ -82,7 +82,7 @@ def sweep_command(args) -> int:
 
     dist = _distributed_args(args)
     sweep = load_sweep(args.file)
-    budget = args.memory_budget * 2**20 if args.memory_budget else plan.DEFAULT_MEMORY_BUDGET
+    budget = args.memory_budget * 2**20 if args.memory_budget else plan.default_memory_budget()
     if args.dry_run:
         # the plan is this machine's: the groups it lists must fit its memory (the run itself
         # checks every group, before anything is written: engine.run_sweep)

@@ -28,7 +28,8 @@ How a sweep runs (:func:`run_sweep`):
    coordination service ends the others, and the same command resumes the sweep.
 4. **Chunk size.** Unless given (``--chunk-size``, ``[sweep] chunk_size``), it is
    ``budget // run_bytes(config)`` runs per device (capped at ``MAX_RUNS_PER_DEVICE``)
-   with a budget of ``DEFAULT_MEMORY_BUDGET`` bytes per device (see
+   with a budget of :func:`sims.sweep.plan.default_memory_budget` bytes per device (1 GiB
+   on the CPU; half of the memory an accelerator reports) (see
    :func:`sims.sweep.plan.run_bytes`), then evened out over the group so that its chunks are
    equal. The chunk size is recorded in the manifest; a resumed sweep keeps it.
 5. **Host and device in parallel.** While the devices train chunk ``i + 1``, a writer
@@ -77,8 +78,8 @@ from sims.sweep.folder import check_folder, open_folder, remove_stale_temps
 from sims.sweep.lock import locked, run_lock
 from sims.sweep.manifest import manifest_plan, now, read_manifest, update_manifest
 from sims.sweep.plan import (
-    DEFAULT_MEMORY_BUDGET,
     Chunk,
+    default_memory_budget,
     group_runs,
     padded_size,
     plan_chunks,
@@ -317,7 +318,7 @@ def _prepare_job(program: GroupProgram, runs: Sequence[Run]) -> Callable[[], Non
 
 
 def compile_ahead(sweep: Sweep | str | Path, *, chunk_size: int | None = None,
-                  memory_budget: int = DEFAULT_MEMORY_BUDGET, backend: Backend | None = None,
+                  memory_budget: int | None = None, backend: Backend | None = None,
                   first: bool = False) -> None:
     """Compile ``sweep``'s programs in the background, for the chunk plan :func:`run_sweep`
     makes by default, while this thread does other work (``reproduce`` calls it for the next
@@ -335,6 +336,8 @@ def compile_ahead(sweep: Sweep | str | Path, *, chunk_size: int | None = None,
     devices = jax.local_devices()
     mesh = Mesh(np.array(devices), ("runs",))
     groups = group_runs(sweep.runs)
+    if memory_budget is None:
+        memory_budget = default_memory_budget(devices)
     sizes = resolve_chunk_sizes(sweep, groups, chunk_size, memory_budget, len(devices))
     _AHEAD.submit([_prepare_job(GroupProgram(backend, g.static, padded_size(len(g.runs), sizes[g.index],
                                                                             len(devices)), mesh), g.runs[:1])
@@ -437,7 +440,7 @@ def run_sweep(
     out: str | Path,
     *,
     chunk_size: int | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     progress: bool | Progress = False,
     log: Callable[[str], None] | None = None,
     warn: Warn | None = None,
@@ -450,7 +453,9 @@ def run_sweep(
       out: the output folder (created if needed; must be new, empty or this sweep's).
       chunk_size: runs per compiled call; overrides ``[sweep] chunk_size``; default from
         ``memory_budget`` (see :func:`choose_chunk_size`).
-      memory_budget: bytes per device a chunk may use when the chunk size is not given.
+      memory_budget: bytes per device a chunk may use when the chunk size is not given;
+        default :func:`~sims.sweep.plan.default_memory_budget` (the CPU's fixed budget, or
+        half of an accelerator's reported memory).
       progress: ``True`` for a progress bar on stderr (or a ready :class:`Progress`).
       log: where one-line notes go (resuming, compiling); default: nowhere.
       warn: where one-line warnings go (a damaged chunk file, trained again); default: stderr.
@@ -488,6 +493,8 @@ def run_sweep(
     mesh = Mesh(np.array(devices), ("runs",))
     pid, nproc = jax.process_index(), jax.process_count()
     explicit = chunk_size is not None or sweep.chunk_size is not None
+    if memory_budget is None:
+        memory_budget = default_memory_budget(devices)
     sizes = resolve_chunk_sizes(sweep, groups, chunk_size, memory_budget, n_dev)
     started = now()
     with run_lock(out, pid):  # one process per process index; a second one refuses at once

@@ -18,8 +18,39 @@ from sims.limits import run_bytes  # noqa: F401  (the size model's memory estima
 from sims.sweep.cells import format_cell
 from sims.sweep.file import Run, Sweep
 
-#: device memory one chunk may use, per device, when the chunk size is not given.
+#: device memory one chunk may use, per device, when the chunk size is not given, on the CPU
+#: (whose devices share the host's memory) and on a device that reports no memory.
 DEFAULT_MEMORY_BUDGET = 1 << 30
+#: the share of an accelerator's memory (what the device reports it may allocate) one chunk
+#: may use, per device, when the chunk size is not given.
+ACCELERATOR_MEMORY_SHARE = 0.5
+
+
+def default_memory_budget(devices=None) -> int:
+    """Bytes per device a chunk may use when its size is not given.
+
+    On an accelerator (a device whose platform is not ``cpu``), :data:`ACCELERATOR_MEMORY_SHARE`
+    of the smallest ``bytes_limit`` the local devices report (``Device.memory_stats()``): a
+    GPU or TPU sizes its chunks from its own memory. On the CPU, or where a device reports no
+    limit, :data:`DEFAULT_MEMORY_BUDGET` (the CPU devices share the host's memory, whose
+    limit every run is checked against: :func:`sims.limits.check_memory`).
+
+    Example:
+      >>> default_memory_budget() == DEFAULT_MEMORY_BUDGET  # on the CPU
+      True
+    """
+    import jax
+
+    devices = list(devices if devices is not None else jax.local_devices())
+    limits = []
+    for d in devices:
+        if d.platform == "cpu":
+            return DEFAULT_MEMORY_BUDGET
+        stats = d.memory_stats() or {}
+        if not stats.get("bytes_limit"):
+            return DEFAULT_MEMORY_BUDGET
+        limits.append(int(stats["bytes_limit"]))
+    return int(ACCELERATOR_MEMORY_SHARE * min(limits)) if limits else DEFAULT_MEMORY_BUDGET
 #: at most this many runs per device in one chunk (beyond it, larger chunks only delay
 #: progress reports and lose more work to a crash).
 MAX_RUNS_PER_DEVICE = 64
