@@ -82,13 +82,14 @@ def sweep_command(args) -> int:
 
     dist = _distributed_args(args)
     sweep = load_sweep(args.file)
-    budget = args.memory_budget * 2**20 if args.memory_budget else plan.default_memory_budget()
+    # the default budget reads the devices' memory: not before jax.distributed.initialize
+    budget = args.memory_budget * 2**20 if args.memory_budget else None
     if args.dry_run:
         # the plan is this machine's: the groups it lists must fit its memory (the run itself
         # checks every group, before anything is written: engine.run_sweep)
         for static, _ in sweep.group_configs(plan.DESCRIBE_GROUPS):
             check_memory(static)
-        print(plan.describe(sweep, args.chunk_size, budget))
+        print(plan.describe(sweep, args.chunk_size, budget or plan.default_memory_budget()))
         return 0
     if args.out == "":
         raise UsageError("--out: must be a folder path, got ''")
