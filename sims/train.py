@@ -299,15 +299,20 @@ def grid_program(static: ExperimentConfig, keep_params: bool = False):
     return program
 
 
-@functools.lru_cache(maxsize=16)
 def grid_points(static: ExperimentConfig):
     """``jit(vmap(points))``: every run's points ``[n, n_sets, P, input_dim]`` from the
     grid's ``(keys, swept)`` (:func:`grid_inputs`), the input of :func:`grid_program`.
 
-    A program of its own, compiled once per data layout; the training program, which is
-    most of the compilation, is then shared by every layout of the same shapes.
+    A program of its own, compiled once per data layout (whatever the model and training);
+    the training program, which is most of the compilation, is then shared by every layout of
+    the same shapes.
     """
-    return jax.jit(jax.vmap(_points_program(static.data)))
+    return _grid_points(static.data)
+
+
+@functools.lru_cache(maxsize=16)
+def _grid_points(spec):
+    return jax.jit(jax.vmap(_points_program(spec)))
 
 
 def grid_inputs(configs: Sequence[ExperimentConfig], seeds: Sequence[int]) -> tuple[np.ndarray, dict]:

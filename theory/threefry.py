@@ -10,9 +10,8 @@ The arithmetic is the same integer arithmetic in the same order, so the bits are
 only compilation differs.
 
 A compiled training program holds a dozen such call sites (the run's keys, the
-initialisation, every step's batch, the evaluation), and each rolled one takes about 0.2 s
-of XLA's CPU compiler against about 0.05 s unrolled (``jax.random.bits`` of one ``32 × 32``
-block under ``vmap``: 0.276 s against 0.068 s on a 2-core Xeon). :func:`install` registers
+initialisation, every step's batch, the evaluation), and XLA's CPU compiler takes several
+times longer over a rolled one than over the unrolled kernel. :func:`install` registers
 JAX's own unrolled lowering for the CPU platform; importing :mod:`theory` (hence
 :mod:`sims`) calls it, so every program of the project, and any other JAX code in the same
 process, compiles its random numbers unrolled. It does nothing if this JAX keeps the

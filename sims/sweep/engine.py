@@ -207,6 +207,7 @@ class GroupProgram:
         if backend.points is not None:
             self._points = sharded(backend.points(static))
             self._points_key = (backend.points, static.data, size, devices)
+        self._points_shape = None
         self.compile_seconds = 0.0
 
     def _inputs(self, runs: Sequence[Run]) -> list:
@@ -230,8 +231,10 @@ class GroupProgram:
         if self._points is not None:
             make_points, seconds = _compiled(self._points_key, self._points, *args, ahead=ahead)
             self.compile_seconds += 0.0 if ahead else seconds
-            shape = jax.eval_shape(self._points, *args)  # the training program needs its shape only
-            args = [*args, jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=self.sharding)]
+            if self._points_shape is None:  # the training program needs the points' shape only
+                shape = jax.eval_shape(self._points, *args)
+                self._points_shape = jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=self.sharding)
+            args = [*args, self._points_shape]
         program, seconds = _compiled(self._key, self._jitted, *args, ahead=ahead)
         self.compile_seconds += 0.0 if ahead else seconds
         return make_points, program
